@@ -1,0 +1,22 @@
+"""pointmap core: images, models, inference, alignment, geometry. Never imports bpy.
+
+Importing this package is cheap and needs no torch: heavy modules are imported on first use, so
+Blender can register the extension (and offer to install torch) before torch exists.
+"""
+
+from .errors import Cancelled, CancelToken, CheckpointError, DependencyError, InputError, PointmapError
+from .progress import Progress
+from .reconstruction import Reconstruction
+
+__all__ = [
+    "Cancelled", "CancelToken", "CheckpointError", "DependencyError", "InputError", "PointmapError",
+    "Progress", "Reconstruction", "reconstruct",
+]
+
+
+def __getattr__(name):
+    if name == "reconstruct":
+        from .reconstruct import reconstruct
+
+        return reconstruct
+    raise AttributeError(f"module 'pointmap.core' has no attribute {name!r}")

@@ -1,0 +1,38 @@
+"""One progress type for every long stage (loading, encoding, pairs, alignment, VGGT, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report.
+
+    stage:   short machine name: "load", "encode", "pairs", "align", "vggt", "build", ...
+    done:    units finished in this stage (0 <= done <= total)
+    total:   units in this stage (>= 1)
+    message: optional human text ("pair 12/56", "iteration 80, loss 0.0123")
+    loss:    alignment loss at this step, when it has one
+    """
+
+    stage: str
+    done: int
+    total: int
+    message: str = ""
+    loss: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.total <= 0 else min(1.0, max(0.0, self.done / self.total))
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def report(progress: ProgressFn | None, stage: str, done: int, total: int, message: str = "",
+           loss: float | None = None) -> None:
+    """Call `progress` if given; never lets a broken callback kill the computation's caller silently."""
+    if progress is not None:
+        progress(Progress(stage, int(done), int(total), message, loss))
