@@ -1,11 +1,15 @@
 """Shared test helpers: fixture locations (overridable by environment variables)."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Test-only helper modules (tests/helpers_*.py) import by plain name under --import-mode=importlib.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def fixture_dir(env: str, default: Path) -> Path:
