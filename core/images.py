@@ -338,6 +338,8 @@ def _open_file(path: str) -> Image.Image:
         problem = f"the image is too large to load safely ({err})"
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         problem = f"the file is damaged or truncated ({err})"
+    except Exception as err:  # a decoder or EXIF parser failing in an unforeseen way is still a bad file
+        problem = f"it could not be decoded ({type(err).__name__}: {err})"
     raise InputError(f"cannot read {path}: {problem}", path)
 
 
@@ -429,8 +431,14 @@ def _load_one(item, path: str | None, name: str, label: str, prepare: Prepare, a
     memory = None
     if path is not None:
         img = _to_rgb(_open_file(path), alpha, path)
+    elif isinstance(item, np.ndarray):
+        img = _to_rgb(_array_to_image(item, label), alpha, label)
+        memory = np.asarray(img)
     else:
-        img = _array_to_image(item, label) if isinstance(item, np.ndarray) else ImageOps.exif_transpose(item)
+        try:  # a PIL image opened lazily by the caller is decoded only now
+            img = ImageOps.exif_transpose(item)
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise InputError(f"cannot use {label}: it could not be decoded ({err})") from err
         img = _to_rgb(img, alpha, label)
         memory = np.asarray(img)
     out, n2o, pad = prepare(img, label)

@@ -329,7 +329,6 @@ def _bad_files(tmp_path):
     text.write_text("hello, not a picture")
     good = _write(tmp_path / "good.png", 64, 64)
     truncated = tmp_path / "truncated.png"
-    data = (tmp_path / "good.png").read_bytes()
     noisy = tmp_path / "noisy.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(noisy)
     data = noisy.read_bytes()
@@ -390,3 +389,9 @@ def test_to_tensor_rejects_mixed_shapes():
         to_tensor(images)
     t = to_tensor(images[0])
     assert t.shape == (1, 3, 16, 32) and float(t.min()) == -1.0
+
+
+def test_lazily_opened_broken_pil_image(tmp_path):
+    path = _bad_files(tmp_path)["truncated"]
+    with Image.open(path) as lazy, pytest.raises(InputError, match="could not be decoded"):
+        load_images(lazy, size=32)
