@@ -418,7 +418,8 @@ def _load_all(sources, prepare: Prepare, alpha: str, on_error: str, names, progr
         try:
             images.append(_load_one(item, path, name, label, prepare, alpha))
         except InputError as err:
-            _fail(err, on_error, failures)
+            err.path = err.path or path
+            _fail(err, on_error, failures, fallback=name)
         report(progress, "load", k + 1, max(len(items), 1), name)
     if not images:
         detail = "; ".join(msg for _, msg in failures) if failures else "no sources were given"
@@ -446,10 +447,11 @@ def _load_one(item, path: str | None, name: str, label: str, prepare: Prepare, a
                        net_to_orig=n2o, pad_mask=pad, _memory=memory, _alpha=alpha)
 
 
-def _fail(err: InputError, on_error: str, failures: list) -> None:
+def _fail(err: InputError, on_error: str, failures: list, fallback: str = "") -> None:
+    """Raise (on_error "raise") or record (path, or `fallback` for in-memory images; message)."""
     if on_error == "raise":
         raise err
-    failures.append((err.path or "", str(err)))
+    failures.append((err.path or fallback, str(err)))
 
 
 def _default_name(item, path: str | None, k: int) -> str:

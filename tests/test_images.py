@@ -356,6 +356,9 @@ def test_skip_mode_reports_failures(tmp_path):
     assert result.names == ["good"]
     assert [p for p, _ in result.failures] == [files[k] for k in order if k != "good"]
     assert all(p in msg for p, msg in result.failures)
+    mixed = load_images([np.zeros((2, 900, 3), np.uint8), files["good"], np.zeros((8, 8, 2))], size=32,
+                        on_error="skip", names=["thin", "ok", "bad"])
+    assert mixed.names == ["ok"] and [p for p, _ in mixed.failures] == ["thin", "bad"]
     with pytest.raises(InputError, match="No usable images"):
         load_images([files["empty"], files["text"]], size=32, on_error="skip")
     with pytest.raises(ValueError, match="on_error"):
