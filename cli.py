@@ -1,0 +1,110 @@
+"""Command line: `blender -b -c pointmap PHOTOS_DIR -o OUT.blend [options]`.
+
+Registered with `bpy.utils.register_cli_command("pointmap", main)`; `demo.py` reuses `run()`.
+Exit codes: 0 success, 1 reconstruction failed, 2 no usable checkpoint (the message says how to get one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+EXIT_OK, EXIT_FAILED, EXIT_NO_WEIGHTS = 0, 1, 2
+
+
+def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Reconstruct cameras and a point cloud from photos "
+                                                       "into a .blend file.")
+    p.add_argument("photos", help="folder of photos")
+    p.add_argument("-o", "--output", required=True, help="the .blend file to write")
+    p.add_argument("--checkpoint", default="",
+                   help="registry name or local .pth/.safetensors file/folder "
+                        "(default: $POINTMAP_CHECKPOINT, else the registry default in the weights folder)")
+    p.add_argument("--weights-dir", default="", help="folder holding downloaded weights")
+    p.add_argument("--backend", choices=["auto", "pairs", "vggt"], default="auto")
+    p.add_argument("--graph", default="complete",
+                   help="scene graph: complete, swin-K, logwin-K, oneref-K, retrieval-K")
+    p.add_argument("--image-size", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+    p.add_argument("--iterations", type=int, default=0, help="alignment iterations (0: default)")
+    p.add_argument("--shared-focal", action="store_true")
+    p.add_argument("--focal-mm", type=float, default=0.0, help="known focal length in mm")
+    p.add_argument("--sensor-mm", type=float, default=36.0, help="sensor width in mm")
+    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip")
+    p.add_argument("--name", default="Pointmap", help="name of the created collection")
+    p.add_argument("--min-conf", type=float, default=1.5)
+    p.add_argument("--no-points", action="store_true", help="do not create the point cloud")
+    p.add_argument("--no-cameras", action="store_true", help="do not create cameras")
+    p.add_argument("--no-background-images", action="store_true")
+    p.add_argument("--depth-textures", choices=["none", "pack", "exr"], default="none")
+    p.add_argument("--per-view-meshes", action="store_true")
+    return p
+
+
+def _split_graph(graph: str) -> tuple[str, int]:
+    kind, _, k = graph.partition("-")
+    kind = kind.upper()
+    if kind not in {"COMPLETE", "SWIN", "LOGWIN", "ONEREF", "RETRIEVAL"}:
+        raise ValueError(f"unknown scene graph '{graph}'")
+    return kind, int(k.split("-")[0]) if k else 4
+
+
+def run(args: argparse.Namespace) -> int:
+    """Reconstruct `args.photos` into a new scene of the current file and save it as `args.output`.
+
+    Needs the pointmap operators registered (the extension enabled, or `pointmap.register()`).
+    """
+    import bpy
+
+    from .core.errors import CheckpointError
+    from .operators.checkpoint import resolve_checkpoint
+    from .ui.preferences import get_settings
+
+    settings = get_settings()
+    explicit = args.checkpoint or os.environ.get("POINTMAP_CHECKPOINT", "")
+    try:
+        checkpoint = resolve_checkpoint(explicit, settings.checkpoint, args.weights_dir or settings.cache_dir)
+    except CheckpointError as err:
+        print(f"pointmap: {err}", flush=True)
+        print("pointmap: pass --checkpoint /path/to/model.pth or set POINTMAP_CHECKPOINT to use local weights.",
+              flush=True)
+        return EXIT_NO_WEIGHTS
+    try:
+        graph, graph_k = _split_graph(args.graph)
+    except ValueError as err:
+        print(f"pointmap: {err}", flush=True)
+        return EXIT_FAILED
+
+    try:
+        result = _reconstruct(bpy, args, checkpoint, graph, graph_k)
+    except RuntimeError as err:   # bpy.ops turns the operator's ERROR report into RuntimeError
+        print(f"pointmap: {str(err).removeprefix('Error: ').strip()}", flush=True)
+        return EXIT_FAILED
+    if "FINISHED" not in result:
+        return EXIT_FAILED
+    out = os.path.abspath(args.output)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=out)
+    print(f"pointmap: wrote {out}", flush=True)
+    return EXIT_OK
+
+
+def _reconstruct(bpy, args, checkpoint: str, graph: str, graph_k: int) -> set:
+    return bpy.ops.pointmap.reconstruct(
+        source="FOLDER", directory=os.path.abspath(args.photos), checkpoint=checkpoint,
+        backend=args.backend.upper(), device=args.device.upper(), image_size=args.image_size,
+        graph=graph, graph_k=graph_k, iterations=args.iterations, shared_focal=args.shared_focal,
+        focal_mm=args.focal_mm, sensor_mm=args.sensor_mm, on_bad_image=args.on_bad_image.upper(),
+        name=args.name, min_conf=args.min_conf, point_cloud=not args.no_points, cameras=not args.no_cameras,
+        background_images=not args.no_background_images, depth_textures=args.depth_textures.upper(),
+        per_view_meshes=args.per_view_meshes,
+    )
+
+
+def main(argv: list[str]) -> int:
+    """Entry point for `blender -c pointmap ...` (argv: the arguments after the command id)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:   # argparse exits on --help / bad arguments; Blender wants a code back
+        return int(exc.code or 0)
+    return run(args)

@@ -1,0 +1,44 @@
+"""Headless demo: `python -m pointmap.demo PHOTOS_DIR OUT.blend [--checkpoint X] [cli options]`.
+
+Runs in the bpy module (what `make demo` uses): registers the extension's classes, reconstructs the
+photos with the same operator the panel uses, and saves the .blend. Checkpoint: --checkpoint, else
+$POINTMAP_CHECKPOINT, else the registry default in the weights folder; without any it exits with
+code 2 and says how to get one. It never invents outputs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from .cli import EXIT_FAILED, build_parser, run
+
+    # Positional OUT.blend (the Makefile's form) becomes the CLI's -o.
+    parser = build_parser(prog="python -m pointmap.demo")
+    if len(argv) >= 2 and not argv[0].startswith("-") and not argv[1].startswith("-") and "-o" not in argv \
+            and "--output" not in argv:
+        argv = [argv[0], "-o", argv[1], *argv[2:]]
+    args = parser.parse_args(argv)
+
+    import bpy
+
+    from . import register, unregister
+
+    register()
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        return run(args)
+    except Exception as err:   # last resort: one readable line, then the details
+        import traceback
+
+        traceback.print_exc()
+        print(f"pointmap demo failed: {err}", flush=True)
+        return EXIT_FAILED
+    finally:
+        unregister()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Which checkpoint a run uses: an explicit path, a registry name found in the weights cache, or a
+clear error saying how to get one. No bpy: shared by the operator, the CLI and the demo."""
+
+from __future__ import annotations
+
+import os
+
+from ..core.errors import CheckpointError
+
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
+
+
+def _registry():
+    try:
+        from ..core import registry
+    except ImportError:
+        return None
+    return registry
+
+
+def default_name() -> str:
+    """The registry's default checkpoint name ("" when there is no registry)."""
+    reg = _registry()
+    if reg is None:
+        return ""
+    default = getattr(reg, "DEFAULT", None) or getattr(reg, "default_name", None)
+    if callable(default):
+        default = default()
+    if default:
+        return str(default)
+    names = list(reg.names())
+    return names[0] if names else ""
+
+
+def cached_path(name: str, cache_dir: str) -> str | None:
+    """Where a downloaded registry checkpoint lies in `cache_dir`, or None if it is not (fully) there.
+
+    Downloads live in `<cache_dir>/<name>/`; a source counts only when all its files are present.
+    """
+    if not cache_dir:
+        return None
+    try:
+        from ..core import download
+
+        finder = getattr(download, "cached_checkpoint", None)
+    except ImportError:
+        finder = None
+    if finder is not None:
+        found = finder(name, cache_dir)
+        return str(found) if found else None
+    spec = _registry().get(name)
+    folder = os.path.join(cache_dir, spec.name)
+    for files in spec.sources.values():
+        paths = [os.path.join(folder, f.filename) for f in files]
+        if all(os.path.isfile(p) for p in paths):
+            return paths[0] if len(paths) == 1 else folder
+    return None
+
+
+def how_to_get(name: str, cache_dir: str) -> str:
+    """A sentence telling the user how to obtain registry checkpoint `name`."""
+    spec = _registry().get(name)
+    files = spec.files()
+    where = os.path.join(cache_dir, spec.name) if cache_dir else f"a folder named {spec.name}"
+    urls = " and ".join(f.url for f in files)
+    return (f"The weights of '{spec.name}' are not downloaded: use Download Weights in the Pointmap add-on "
+            f"preferences, or fetch {urls} into '{where}', or point the checkpoint option at a local "
+            f"checkpoint file or folder.")
+
+
+def resolve_checkpoint(explicit: str, default: str = "", cache_dir: str = "") -> str:
+    """A local path to load: `explicit`, else `default` (preferences), else the registry default.
+
+    Raises CheckpointError naming the problem when nothing usable is on disk.
+    """
+    name = (explicit or default or default_name()).strip()
+    if not name:
+        raise CheckpointError("No checkpoint is chosen: pick one in the Pointmap preferences or give a local file.")
+    path = os.path.expanduser(name)
+    if os.path.exists(path):
+        return os.path.abspath(path)
+    reg = _registry()
+    if os.sep in name or "/" in name or name.endswith(WEIGHT_SUFFIXES) or reg is None:
+        raise CheckpointError(f"The checkpoint '{name}' does not exist.")
+    try:
+        reg.get(name)
+    except CheckpointError:
+        raise CheckpointError(f"'{name}' is neither a file nor a known checkpoint name "
+                              f"(known: {', '.join(reg.names())}).") from None
+    found = cached_path(name, cache_dir)
+    if found:
+        return found
+    raise CheckpointError(how_to_get(name, cache_dir))

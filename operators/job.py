@@ -1,0 +1,192 @@
+"""Background work for operators: a worker thread, an event queue, and a main-thread drain.
+
+Blender data may only be touched on the main thread. A `Job` runs `work(progress, cancel)` in a
+worker thread; the worker only puts events on a `queue.Queue`. The main thread calls `drain()`
+(from a modal operator's TIMER events, or a `bpy.app.timers` function) which applies every queued
+event through the callbacks, so `on_done` may build Blender data safely. Timers never fire in
+`blender -b` or the bpy module, so `run_inline()` runs the same work synchronously and `drain()` is
+called right after: one code path either way.
+
+No bpy import here; the current job is a module-level singleton that the panel reads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import Cancelled, CancelToken
+from ..core.progress import Progress
+
+
+@dataclass
+class JobState:
+    """What the panel shows. `fraction` is within the current stage; times are time.monotonic()."""
+
+    stage: str = "starting"
+    message: str = ""
+    fraction: float = 0.0
+    started: float = 0.0
+    stage_started: float = 0.0
+    finished: bool = False
+    outcome: str = ""          # "done", "cancelled", "failed" once finished
+
+    def elapsed(self, now: float | None = None) -> float:
+        return (now if now is not None else time.monotonic()) - self.started
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left in the current stage, extrapolated linearly; None until there is progress."""
+        now = now if now is not None else time.monotonic()
+        if self.fraction <= 0.02 or self.fraction >= 1.0:
+            return None
+        spent = now - self.stage_started
+        return spent * (1.0 - self.fraction) / self.fraction
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    m, s = divmod(seconds, 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Job:
+    """One run of `work(progress, cancel) -> result`.
+
+    Callbacks, all called on the main thread from `drain()`:
+      on_progress(Progress)          each progress event, in order
+      on_done(result)                the work returned
+      on_error(exc, traceback_text)  the work raised (Cancelled included)
+    """
+
+    def __init__(self, work: Callable[[Callable[[Progress], None], CancelToken], Any], *,
+                 on_done: Callable[[Any], None] | None = None,
+                 on_error: Callable[[BaseException, str], None] | None = None,
+                 on_progress: Callable[[Progress], None] | None = None,
+                 name: str = "pointmap"):
+        self.work = work
+        self.on_done = on_done
+        self.on_error = on_error
+        self.on_progress = on_progress
+        self.name = name
+        self.token = CancelToken()
+        self.events: queue.Queue = queue.Queue()
+        self.state = JobState()
+        self.thread: threading.Thread | None = None
+
+    # -- worker side (any thread) --
+
+    def _progress(self, p: Progress) -> None:
+        self.events.put(("progress", p))
+        # Checking here too makes every progress report a cancellation point.
+        self.token.check()
+
+    def _run(self) -> None:
+        try:
+            result = self.work(self._progress, self.token)
+        except BaseException as err:  # forwarded to the main thread, which decides what the user sees
+            self.events.put(("error", err, traceback.format_exc()))
+        else:
+            self.events.put(("done", result))
+
+    # -- main thread --
+
+    def start(self) -> None:
+        """Run the work in a daemon thread."""
+        self.state.started = self.state.stage_started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name=f"{self.name}-worker", daemon=True)
+        self.thread.start()
+
+    def run_inline(self) -> None:
+        """Run the work in the calling thread (headless mode); call `drain()` afterwards."""
+        self.state.started = self.state.stage_started = time.monotonic()
+        self._run()
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.token.cancelled
+
+    @property
+    def alive(self) -> bool:
+        """True while the worker thread still runs (it may linger briefly after a cancel)."""
+        return self.thread is not None and self.thread.is_alive()
+
+    def drain(self) -> bool:
+        """Apply every queued event; True once the job has finished (result or error applied)."""
+        while not self.state.finished:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            kind = event[0]
+            if kind == "progress":
+                self._apply_progress(event[1])
+            elif kind == "done":
+                self._finish("done")
+                if self.token.cancelled:
+                    # Cancelled after the last check: the user asked for nothing, so apply nothing.
+                    self._call(self.on_error, Cancelled(), "")
+                    self.state.outcome = "cancelled"
+                else:
+                    self._call(self.on_done, event[1])
+            else:
+                err, tb = event[1], event[2]
+                self._finish("cancelled" if isinstance(err, Cancelled) else "failed")
+                self._call(self.on_error, err, tb)
+        return self.state.finished
+
+    def _apply_progress(self, p: Progress) -> None:
+        now = time.monotonic()
+        if p.stage != self.state.stage:
+            self.state.stage, self.state.stage_started = p.stage, now
+        self.state.fraction = p.fraction
+        self.state.message = p.message
+        self._call(self.on_progress, p)
+
+    def _finish(self, outcome: str) -> None:
+        self.state.finished = True
+        self.state.outcome = outcome
+        self.state.fraction = 1.0 if outcome == "done" else self.state.fraction
+
+    @staticmethod
+    def _call(fn, *args) -> None:
+        if fn is not None:
+            fn(*args)
+
+
+# The one job the UI tracks. Scripts running operators synchronously never leave one behind.
+_current: Job | None = None
+
+
+def current() -> Job | None:
+    return _current
+
+
+def set_current(job: Job | None) -> None:
+    global _current
+    _current = job
+
+
+def busy() -> bool:
+    """True while a job is unfinished or its (cancelled) worker thread has not exited yet."""
+    job = _current
+    return job is not None and (not job.state.finished or job.alive)
+
+
+def shutdown(timeout: float = 2.0) -> None:
+    """Cancel the current job and wait briefly for its worker (used by unregister)."""
+    global _current
+    job = _current
+    _current = None
+    if job is not None:
+        job.cancel()
+        if job.thread is not None:
+            job.thread.join(timeout)

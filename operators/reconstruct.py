@@ -1,0 +1,248 @@
+"""`pointmap.reconstruct`: photos → `core.reconstruct` → `scene.build_scene`.
+
+Main thread: read options, resolve inputs/checkpoint, then either
+* invoke (interactive UI): start a background `Job` and return RUNNING_MODAL; TIMER events drain the
+  job's queue (progress for the panel) and the final event builds the scene, still on the main thread;
+* execute (scripts, `blender -b`, the bpy module): run the same job inline and drain it at once.
+A failed or cancelled run builds nothing, so the scene is untouched (build_scene itself is atomic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+
+import bpy
+
+from ..core.errors import Cancelled, PointmapError
+from ..ui.preferences import get_settings
+from ..ui.properties import ReconstructOptions, copy_options
+from . import job as jobs
+from .checkpoint import resolve_checkpoint
+from .inputs import resolve_inputs
+
+
+def graph_string(kind: str, k: int) -> str:
+    """Panel graph choice → core's scene-graph spec ("complete", "swin-4", "oneref-0", ...)."""
+    return "complete" if kind == "COMPLETE" else f"{kind.lower()}-{int(k)}"
+
+
+def core_kwargs(op, settings) -> dict:
+    """Keyword arguments for core.reconstruct, from operator options and preferences (plain values)."""
+    device = settings.device if op.device == "PREFS" else op.device.lower()
+    return dict(
+        backend={"AUTO": "auto", "PAIRS": "pairs", "VGGT": "vggt"}[op.backend],
+        graph=graph_string(op.graph, op.graph_k),
+        image_size=op.image_size or None,
+        device=None if device == "auto" else device,
+        precision=settings.precision,
+        iterations=op.iterations or None,
+        shared_focal=op.shared_focal,
+        known_focal_mm=op.focal_mm or None,
+        sensor_width_mm=op.sensor_mm,
+        on_bad_image="skip" if op.on_bad_image == "SKIP" else "raise",
+    )
+
+
+def scene_options(op):
+    """SceneOptions from the operator's output options (only the fields the scene builder defines)."""
+    from ..scene import SceneOptions
+
+    texture_dir = bpy.path.abspath(op.texture_dir) if op.texture_dir else ""
+    if op.depth_textures == "EXR" and (not texture_dir or texture_dir.startswith("//")
+                                       or (op.texture_dir.startswith("//") and not bpy.data.filepath)):
+        texture_dir = os.path.join(bpy.app.tempdir or "/tmp", "pointmap_textures")
+    wanted = dict(
+        name=op.name or "Pointmap", point_cloud=op.point_cloud, min_conf=op.min_conf,
+        point_radius=op.point_radius, voxel_size=op.voxel_size or None, cameras=op.cameras,
+        background_images=op.background_images, set_render_resolution=op.set_render_resolution,
+        depth_textures=None if op.depth_textures == "NONE" else op.depth_textures.lower(),
+        texture_dir=texture_dir or None, per_view_meshes=op.per_view_meshes,
+    )
+    known = {f.name for f in dataclasses.fields(SceneOptions)}
+    return SceneOptions(**{k: v for k, v in wanted.items() if k in known})
+
+
+def _redraw(context) -> None:
+    wm = context.window_manager if context is not None else None
+    for win in getattr(wm, "windows", []):
+        for area in win.screen.areas:
+            if area.type in {"VIEW_3D", "PREFERENCES"}:
+                area.tag_redraw()
+
+
+def _console_progress():
+    """Progress printer for headless runs: one line per stage change or 10 % step."""
+    last = {"stage": None, "tenth": -1}
+
+    def show(p):
+        tenth = int(p.fraction * 10)
+        if p.stage != last["stage"] or tenth != last["tenth"]:
+            last["stage"], last["tenth"] = p.stage, tenth
+            print(f"pointmap: {p.stage} {p.done}/{p.total} {p.message}".rstrip(), flush=True)
+    return show
+
+
+class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
+    """Reconstruct cameras and a point cloud from photos"""
+
+    bl_idname = "pointmap.reconstruct"
+    bl_label = "Reconstruct"
+    bl_options = {"REGISTER", "UNDO"}
+
+    use_scene_settings: bpy.props.BoolProperty(
+        name="Use Scene Settings", default=False, options={"SKIP_SAVE"},
+        description="Fill every option not given explicitly from the scene's Pointmap settings")
+
+    _job = None
+    _timer = None
+    _outcome: tuple[str, set, str] = ("", set(), "")
+
+    # -- entry points --
+
+    def invoke(self, context, _event):
+        # The panel keeps its options on the scene; explicitly passed options win.
+        self._fill_from_scene(context, force=True)
+        if bpy.app.background:
+            return self._run_sync(context)
+        return self._start_async(context)
+
+    def execute(self, context):
+        if self.use_scene_settings:
+            self._fill_from_scene(context, force=False)
+        return self._run_sync(context)
+
+    def _fill_from_scene(self, context, force: bool) -> None:
+        settings = getattr(context.scene, "pointmap", None)
+        if settings is None or (not force and not self.use_scene_settings):
+            return
+        copy_options(settings, self, skip=lambda name: self.properties.is_property_set(name))
+
+    # -- shared preparation (main thread) --
+
+    def _make_job(self, context, progress_extra=None):
+        if jobs.busy():
+            raise PointmapError("A reconstruction is already running (or still stopping): wait or cancel it first.")
+        prefs = get_settings(context)
+        inputs = resolve_inputs(self, context)
+        checkpoint = resolve_checkpoint(bpy.path.abspath(self.checkpoint) if self.checkpoint.startswith("//")
+                                        else self.checkpoint, prefs.checkpoint, prefs.cache_dir)
+        kwargs = core_kwargs(self, prefs)
+        options = scene_options(self)
+        scene = context.scene
+
+        def work(progress, cancel):
+            from ..core import reconstruct
+
+            return reconstruct(inputs, checkpoint, progress=progress, cancel=cancel, **kwargs)
+
+        def on_done(recon):
+            self._apply(recon, scene, options)
+
+        def on_error(err, tb):
+            self._failed(err, tb)
+
+        return jobs.Job(work, on_done=on_done, on_error=on_error, on_progress=progress_extra)
+
+    def _apply(self, recon, scene, options) -> None:
+        from ..scene import build_scene
+
+        try:
+            coll = build_scene(recon, scene=scene, options=options)
+        except PointmapError as err:
+            self._outcome = ("failed", {"ERROR"}, str(err))
+            return
+        except Exception as err:
+            self._failed(err, traceback.format_exc())
+            return
+        for w in recon.warnings:
+            self.report({"WARNING"}, w)
+        seconds = time.monotonic() - self._job.state.started if self._job else 0.0
+        self._outcome = ("done", {"INFO"}, f"Reconstructed {recon.n_views} views into collection "
+                                          f"'{coll.name}' in {jobs.format_seconds(seconds)}.")
+
+    def _failed(self, err, tb) -> None:
+        if isinstance(err, Cancelled):
+            self._outcome = ("cancelled", {"WARNING"}, "Reconstruction cancelled; the scene was not changed.")
+        elif isinstance(err, PointmapError):
+            self._outcome = ("failed", {"ERROR"}, str(err))
+        else:
+            # Unexpected: the full story goes to the console, the UI gets one line.
+            print(f"pointmap: reconstruction failed\n{tb}", flush=True)
+            self._outcome = ("failed", {"ERROR"}, f"Reconstruction failed ({type(err).__name__}: {err}); "
+                                                  "details are in the system console.")
+
+    def _finish(self) -> set:
+        status, level, message = self._outcome
+        self.report(level, message)
+        return {"FINISHED"} if status == "done" else {"CANCELLED"}
+
+    # -- synchronous (headless, scripts) --
+
+    def _run_sync(self, context):
+        wm = context.window_manager
+        show = _console_progress() if bpy.app.background else (lambda p: wm.progress_update(int(100 * p.fraction)))
+        try:
+            self._job = self._make_job(context, show)
+        except PointmapError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        jobs.set_current(self._job)
+        if not bpy.app.background:
+            wm.progress_begin(0, 100)
+        try:
+            self._job.run_inline()
+            self._job.drain()
+        finally:
+            if not bpy.app.background:
+                wm.progress_end()
+            jobs.set_current(None)
+        return self._finish()
+
+    # -- asynchronous (interactive UI) --
+
+    def _start_async(self, context):
+        try:
+            self._job = self._make_job(context, lambda _p: _redraw(bpy.context))
+        except PointmapError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        jobs.set_current(self._job)
+        self._job.start()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        _redraw(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel()
+        if event.type != "TIMER" and not job.cancelled:
+            return {"PASS_THROUGH"}
+        if job.cancelled and not job.state.finished:
+            # Stop now; the worker notices the token at its next check and its result is dropped.
+            job.state.finished, job.state.outcome = True, "cancelled"
+            self._failed(Cancelled(), "")
+        else:
+            job.drain()
+        if not job.state.finished:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        context.workspace.status_text_set(None) if context.workspace else None
+        _redraw(context)
+        return self._finish()
+
+    def cancel(self, context):
+        # Called when Blender drops the modal handler (file load, quit): stop the worker too.
+        if self._job is not None:
+            self._job.cancel()
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+
+
+classes = (POINTMAP_OT_reconstruct,)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -1,0 +1,140 @@
+"""Reconstruction settings: one option list shared by the scene PropertyGroup and the operator.
+
+`ReconstructOptions` holds the annotations once; `POINTMAP_PG_settings` (on `Scene.pointmap`, saved
+with the .blend and scriptable) and `POINTMAP_OT_reconstruct` both inherit them, and the operator's
+invoke copies the scene's values over the ones a caller did not set.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+SOURCE_ITEMS = [
+    ("FOLDER", "Folder", "Every image in a folder"),
+    ("FILES", "Files", "A list of image files"),
+    ("CLIP", "Movie Clip", "Frames of a movie clip or image sequence (the scene's active clip by default)"),
+]
+BACKEND_ITEMS = [
+    ("AUTO", "Auto", "Chosen from the checkpoint"),
+    ("PAIRS", "Pairs + alignment", "DUSt3R / MASt3R pairwise pointmaps, then global alignment"),
+    ("VGGT", "VGGT", "One network pass over all views"),
+]
+GRAPH_ITEMS = [
+    ("COMPLETE", "Complete", "Every pair of images (N·(N-1) pairs): best for up to ~30 images"),
+    ("SWIN", "Sliding window", "Each image with its K neighbours in order (videos)"),
+    ("LOGWIN", "Log window", "Neighbours at distances 1, 2, 4, ... up to K (long videos)"),
+    ("ONEREF", "One reference", "Every image paired with reference image K"),
+    ("RETRIEVAL", "Retrieval", "Each image with its K most similar images (MASt3R)"),
+]
+BAD_IMAGE_ITEMS = [
+    ("SKIP", "Skip", "Leave unreadable images out and report them"),
+    ("STOP", "Stop", "Stop at the first unreadable image and change nothing"),
+]
+DEPTH_TEXTURE_ITEMS = [
+    ("NONE", "None", "No depth/confidence images"),
+    ("PACK", "Packed", "Float images packed into the .blend"),
+    ("EXR", "OpenEXR files", "Float images written as .exr files next to the .blend"),
+]
+DEVICE_ITEMS = [
+    ("PREFS", "Preferences", "Use the device chosen in the add-on preferences"),
+    ("AUTO", "Auto", "CUDA, then Apple MPS, then CPU"),
+    ("CUDA", "CUDA", "NVIDIA GPU"),
+    ("MPS", "Apple MPS", "Apple silicon GPU"),
+    ("CPU", "CPU", "Processor only (slow)"),
+]
+
+
+class ReconstructOptions:
+    """Every option of a reconstruction run (annotations only; mixed into a PropertyGroup and an operator)."""
+
+    # -- input --
+    source: EnumProperty(name="Input", items=SOURCE_ITEMS, default="FOLDER")
+    directory: StringProperty(name="Folder", subtype="DIR_PATH", description="Folder of photos (or of the files)")
+    files: CollectionProperty(name="Files", type=bpy.types.OperatorFileListElement,
+                              description="Image file names inside Folder")
+    clip_name: StringProperty(name="Clip", description="Movie clip to take frames from (empty: the scene's active clip)")
+    frame_start: IntProperty(name="Start", default=1, min=0, description="First clip frame")
+    frame_end: IntProperty(name="End", default=0, min=0, description="Last clip frame (0: the clip's last)")
+    frame_step: IntProperty(name="Stride", default=10, min=1, description="Take every Nth frame")
+    # -- model --
+    checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH",
+                               description="Registry name or local file/folder (empty: the preferences' choice)")
+    backend: EnumProperty(name="Backend", items=BACKEND_ITEMS, default="AUTO")
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="PREFS")
+    image_size: IntProperty(name="Image Size", default=0, min=0, max=2048,
+                            description="Network input size (0: the checkpoint's own)")
+    # -- pairs / alignment --
+    graph: EnumProperty(name="Scene Graph", items=GRAPH_ITEMS, default="COMPLETE")
+    graph_k: IntProperty(name="K", default=4, min=1, max=256, description="Window size / neighbours / reference")
+    iterations: IntProperty(name="Iterations", default=0, min=0, max=10000,
+                            description="Alignment iterations (0: the backend's default)")
+    shared_focal: BoolProperty(name="Shared Focal", default=False, description="All photos taken with one lens/zoom")
+    focal_mm: FloatProperty(name="Known Focal (mm)", default=0.0, min=0.0, soft_max=600.0,
+                            description="Focal length in mm when known (0: estimate it)")
+    sensor_mm: FloatProperty(name="Sensor Width (mm)", default=36.0, min=1.0, soft_max=100.0)
+    on_bad_image: EnumProperty(name="Bad Images", items=BAD_IMAGE_ITEMS, default="SKIP")
+    # -- outputs --
+    name: StringProperty(name="Name", default="Pointmap", description="Name of the new collection")
+    point_cloud: BoolProperty(name="Point Cloud", default=True)
+    min_conf: FloatProperty(name="Min Confidence", default=1.5, min=0.0, soft_max=20.0,
+                            description="Drop points whose confidence is below this")
+    voxel_size: FloatProperty(name="Voxel Size", default=0.0, min=0.0, description="Thin the cloud (0: keep all)")
+    point_radius: FloatProperty(name="Point Radius", default=0.005, min=0.0, soft_max=0.1)
+    cameras: BoolProperty(name="Cameras", default=True)
+    background_images: BoolProperty(name="Background Images", default=True)
+    set_render_resolution: BoolProperty(name="Set Render Resolution", default=True)
+    depth_textures: EnumProperty(name="Depth & Confidence", items=DEPTH_TEXTURE_ITEMS, default="NONE")
+    texture_dir: StringProperty(name="Texture Folder", subtype="DIR_PATH", default="//pointmap_textures/")
+    per_view_meshes: BoolProperty(name="Per-View Meshes", default=False)
+
+
+def option_names() -> list[str]:
+    """Names of all options, in declaration order."""
+    names: list[str] = []
+    for cls in ReconstructOptions.__mro__:
+        names.extend(k for k in getattr(cls, "__annotations__", {}) if k not in names)
+    return names
+
+
+def copy_options(src, dst, skip=lambda name: False) -> None:
+    """Copy every option from `src` to `dst` (PropertyGroup or operator), files collection included."""
+    for name in option_names():
+        if skip(name):
+            continue
+        if name == "files":
+            dst.files.clear()
+            for f in src.files:
+                dst.files.add().name = f.name
+        else:
+            setattr(dst, name, getattr(src, name))
+
+
+class POINTMAP_PG_settings(ReconstructOptions, bpy.types.PropertyGroup):
+    """Per-scene pointmap settings (`scene.pointmap`)."""
+
+    show_alignment: BoolProperty(name="Alignment", default=False)
+    show_outputs: BoolProperty(name="Outputs", default=True)
+
+
+classes = (POINTMAP_PG_settings,)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.pointmap = PointerProperty(type=POINTMAP_PG_settings)
+
+
+def unregister():
+    del bpy.types.Scene.pointmap
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
