@@ -1,0 +1,203 @@
+"""`build_scene`: a Reconstruction → one new Blender collection (points, cameras, textures, meshes).
+
+Atomic: every datablock, written file and scene setting is recorded in a `Created` ledger; on any
+exception (including `Cancelled` raised by the progress callback or the cancel token) the ledger is
+undone and the exception re-raised, leaving bpy.data exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import numpy as np
+
+from ..core.errors import CancelToken, check_cancel
+from ..core.progress import ProgressFn, report
+from .convention import blender_intrinsics, camera_matrix_world, world_rotation
+from .options import SceneError, SceneOptions
+from .registry import Created
+
+STAGE = "build"
+
+
+def default_name(recon) -> str:
+    """"<folder of the first image, or its name> (<backend>)"."""
+    base = None
+    first = recon.paths[0] if recon.paths else None
+    if first:
+        base = os.path.basename(os.path.dirname(os.path.abspath(first))) or None
+    if not base:
+        base = recon.names[0] if recon.names else "pointmap"
+    return f"{base} ({recon.backend})" if recon.backend else base
+
+
+def _scene_scale(recon) -> tuple[float, float]:
+    """(median depth, median network focal) over all views: sizes for points and camera gizmos."""
+    depths = []
+    for d in recon.depth:
+        d = np.asarray(d, np.float32)
+        d = d[np.isfinite(d) & (d > 0)]
+        if d.size:
+            depths.append(np.median(d[:: max(1, d.size // 10000)]))
+    med_depth = float(np.median(depths)) if depths else 1.0
+    med_f = float(np.median(np.asarray(recon.K_net)[:, 0, 0])) if recon.n_views else 1.0
+    return med_depth, max(med_f, 1e-6)
+
+
+def _render_size(recon, warnings: list[str]) -> tuple[int, int]:
+    """The most common original (W, H); warn when the images differ in size."""
+    sizes = Counter((int(w), int(h)) for h, w in np.asarray(recon.image_sizes))
+    (w, h), _ = sizes.most_common(1)[0]
+    if len(sizes) > 1:
+        listing = ", ".join(f"{sw}x{sh} ({k})" for (sw, sh), k in sizes.most_common())
+        warnings.append(
+            f"The images differ in size ({listing}); the render resolution is set to {w}x{h}. "
+            "Before rendering through another camera, match its size (camera properties "
+            "pointmap_width/pointmap_height, or pointmap.scene.use_camera_render_settings).")
+    return w, h
+
+
+def _remember_render_settings(scene, created: Created) -> None:
+    r = scene.render
+    saved = (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y,
+             scene.camera)
+
+    def restore():
+        (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y,
+         scene.camera) = saved
+
+    created.on_undo(restore)
+
+
+def build_scene(recon, scene=None, options: SceneOptions | None = None, progress: ProgressFn | None = None,
+                cancel: CancelToken | None = None):
+    """Build `recon` into a new collection under `scene` (default: the context scene); return it.
+
+    Must run on Blender's main thread. Warnings (e.g. images of different sizes) are appended to
+    `recon.warnings` and stored on the collection as "pointmap_warnings".
+    """
+    import bpy
+
+    options = options or SceneOptions()
+    options.validate()
+    recon.validate()
+    if recon.n_views == 0:
+        raise SceneError("The reconstruction has no views; there is nothing to build.")
+    scene = scene or bpy.context.scene
+    created = Created()
+    try:
+        coll = _build(bpy, recon, scene, options, created, progress, cancel)
+    except BaseException:
+        created.undo()
+        raise
+    return coll
+
+
+def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress, cancel):
+    from . import cameras as cam_mod
+    from . import geonodes, materials, meshes, pointcloud, textures
+
+    n = recon.n_views
+    warnings: list[str] = []
+    W = world_rotation(options.world_orientation, recon.cam2world)
+    med_depth, med_f = _scene_scale(recon)
+    name = options.name or default_name(recon)
+    want_tex = options.depth_textures is not None and options.cameras
+    total = 1 + n * (int(options.cameras) + int(want_tex) + int(options.per_view_meshes)) + 1
+    done = 0
+
+    def step(message: str) -> None:
+        nonlocal done
+        check_cancel(cancel)
+        report(progress, STAGE, done, total, message)
+        done += 1
+
+    step("collection")
+    coll = created.add(bpy.data.collections.new(name))
+    scene.collection.children.link(coll)
+    coll["pointmap_backend"] = recon.backend
+    coll["pointmap_model"] = recon.model
+    coll["pointmap_source"] = os.path.dirname(os.path.abspath(recon.paths[0])) if recon.paths[0] else ""
+    coll["pointmap_paths"] = [p or "" for p in recon.paths]
+    coll["pointmap_world_orientation"] = options.world_orientation
+    coll["pointmap_world_matrix"] = W.reshape(-1).tolist()
+
+    if options.point_cloud:
+        step("point cloud")
+        data = pointcloud.gather_points(recon, W, options.voxel_size)
+        radius = options.point_radius or 0.5 * med_depth / med_f
+        as_mesh = options.mesh_points if options.mesh_points is not None else len(data) <= options.mesh_points_max
+        me = pointcloud.build_point_mesh(f"{name} points", data, created)
+        del data
+        mat = materials.point_material(f"{name} points", created)
+        group = geonodes.point_display_group(f"{name} point display", mat, radius, options.min_conf,
+                                             as_mesh, created)
+        obj = created.add(bpy.data.objects.new(f"{name} points", me))
+        coll.objects.link(obj)
+        mod = obj.modifiers.new("Point display", "NODES")
+        mod.node_group = group
+        # Modifier inputs start at the group defaults; set them explicitly so they show the values.
+        geonodes.set_modifier_input(obj, mod, geonodes.INPUT_RADIUS, float(radius))
+        geonodes.set_modifier_input(obj, mod, geonodes.INPUT_MIN_CONF, float(options.min_conf))
+        geonodes.set_modifier_input(obj, mod, geonodes.INPUT_AS_MESH, bool(as_mesh))
+        obj.data.materials.append(mat)
+
+    cams, photos = [], {}
+    if options.cameras:
+        res_w, res_h = _render_size(recon, warnings)
+        mats = camera_matrix_world(recon.cam2world, W)
+        clip = (max(1e-4, 0.01 * med_depth), 100.0 * med_depth)
+        for i in range(n):
+            step(f"camera {i + 1}/{n}")
+            H0, W0 = (int(s) for s in recon.image_sizes[i])
+            try:
+                intr = blender_intrinsics(recon.K[i], W0, H0)
+            except ValueError as err:
+                raise SceneError(f"View {recon.names[i]}: {err}.") from err
+            cam = cam_mod.build_camera(recon.names[i], mats[i], intr, clip, 0.15 * med_depth, coll, created)
+            cam["pointmap_view"] = i
+            cam["pointmap_path"] = recon.paths[i] or ""
+            cam["pointmap_K"] = np.asarray(recon.K[i], np.float64).reshape(-1).tolist()
+            cam["pointmap_cam2world_cv"] = np.asarray(recon.cam2world[i], np.float64).reshape(-1).tolist()
+            if options.background_images:
+                img = textures.photo_image(recon, i, f"{recon.names[i]} photo", created, warnings)
+                cam_mod.set_background(cam, img)
+                cam["pointmap_photo"] = img.name
+                photos[i] = img
+            cams.append(cam)
+        if options.set_render_resolution:
+            _remember_render_settings(scene, created)
+            first = next(c for c in cams if (c["pointmap_width"], c["pointmap_height"]) == (res_w, res_h))
+            cam_mod.use_camera_render_settings(scene, first)
+
+    if want_tex:
+        if options.depth_textures == "exr":
+            textures.ensure_texture_dir(options.texture_dir)
+        for i, cam in enumerate(cams):
+            step(f"depth texture {i + 1}/{n}")
+            d = textures.float_map_image(f"{recon.names[i]} depth", recon.depth[i], options.depth_textures,
+                                         options.texture_dir, created)
+            c = textures.float_map_image(f"{recon.names[i]} confidence", recon.conf[i], options.depth_textures,
+                                         options.texture_dir, created)
+            cam["pointmap_depth"] = d.name
+            cam["pointmap_conf"] = c.name
+
+    if options.per_view_meshes:
+        min_conf = options.mesh_min_conf if options.mesh_min_conf is not None else options.min_conf
+        for i in range(n):
+            step(f"mesh {i + 1}/{n}")
+            verts, tris, uv = meshes.view_mesh_arrays(recon, i, W, min_conf, options.mesh_max_depth_jump)
+            me = meshes.build_mesh(f"{recon.names[i]} mesh", verts, tris, uv, created)
+            img = photos.get(i) or textures.photo_image(recon, i, f"{recon.names[i]} photo", created, warnings)
+            me.materials.append(materials.photo_material(f"{recon.names[i]} photo", img, created))
+            obj = created.add(bpy.data.objects.new(f"{recon.names[i]} mesh", me))
+            obj["pointmap_view"] = i
+            coll.objects.link(obj)
+
+    step("done")
+    if warnings:
+        recon.warnings.extend(w for w in warnings if w not in recon.warnings)
+    coll["pointmap_warnings"] = list(recon.warnings)
+    report(progress, STAGE, total, total, "done")
+    return coll

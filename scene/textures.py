@@ -1,0 +1,111 @@
+"""Images: per-view depth/confidence float maps and the photo of each view.
+
+Blender stores image rows bottom to top, so every array is flipped before `pixels.foreach_set`.
+Float maps are 'Non-Color' (no view transform applied to data) with the value in R, G and B and
+alpha 1; they are packed into the .blend ("pack") or written as OpenEXR files ("exr").
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .convention import flip_rows
+from .options import SceneError
+
+
+def _rgba_from_scalar(values: np.ndarray) -> np.ndarray:
+    h, w = values.shape
+    out = np.empty((h, w, 4), np.float32)
+    out[..., :3] = values[..., None]
+    out[..., 3] = 1.0
+    return out
+
+
+def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | None, created):
+    """A (h, w) float32 map as a Non-Color float image, packed or saved to `directory/name.exr`."""
+    import bpy
+
+    h, w = values.shape
+    img = created.add(bpy.data.images.new(name, w, h, alpha=False, float_buffer=True))
+    # Colour space first: changing it afterwards reloads the (generated) buffer and loses the pixels.
+    img.colorspace_settings.name = "Non-Color"
+    img.pixels.foreach_set(flip_rows(_rgba_from_scalar(np.asarray(values, np.float32))).reshape(-1))
+    if mode == "pack":
+        img.pack()
+    elif mode == "exr":
+        path = os.path.join(directory, _file_name(img.name) + ".exr")
+        img.filepath_raw = path
+        img.file_format = "OPEN_EXR"
+        existed = os.path.exists(path)
+        try:
+            img.save()
+        except RuntimeError as err:
+            raise SceneError(f"Could not write the texture {path}: {err}") from err
+        if not existed:
+            created.add_file(path)
+    return img
+
+
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def ensure_texture_dir(directory: str) -> None:
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as err:
+        raise SceneError(f"Could not create the texture folder {directory}: {err}") from err
+
+
+def network_photo_array(colors: np.ndarray, net_to_orig: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
+    """The network-resolution colours laid out at the original image's aspect, (h, w, 3) uint8.
+
+    Output pixels sample the nearest network pixel through the inverse of `net_to_orig`, at the
+    network's scale (one output pixel ≈ one network pixel), black where the network saw nothing
+    (cropped borders). So UVs and camera frames computed for the original image fit it exactly.
+    """
+    A = np.asarray(net_to_orig, np.float64)
+    H0, W0 = int(orig_hw[0]), int(orig_hw[1])
+    scale = max(np.sqrt(abs(np.linalg.det(A[:2, :2]))), 1e-9)    # original px per network px
+    w = max(1, int(round(W0 / scale)))
+    h = max(1, int(round(H0 / scale)))
+    # Output pixel centre → original coordinates → network pixel (nearest).
+    xs = (np.arange(w) + 0.5) * (W0 / w) - 0.5
+    ys = (np.arange(h) + 0.5) * (H0 / h) - 0.5
+    X, Y = np.meshgrid(xs, ys)
+    inv = np.linalg.inv(A)
+    u = np.rint(inv[0, 0] * X + inv[0, 1] * Y + inv[0, 2]).astype(np.int64)
+    v = np.rint(inv[1, 0] * X + inv[1, 1] * Y + inv[1, 2]).astype(np.int64)
+    hn, wn = colors.shape[:2]
+    inside = (u >= 0) & (u < wn) & (v >= 0) & (v < hn)
+    out = np.zeros((h, w, 3), np.uint8)
+    out[inside] = colors[v[inside], u[inside]]
+    return out
+
+
+def photo_image(recon, i: int, name: str, created, warnings: list[str]):
+    """The photo of view i: its original file when readable, else one made from the network colours."""
+    import bpy
+
+    path = recon.paths[i]
+    if path and os.path.isfile(path):
+        before = {im.as_pointer() for im in bpy.data.images}
+        try:
+            img = bpy.data.images.load(path, check_existing=True)
+        except RuntimeError as err:
+            warnings.append(f"Could not load the photo {path} ({err}); using the network-resolution colours.")
+        else:
+            if img.as_pointer() not in before:
+                created.add(img)
+            return img
+    arr = network_photo_array(np.asarray(recon.colors[i]), recon.net_to_orig[i], tuple(recon.image_sizes[i]))
+    h, w = arr.shape[:2]
+    img = created.add(bpy.data.images.new(name, w, h, alpha=False))
+    rgba = np.empty((h, w, 4), np.float32)
+    rgba[..., :3] = arr / np.float32(255.0)   # byte images take sRGB-encoded values directly
+    rgba[..., 3] = 1.0
+    img.pixels.foreach_set(flip_rows(rgba).reshape(-1))
+    img.pack()    # generated pixels would be lost on save otherwise
+    return img
