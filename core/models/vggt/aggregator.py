@@ -62,8 +62,11 @@ class Aggregator(nn.Module):
         x = (images - mean) / std
         return self.patch_embed(x.reshape(b * s, 3, h, w).to(self.camera_token.dtype))
 
-    def forward(self, images: torch.Tensor, keep=None) -> list[torch.Tensor | None]:
-        """images (B, S, 3, H, W) -> list of L entries (B, S, P, 2C) or None; `keep`: indices (None = all)."""
+    def forward(self, images: torch.Tensor, keep=None, step=None) -> list[torch.Tensor | None]:
+        """images (B, S, 3, H, W) -> list of L entries (B, S, P, 2C) or None; `keep`: indices (None = all).
+
+        `step(i)` is called after layer i (progress reports; raising from it, e.g. on cancel, aborts).
+        """
         b, s, _, h, w = images.shape
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image size {w}x{h} is not a multiple of the patch size {self.patch_size}")
@@ -89,6 +92,8 @@ class Aggregator(nn.Module):
                 outputs.append(torch.cat([frame_out, tokens.view(b, s, p, c)], dim=-1))
             else:
                 outputs.append(None)
+            if step is not None:
+                step(i)
             if i == last:
                 break
         outputs.extend([None] * (self.depth - len(outputs)))

@@ -138,6 +138,8 @@ class DPTHead(nn.Module):
             b, s = x.shape[:2]
             x = self.norm(x.reshape(b * s, gh * gw, -1).to(dtype))
             x = x.transpose(1, 2).reshape(b * s, -1, gh, gw)
+            if x.is_cuda:  # NHWC lets cuDNN use its fastest conv kernels; results are layout-independent
+                x = x.contiguous(memory_format=torch.channels_last)
             x = self.projects[j](x)
             x = x + 0.1 * uv_embedding(gh, gw, width / height, x.shape[1], x.device).to(x.dtype)
             feats.append(self.resize_layers[j](x))

@@ -1,0 +1,236 @@
+"""VGGT single-pass backend: preprocessed images -> `Reconstruction`.
+
+Conventions of the result (see core/reconstruction.py):
+* cam2world[i] is the inverse of VGGT's camera-from-world extrinsic, re-expressed so camera 0 is
+  exactly the identity (VGGT is trained to put the world at camera 0, but nothing enforces it).
+* Pixel convention: VGGT's unprojection uses integer pixel indices (u = column, v = row) with
+  principal point (W/2, H/2). Our convention puts pixel (u, v)'s centre at (u, v), so VGGT's K is
+  our K_net unchanged; its principal point lies half a pixel right of/below the geometric image
+  centre ((W−1)/2, (H−1)/2), which is what the network's depth-to-ray relation assumes. Depth-based
+  points are unprojected with exactly this K_net, so they reproject onto their own pixel centres.
+  K = net_to_orig @ K_net undoes the resize/crop/pad of preprocessing.
+* points="depth" (default, recommended by the VGGT authors): world points from the depth head and
+  the cameras, with the depth confidence. points="head": the point head's world points (moved into
+  camera 0's frame) with their own confidence. Padding pixels (pad mode) get confidence 0.
+
+Memory/speed: the aggregator runs in bf16 on GPUs that support it (its weights are cast in place,
+so the residual stream, attention and MLPs all stay in bf16, no float32 round trips); fp16 GPUs use
+fp16 autocast; CPU runs float32. Heads always run with float32 weights (convolutions may use TF32
+on GPU). Only the aggregator layers the heads read are kept, in the aggregator's dtype, and the DPT
+heads run `frame_chunk` frames at a time, their outputs moved to host memory chunk by chunk. On
+CUDA the activation memory is estimated first and `VGGTMemoryError` is raised when it cannot fit
+(no silent chunked fallback: overlapping chunks aligned by a similarity would change the result).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .errors import InputError, PointmapError, check_cancel
+from .progress import report
+from .reconstruction import Reconstruction
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class VGGTMemoryError(PointmapError):
+    """The requested frames cannot fit in the device memory."""
+
+
+def estimate_activation_bytes(n_frames: int, height: int, width: int, embed_dim: int = 1024,
+                              patch: int = 14, n_special: int = 5, n_kept: int = 4, act_bytes: int = 2,
+                              frame_chunk: int = 8) -> int:
+    """Rough peak activation memory (bytes) of one VGGT forward, weights excluded.
+
+    Aggregator: kept layers (n_kept x 2C per token) plus ~14 C-sized working tensors per token
+    (residual, norm, qkv, q/k after norm and RoPE, attention out, 4C MLP hidden and its GELU).
+    DPT head: ~600 float32 values per output pixel per frame of a chunk (fusion features at half
+    resolution, 128-channel full-resolution maps) -- measured on the 1B model.
+    """
+    tokens = n_frames * (n_special + (height // patch) * (width // patch))
+    aggregator = tokens * embed_dim * act_bytes * (2 * n_kept + 14)
+    heads = min(frame_chunk, n_frames) * height * width * 4 * 600
+    outputs = n_frames * height * width * 4 * 8
+    return int(aggregator + heads + outputs)
+
+
+def _resolve_device_precision(device, precision: str):
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "fp32"
+    return device, precision
+
+
+def _check_memory(device, n_frames, h, w, model, precision, frame_chunk) -> None:
+    import torch
+
+    if device.type != "cuda":
+        return
+    free, _total = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    need = estimate_activation_bytes(n_frames, h, w, model.config["embed_dim"], model.aggregator.patch_size,
+                                     model.aggregator.patch_start_idx, len(model.head_layers),
+                                     4 if precision == "fp32" else 2, frame_chunk)
+    if need > free:
+        gib = 1024 ** 3
+        raise VGGTMemoryError(
+            f"VGGT on {n_frames} frames of {w}x{h} needs about {need / gib:.1f} GiB of GPU memory but only "
+            f"{free / gib:.1f} GiB are free on {torch.cuda.get_device_name(device)}; use fewer frames "
+            "(or a lower precision).")
+
+
+def _images_tensor(images):
+    from .images import to_tensor_vggt
+
+    if len(images) == 0:
+        raise InputError("VGGT needs at least one image.")
+    shapes = {im.rgb.shape[:2] for im in images}
+    if len(shapes) != 1:
+        raise InputError("VGGT needs all images at one size after preprocessing; got sizes "
+                         + ", ".join(f"{w}x{h}" for h, w in sorted(shapes)) + ".")
+    h, w = next(iter(shapes))
+    if h % 14 or w % 14:
+        raise InputError(f"VGGT needs image sizes in multiples of 14 pixels; got {w}x{h}.")
+    return to_tensor_vggt(list(images))
+
+
+def _camera_matrices(pose_enc, h: int, w: int):
+    """cam2world (S, 4, 4) float64 with camera 0 at the identity, and K_net (S, 3, 3) float64."""
+    from .models.vggt.pose import pose_encoding_to_extri_intri
+
+    extrinsic, intrinsic = pose_encoding_to_extri_intri(pose_enc.float(), (h, w))
+    e = extrinsic.double().cpu().numpy()
+    s = e.shape[0]
+    world2cam = np.tile(np.eye(4), (s, 1, 1))
+    world2cam[:, :3, :4] = e
+    r, t = e[:, :3, :3], e[:, :3, 3]
+    cam2world = np.tile(np.eye(4), (s, 1, 1))
+    cam2world[:, :3, :3] = np.transpose(r, (0, 2, 1))
+    cam2world[:, :3, 3] = -np.einsum("sji,sj->si", r, t)
+    cam2world = world2cam[0] @ cam2world
+    cam2world[0] = np.eye(4)
+    return cam2world, intrinsic.double().cpu().numpy(), world2cam[0]
+
+
+def unproject_net_pixels(depth: np.ndarray, K_net: np.ndarray, cam2world: np.ndarray) -> np.ndarray:
+    """World points (H, W, 3) float64 of depth (H, W): pixel (u, v) at integer coordinates."""
+    h, w = depth.shape
+    u = np.arange(w, dtype=np.float64)[None, :]
+    v = np.arange(h, dtype=np.float64)[:, None]
+    d = depth.astype(np.float64)
+    cam = np.stack([(u - K_net[0, 2]) * d / K_net[0, 0], (v - K_net[1, 2]) * d / K_net[1, 1], d], axis=-1)
+    return cam @ cam2world[:3, :3].T + cam2world[:3, 3]
+
+
+def run_vggt(model, images, device=None, precision: str = "auto", points: str = "depth", frame_chunk: int = 8,
+             progress=None, cancel=None) -> Reconstruction:
+    """Reconstruct `images` (list of core.images.LoadedImage / ImageSet, one shape) with a VGGT model.
+
+    model:      a `pointmap.core.models.vggt.VGGT` (moved to `device`; in bf16 mode its aggregator is
+                cast to bf16 in place, the heads stay float32).
+    device:     None = CUDA if available, else CPU.
+    precision:  "auto" (bf16 on bf16-capable CUDA, fp16 autocast on older CUDA, fp32 on CPU), "fp32",
+                "bf16", "fp16".
+    points:     "depth" (unproject the depth head with the cameras) or "head" (the point head).
+    frame_chunk: frames per DPT-head chunk.
+    Raises InputError (bad images), VGGTMemoryError (does not fit), Cancelled.
+    """
+    import torch
+
+    if points not in ("depth", "head"):
+        raise ValueError(f"points must be 'depth' or 'head', not {points!r}")
+    images = list(images)
+    x = _images_tensor(images)
+    device, precision = _resolve_device_precision(device, precision)
+    s, _, h, w = x.shape
+    t0 = time.perf_counter()
+
+    model.eval()
+    model.to(device)
+    model.aggregator.to(torch.bfloat16 if precision == "bf16" else torch.float32)
+    for head in (model.camera_head, model.depth_head, model.point_head):
+        head.float()
+    _check_memory(device, s, h, w, model, precision, frame_chunk)
+
+    n_chunks = -(-s // frame_chunk)
+    depth_layers = model.aggregator.depth
+    total = depth_layers + 1 + n_chunks * (2 if points == "head" else 1)
+
+    def step(i: int) -> None:
+        check_cancel(cancel)
+        report(progress, "vggt", i + 1, total, f"aggregator layer {i + 1}/{depth_layers}")
+
+    check_cancel(cancel)
+    report(progress, "vggt", 0, total, f"{s} frames at {w}x{h}")
+    with torch.inference_mode():
+        x = x.to(device)[None]
+        with torch.autocast(device.type, dtype=torch.float16, enabled=precision == "fp16"):
+            layers = model.aggregator(x, keep=model.head_layers, step=step)
+        t_agg = time.perf_counter()
+        pose_enc = model.camera_head(layers[-1].float())[-1][0]
+        done = depth_layers + 1
+        report(progress, "vggt", done, total, "cameras")
+        start_idx = model.aggregator.patch_start_idx
+        heads = [("depth", model.depth_head)] + ([("points", model.point_head)] if points == "head" else [])
+        maps = {}
+        for name, head in heads:
+            preds, confs = [], []
+            for a in range(0, s, frame_chunk):
+                check_cancel(cancel)
+                p, c = head.forward_frames(layers, h, w, start_idx, a, min(s, a + frame_chunk))
+                preds.append(p[0].float().cpu())
+                confs.append(c[0].float().cpu())
+                done += 1
+                report(progress, "vggt", done, total, f"{name} frames {a + 1}-{min(s, a + frame_chunk)}")
+            maps[name] = (torch.cat(preds).numpy(), torch.cat(confs).numpy())
+        del layers
+    t_heads = time.perf_counter()
+
+    cam2world, K_net, world2cam0 = _camera_matrices(pose_enc, h, w)
+    depth, depth_conf = maps["depth"]
+    out_points, out_conf = [], []
+    for i in range(s):
+        if points == "depth":
+            pts, conf = unproject_net_pixels(depth[i, ..., 0], K_net[i], cam2world[i]), depth_conf[i]
+        else:
+            pts = maps["points"][0][i].astype(np.float64) @ world2cam0[:3, :3].T + world2cam0[:3, 3]
+            conf = maps["points"][1][i]
+        conf = np.array(conf, dtype=np.float32)
+        if images[i].pad_mask is not None:
+            conf[images[i].pad_mask] = 0.0
+        out_points.append(pts.astype(np.float32))
+        out_conf.append(conf)
+
+    net_to_orig = np.stack([np.asarray(im.net_to_orig, dtype=np.float64) for im in images])
+    rec = Reconstruction(
+        names=[im.name for im in images],
+        paths=[im.path for im in images],
+        image_sizes=np.array([im.original_size for im in images], dtype=np.int32).reshape(s, 2),
+        cam2world=cam2world,
+        K=net_to_orig @ K_net,
+        K_net=K_net,
+        net_to_orig=net_to_orig,
+        depth=[np.ascontiguousarray(depth[i, ..., 0], dtype=np.float32) for i in range(s)],
+        points=out_points,
+        conf=out_conf,
+        colors=[np.ascontiguousarray(im.rgb, dtype=np.uint8) for im in images],
+        backend="vggt",
+        model=str(getattr(model, "name", "")),
+        meta={"checkpoint_notes": list(getattr(model, "checkpoint_notes", [])),
+              "device": str(device), "precision": precision, "points": points, "frame_chunk": frame_chunk,
+              "seconds_aggregator": round(t_agg - t0, 3), "seconds_heads": round(t_heads - t_agg, 3),
+              "seconds_total": round(time.perf_counter() - t0, 3), "pixel_convention":
+              "K_net is VGGT's (cx=W/2, cy=H/2) with pixel centres at integers"},
+    )
+    rec.validate()
+    report(progress, "vggt", total, total, "done")
+    return rec
