@@ -15,6 +15,7 @@ class Progress:
     total:   units in this stage (>= 1)
     message: optional human text ("pair 12/56", "iteration 80, loss 0.0123")
     loss:    alignment loss at this step, when it has one
+    overall: fraction (0..1) of the whole run, filled in by `core.reconstruct` across its stages
     """
 
     stage: str
@@ -22,6 +23,7 @@ class Progress:
     total: int
     message: str = ""
     loss: float | None = None
+    overall: float | None = None
 
     @property
     def fraction(self) -> float:
