@@ -1,0 +1,535 @@
+"""Checkpoint loading: official DUSt3R / MASt3R `.pth`, Hugging Face folders, VGGT state_dicts.
+
+Accepted layouts (details in tests/fixtures/README.md and tests/fixtures/vggt/README.md):
+
+* official `.pth` (download.europe.naverlabs.com): a `torch.save`d dict
+  `{"model": state_dict, "args": argparse.Namespace(model="AsymmetricCroCo3DStereo(...)", ...)}`.
+  The constructor string is parsed with `ast` (never evaluated) and rewritten as the official loader does.
+* Hugging Face folder (`PyTorchModelHubMixin`): `config.json` (constructor kwargs, `Infinity` tokens) and
+  `model.safetensors`, which lacks the 8 DPT alias keys `downstream_head{1,2}.dpt.scratch.layer_rn.{0..3}.weight`.
+* VGGT: a flat state_dict (`model.pt`), `model.safetensors`, or a folder holding either; keys start with
+  `aggregator.`, `camera_head.`, `depth_head.`, `point_head.` (and `track_head.`, dropped when our model has none).
+
+Files are memory-mapped (`torch.load(mmap=True)`, a mapped safetensors reader) and the network is built on
+the `meta` device, then the mapped tensors are assigned to it (`load_state_dict(assign=True)`), so a 2-5 GB
+checkpoint is never held twice in RAM. Every load is strict: a missing, unexpected or mis-shaped key raises
+`CheckpointError`. Nothing here unpickles arbitrary objects: `torch.load` runs with `weights_only=True` and
+only `argparse.Namespace` allow-listed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError
+
+DUST3R_CLASS = "AsymmetricCroCo3DStereo"
+MAST3R_CLASS = "AsymmetricMASt3R"
+VGGT_CLASS = "VGGT"
+FAMILY_OF_CLASS = {DUST3R_CLASS: "dust3r", MAST3R_CLASS: "mast3r", VGGT_CLASS: "vggt"}
+
+VGGT_PREFIXES = ("aggregator.", "camera_head.", "depth_head.", "point_head.", "track_head.")
+VGGT_INPUT_SIZE = 518
+# Keys of VGGT's Hugging Face config.json, with the values of the released VGGT-1B.
+_VGGT_DEFAULT_CONFIG = {"img_size": 518, "patch_size": 14, "embed_dim": 1024, "enable_camera": True,
+                        "enable_point": True, "enable_depth": True, "enable_track": True}
+
+_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+_ZIP_MAGIC = b"PK\x03\x04"
+_SHOW = 4   # how many offending keys an error message lists
+
+
+@dataclass
+class CheckpointInfo:
+    """What `load_checkpoint` found.
+
+    family:        "dust3r", "mast3r" or "vggt"
+    class_name:    reference class: "AsymmetricCroCo3DStereo", "AsymmetricMASt3R" or "VGGT"
+    kwargs:        constructor kwargs after the official rewrite (DUSt3R/MASt3R); for VGGT the config given
+                   to `build_vggt` (None = the full VGGT-1B)
+    source_format: "pth" (official torch file), "hf" (config.json + model.safetensors),
+                   "vggt_pt" or "vggt_safetensors"
+    num_params:    parameters of the built model (aliased tensors counted once)
+    input_size:    the long side, in pixels, the network was trained for (224, 512 or 518)
+    notes:         what the loader had to fix up (alias keys restored, dec_blocks2 copied, track head dropped)
+    """
+
+    path: str
+    family: str
+    class_name: str
+    kwargs: dict | None
+    source_format: str
+    num_params: int
+    input_size: int
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RawCheckpoint:
+    """A checkpoint read from disk, before any model exists. Tensors are CPU and usually memory-mapped."""
+
+    path: Path
+    source_format: str
+    family: str
+    class_name: str
+    kwargs: dict | None
+    state_dict: dict[str, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------------
+# Constructor strings (literal parsing only)
+# --------------------------------------------------------------------------------------------------
+
+_NUMERIC_NAMES = {"inf": math.inf, "nan": math.nan}
+_NUMERIC_MODULES = {"np", "numpy", "math", "torch"}
+
+
+def _literal(node: ast.AST, text: str):
+    """Value of a literal expression node: constants, tuples/lists/dicts, +/- numbers, `inf`, `nan`."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool | type(None)):
+        return node.value
+    if isinstance(node, ast.Tuple | ast.List):
+        return tuple(_literal(e, text) for e in node.elts)
+    if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
+        return {_literal(k, text): _literal(v, text) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _literal(node.operand, text)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Name) and node.id in _NUMERIC_NAMES:
+        return _NUMERIC_NAMES[node.id]
+    if (isinstance(node, ast.Attribute) and node.attr in _NUMERIC_NAMES
+            and isinstance(node.value, ast.Name) and node.value.id in _NUMERIC_MODULES):
+        return _NUMERIC_NAMES[node.attr]
+    raise CheckpointError(f"The model constructor string {text!r} contains {ast.unparse(node)!r}, "
+                          "which is not a plain literal; only literal arguments are accepted.")
+
+
+def official_rewrite(kwargs: Mapping) -> dict:
+    """The rewrite `dust3r.model.load_model` applies before building: `ManyAR_PatchEmbed` becomes
+    `PatchEmbedDust3R` and `landscape_only` is forced to False (portrait inputs are never transposed)."""
+    out = dict(kwargs)
+    if out.get("patch_embed_cls") == "ManyAR_PatchEmbed":
+        out["patch_embed_cls"] = "PatchEmbedDust3R"
+    out["landscape_only"] = False
+    return out
+
+
+def parse_constructor(s: str, rewrite: bool = True) -> tuple[str, dict]:
+    """Parse `"ClassName(key=literal, ...)"` into `(class_name, kwargs)` without evaluating anything.
+
+    Tuples and lists both come back as tuples. With `rewrite` (default) the official loader's rewrite is
+    applied (see `official_rewrite`). Raises CheckpointError for anything but a call with keyword literals.
+    """
+    if not isinstance(s, str) or not s.strip():
+        raise CheckpointError(f"The model constructor string {s!r} is empty or not a string.")
+    try:
+        tree = ast.parse(s.strip(), mode="eval")
+    except SyntaxError as err:
+        raise CheckpointError(f"The model constructor string {s!r} is not valid Python syntax ({err.msg}).") from None
+    call = tree.body
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name):
+        raise CheckpointError(f"The model constructor string {s!r} is not of the form ClassName(key=value, ...).")
+    if call.args or any(kw.arg is None for kw in call.keywords):
+        raise CheckpointError(f"The model constructor string {s!r} has positional or ** arguments; "
+                              "only key=value arguments are accepted.")
+    kwargs = {kw.arg: _literal(kw.value, s) for kw in call.keywords}
+    return call.func.id, (official_rewrite(kwargs) if rewrite else kwargs)
+
+
+def _tuples(value):
+    """JSON lists -> tuples, recursively (so HF configs compare equal to parsed constructor strings)."""
+    if isinstance(value, list | tuple):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def class_from_hf_config(config: Mapping) -> str:
+    """The reference class of a DUSt3R-family Hugging Face config (config.json names no class):
+    MASt3R configs carry descriptor settings, DUSt3R ones do not."""
+    mast3r_keys = {"desc_mode", "two_confs", "desc_conf_mode"}
+    if mast3r_keys & set(config) or "desc" in str(config.get("output_mode", "")):
+        return MAST3R_CLASS
+    return DUST3R_CLASS
+
+
+def hf_config_to_constructor(config: Mapping) -> tuple[str, dict]:
+    """(class_name, kwargs) of a DUSt3R/MASt3R Hugging Face config.json, lists as tuples, official rewrite applied."""
+    return class_from_hf_config(config), official_rewrite(_tuples(dict(config)))
+
+
+# --------------------------------------------------------------------------------------------------
+# File readers
+# --------------------------------------------------------------------------------------------------
+
+_ST_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _read_safetensors_header(path: Path) -> tuple[dict, int, int]:
+    """Parse and validate a safetensors header. Returns (entries, data_start, file_size).
+
+    Layout: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
+    then the tensor bytes; offsets are relative to the end of the header and must tile the data exactly.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is too short ({size} bytes) to be a safetensors file.")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8 or n > _SAFETENSORS_MAX_HEADER:
+            raise CheckpointError(f"{path} is not a valid safetensors file: its header claims {n} bytes but the "
+                                  f"file has {size} (truncated download or not safetensors).")
+        raw = f.read(n)
+    try:
+        entries = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CheckpointError(f"{path} is not a valid safetensors file: its header is not JSON.") from None
+    if not isinstance(entries, dict):
+        raise CheckpointError(f"{path} is not a valid safetensors file: its header is not a JSON object.")
+    entries.pop("__metadata__", None)
+    data_size = size - 8 - n
+    end_max = 0
+    for name, e in entries.items():
+        try:
+            dtype = _ST_DTYPES[e["dtype"]]
+            shape = [int(d) for d in e["shape"]]
+            begin, end = (int(o) for o in e["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: tensor {name!r} has an unsupported or malformed header entry "
+                                  f"({str(e)[:120]}).") from None
+        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        if min(shape, default=0) < 0 or begin < 0 or end - begin != nbytes:
+            raise CheckpointError(f"{path}: tensor {name!r} has inconsistent offsets in the header.")
+        end_max = max(end_max, end)
+    if end_max != data_size:
+        what = "truncated" if end_max > data_size else "longer than its header says"
+        raise CheckpointError(f"{path} is {what}: the header describes {end_max} data bytes but the file "
+                              f"holds {data_size}. Delete it and download it again.")
+    return entries, 8 + n, size
+
+
+def safetensors_keys(path: str | Path) -> list[str]:
+    """Tensor names in a safetensors file (header only, nothing else is read)."""
+    return list(_read_safetensors_header(Path(path))[0])
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file as CPU tensors backed by one private memory map of the file.
+
+    A tensor whose byte offset is not a multiple of its element size (files from old writers) is copied.
+    """
+    path = Path(path)
+    entries, start, size = _read_safetensors_header(path)
+    if size == start:
+        return {name: torch.empty([int(d) for d in e["shape"]], dtype=_ST_DTYPES[e["dtype"]])
+                for name, e in entries.items()}
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
+    whole = torch.empty(0, dtype=torch.uint8).set_(storage)
+    out = {}
+    for name, e in entries.items():
+        dtype = _ST_DTYPES[e["dtype"]]
+        begin, end = (start + int(o) for o in e["data_offsets"])
+        flat = whole[begin:end]
+        if begin % torch.empty((), dtype=dtype).element_size():
+            flat = flat.clone()
+        out[name] = flat.view(dtype).reshape([int(d) for d in e["shape"]])
+    return out
+
+
+def _torch_load(path: Path, zip_format: bool):
+    """`torch.load` with weights_only=True, `argparse.Namespace` allow-listed, memory-mapped when possible."""
+    import argparse
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zip_format)
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if unsafe is None:   # torch reports every failure of the weights-only unpickler this way
+            detail = next((line for line in lines if "error:" in line), lines[-1] if lines else "")
+            raise CheckpointError(f"{path} could not be read as a PyTorch checkpoint; it is probably truncated or "
+                                  f"corrupt ({detail[:200]}). Delete it and download it again.") from None
+        raise CheckpointError(f"{path} contains Python objects other than tensors and plain values, which are not "
+                              f"loaded for safety (it needs {unsafe.group(1)}). Use the official checkpoint or a "
+                              ".safetensors file.") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        msg = msg.split(". This is an internal", 1)[0][:200]   # miniz appends a long generic hint
+        raise CheckpointError(f"{path} could not be read as a PyTorch checkpoint; it is probably truncated or "
+                              f"corrupt ({msg}). Delete it and download it again.") from None
+
+
+def _sniff(path: Path) -> str:
+    """'zip' (torch >= 1.6 format), 'pickle' (legacy torch format), 'safetensors' or 'unknown'."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    return "unknown"
+
+
+def _is_vggt(keys) -> bool:
+    keys = list(keys)
+    return bool(keys) and all(k.startswith(VGGT_PREFIXES) for k in keys)
+
+
+def _tensor_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, Mapping) or not obj or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise CheckpointError(f"{path} holds no state_dict (a mapping of names to tensors).")
+    return dict(obj)
+
+
+def _vggt_config_from_json(config: Mapping, path: Path) -> None:
+    """VGGT's config.json only records VGGT.__init__ kwargs; we support the released architecture."""
+    unknown = {k: v for k, v in config.items() if _VGGT_DEFAULT_CONFIG.get(k, object()) != v}
+    unknown.pop("enable_track", None)   # the track head is optional on our side
+    if unknown:
+        raise CheckpointError(f"{path}: VGGT config {unknown} differs from VGGT-1B's; only the released "
+                              "architecture can be built from a config.json.")
+
+
+def _read_file(path: Path) -> RawCheckpoint:
+    kind = _sniff(path)
+    if kind == "safetensors":
+        sd = read_safetensors(path)
+        if _is_vggt(sd):
+            return RawCheckpoint(path, "vggt_safetensors", "vggt", VGGT_CLASS, None, sd)
+        config = path.parent / "config.json"
+        if not config.is_file():
+            raise CheckpointError(f"{path} is a safetensors file without a config.json next to it, so the network "
+                                  "it belongs to is unknown. Keep the Hugging Face folder together.")
+        return _read_hf_folder(path.parent, path)
+    if kind == "unknown":
+        raise CheckpointError(f"{path} is not a checkpoint: it is neither a PyTorch file nor safetensors.")
+    obj = _torch_load(path, zip_format=(kind == "zip"))
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        sd = _tensor_dict(obj["model"], path)
+        args = obj.get("args")
+        ctor = args.get("model") if isinstance(args, Mapping) else getattr(args, "model", None)
+        if isinstance(ctor, str):
+            class_name, kwargs = parse_constructor(ctor)
+            if class_name not in (DUST3R_CLASS, MAST3R_CLASS):
+                raise CheckpointError(f"{path} is a checkpoint of {class_name!r}; supported are {DUST3R_CLASS} "
+                                      f"(DUSt3R) and {MAST3R_CLASS} (MASt3R).")
+            return RawCheckpoint(path, "pth", FAMILY_OF_CLASS[class_name], class_name, kwargs, sd)
+        if _is_vggt(sd):
+            return RawCheckpoint(path, "vggt_pt", "vggt", VGGT_CLASS, None, sd)
+        raise CheckpointError(f"{path} has a 'model' state_dict but no args.model constructor string, so the "
+                              "network it belongs to is unknown.")
+    sd = _tensor_dict(obj, path)
+    if _is_vggt(sd):
+        return RawCheckpoint(path, "vggt_pt", "vggt", VGGT_CLASS, None, sd)
+    raise CheckpointError(f"{path} is a bare state_dict of an unknown network (first keys: "
+                          f"{', '.join(list(sd)[:_SHOW])}). DUSt3R/MASt3R need the official .pth (with its "
+                          "constructor string) or a Hugging Face folder with config.json.")
+
+
+def _read_hf_folder(folder: Path, weights: Path) -> RawCheckpoint:
+    config_path = folder / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{config_path} could not be read as JSON ({err}).") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} is not a JSON object of constructor arguments.")
+    keys = safetensors_keys(weights)
+    if _is_vggt(keys):
+        _vggt_config_from_json(config, folder)
+        return RawCheckpoint(folder, "vggt_safetensors", "vggt", VGGT_CLASS, None, read_safetensors(weights))
+    if "enc_embed_dim" not in config:
+        raise CheckpointError(f"{config_path} does not describe a DUSt3R/MASt3R network (no enc_embed_dim).")
+    class_name, kwargs = hf_config_to_constructor(config)
+    return RawCheckpoint(folder, "hf", FAMILY_OF_CLASS[class_name], class_name, kwargs, read_safetensors(weights))
+
+
+def read_checkpoint(path: str | Path) -> RawCheckpoint:
+    """Read a checkpoint file or folder without building a model (cheap: tensors are memory-mapped).
+
+    Also serves as the integrity check after a download. Raises CheckpointError naming the path.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"Checkpoint not found: {p}")
+    if p.is_dir():
+        if (p / "model.safetensors").is_file():
+            if (p / "config.json").is_file():
+                return _read_hf_folder(p, p / "model.safetensors")
+            return _read_file(p / "model.safetensors")
+        candidates = sorted(q for q in p.iterdir() if q.suffix in (".pt", ".pth") and q.is_file())
+        if len(candidates) == 1:
+            return _read_file(candidates[0])
+        found = ", ".join(q.name for q in candidates) if candidates else "none"
+        raise CheckpointError(f"The folder {p} holds no usable checkpoint: expected config.json + model.safetensors "
+                              f"(Hugging Face layout) or exactly one .pth/.pt file (found: {found}).")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p} is empty (0 bytes), probably an interrupted download. Delete it and try again.")
+    return _read_file(p)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fitting a state_dict to a model
+# --------------------------------------------------------------------------------------------------
+
+def _fill_dpt_aliases(sd: dict, expected: Mapping, notes: list[str]) -> None:
+    """safetensors drops `dpt.scratch.layer_rn.{i}.weight`: the same tensor as `dpt.scratch.layer{i+1}_rn.weight`."""
+    restored = 0
+    for key in expected:
+        if key in sd or ".dpt.scratch.layer_rn." not in key:
+            continue
+        head, rest = key.split(".dpt.scratch.layer_rn.", 1)
+        index, _, suffix = rest.partition(".")
+        if index.isdigit():
+            source = f"{head}.dpt.scratch.layer{int(index) + 1}_rn.{suffix}"
+            if source in sd:
+                sd[key] = sd[source]
+                restored += 1
+    if restored:
+        notes.append(f"restored {restored} DPT alias keys (dpt.scratch.layer_rn.*) dropped by safetensors")
+
+
+def prepare_state_dict(state_dict: Mapping[str, torch.Tensor], family: str,
+                       expected: Mapping[str, torch.Tensor]) -> tuple[dict, list[str]]:
+    """Apply the official loaders' key fix-ups so `state_dict` can be loaded strictly into a model whose own
+    state_dict is `expected`. Returns (new dict, notes). Tensors are not copied."""
+    sd = dict(state_dict)
+    notes: list[str] = []
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+        notes.append("stripped the 'module.' prefix of a DataParallel checkpoint")
+    if family in ("dust3r", "mast3r"):
+        if not any(k.startswith("dec_blocks2.") for k in sd) and any(k.startswith("dec_blocks2.") for k in expected):
+            # As CroCo's loader does: a checkpoint with one decoder serves both views.
+            sd.update({"dec_blocks2." + k[len("dec_blocks."):]: v for k, v in list(sd.items())
+                       if k.startswith("dec_blocks.")})
+            notes.append("copied dec_blocks.* to dec_blocks2.* (checkpoint has a single decoder)")
+        _fill_dpt_aliases(sd, expected, notes)
+    if family == "vggt" and not any(k.startswith("track_head.") for k in expected):
+        dropped = [k for k in sd if k.startswith("track_head.")]
+        for k in dropped:
+            del sd[k]
+        if dropped:
+            notes.append(f"ignored {len(dropped)} track_head.* tensors (point tracking is not used)")
+    return sd, notes
+
+
+def check_state_dict(sd: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], where: str) -> None:
+    """Raise CheckpointError unless `sd` has exactly the keys of `expected`, with the same shapes."""
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
+        if items:
+            more = f" and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
+            problems.append(f"{len(items)} {label} keys ({'; '.join(items[:_SHOW])}{more})")
+    if problems:
+        raise CheckpointError(f"{where} does not fit the network built from its configuration: "
+                              + ", ".join(problems) + ".")
+
+
+def load_state_dict_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], family: str,
+                         where: str) -> list[str]:
+    """Fix up keys (`prepare_state_dict`), check them strictly (`check_state_dict`) and assign the tensors to
+    `model` (no copy; works for a model built on `meta`). Floating tensors are cast to the model's dtype.
+    Returns the fix-up notes."""
+    expected = model.state_dict(keep_vars=True)
+    sd, notes = prepare_state_dict(state_dict, family, expected)
+    check_state_dict(sd, expected, where)
+    for k, v in expected.items():
+        if sd[k].dtype != v.dtype and sd[k].is_floating_point() and v.is_floating_point():
+            sd[k] = sd[k].to(v.dtype)
+    model.load_state_dict(sd, strict=True, assign=True)
+    return notes
+
+
+# --------------------------------------------------------------------------------------------------
+# Building and loading
+# --------------------------------------------------------------------------------------------------
+
+def _builder(raw: RawCheckpoint, vggt_config: dict | None, vggt_track: bool) -> Callable[[], torch.nn.Module]:
+    if raw.family == "vggt":
+        from .models.vggt import build_vggt
+
+        return lambda: build_vggt(vggt_config, enable_track=vggt_track)
+    from .models import build_model
+
+    return lambda: build_model(raw.class_name, dict(raw.kwargs))
+
+
+def _build(build: Callable[[], torch.nn.Module], where: str, on_meta: bool) -> torch.nn.Module:
+    try:
+        if on_meta:
+            with torch.device("meta"):
+                return build()
+        return build()
+    except CheckpointError as err:
+        raise CheckpointError(f"{where}: {err}") from None
+    except (TypeError, ValueError, AssertionError, KeyError, NotImplementedError) as err:
+        raise CheckpointError(f"{where}: the network described by this checkpoint cannot be built "
+                              f"({type(err).__name__}: {err}).") from None
+
+
+def _input_size(raw: RawCheckpoint, vggt_config: dict | None) -> int:
+    if raw.family == "vggt":
+        return int((vggt_config or {}).get("img_size", VGGT_INPUT_SIZE))
+    size = raw.kwargs.get("img_size", 512)
+    return int(max(size) if isinstance(size, tuple) else size)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Parameters of `model`, each shared tensor counted once (meta tensors count too)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, vggt_config: dict | None = None,
+                    vggt_track: bool = False) -> tuple[torch.nn.Module, CheckpointInfo]:
+    """Load a DUSt3R / MASt3R / VGGT checkpoint (file or folder, any layout above) into a new model in eval mode.
+
+    vggt_config: config for `build_vggt` (None = full VGGT-1B); VGGT files record no architecture.
+    vggt_track:  build VGGT's track head too (its `track_head.*` tensors are otherwise ignored).
+    Raises CheckpointError naming the path for missing, unreadable or non-matching checkpoints.
+    """
+    raw = read_checkpoint(path)
+    where = str(raw.path)
+    build = _builder(raw, vggt_config, vggt_track)
+    model = _build(build, where, on_meta=True)
+    notes = load_state_dict_into(model, raw.state_dict, raw.family, where)
+    leftover = [n for n, b in model.named_buffers() if b.is_meta]
+    if leftover:
+        # Non-persistent buffers are computed at construction and absent from checkpoints; a model that has
+        # them cannot stay on meta, so pay for one ordinary construction.
+        model = _build(build, where, on_meta=False)
+        load_state_dict_into(model, raw.state_dict, raw.family, where)
+        notes.append(f"built on CPU because of non-persistent buffers ({', '.join(leftover[:_SHOW])})")
+    model.eval()
+    if torch.device(device) != torch.device("cpu"):
+        model.to(device)
+    info = CheckpointInfo(path=where, family=raw.family, class_name=raw.class_name,
+                          kwargs=dict(vggt_config) if raw.family == "vggt" and vggt_config else raw.kwargs,
+                          source_format=raw.source_format, num_params=count_parameters(model),
+                          input_size=_input_size(raw, vggt_config), notes=notes)
+    return model, info
