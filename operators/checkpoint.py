@@ -75,7 +75,8 @@ def resolve_checkpoint(explicit: str, default: str = "", cache_dir: str = "") ->
     """
     name = (explicit or default or default_name()).strip()
     if not name:
-        raise CheckpointError("No checkpoint is chosen: pick one in the Pointmap preferences or give a local file.")
+        raise CheckpointError("No checkpoint is chosen: pick one (and use Download Weights) in the Pointmap "
+                              "add-on preferences, or give a local checkpoint file.")
     path = os.path.expanduser(name)
     if os.path.exists(path):
         return os.path.abspath(path)

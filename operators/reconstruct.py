@@ -50,16 +50,18 @@ def scene_options(op):
     """SceneOptions from the operator's output options (only the fields the scene builder defines)."""
     from ..scene import SceneOptions
 
-    texture_dir = bpy.path.abspath(op.texture_dir) if op.texture_dir else ""
-    if op.depth_textures == "EXR" and (not texture_dir or texture_dir.startswith("//")
-                                       or (op.texture_dir.startswith("//") and not bpy.data.filepath)):
+    if op.texture_dir:
+        texture_dir = bpy.path.abspath(op.texture_dir)
+    elif bpy.data.filepath:
+        texture_dir = bpy.path.abspath("//pointmap_textures")
+    else:
         texture_dir = os.path.join(bpy.app.tempdir or "/tmp", "pointmap_textures")
     wanted = dict(
         name=op.name or "Pointmap", point_cloud=op.point_cloud, min_conf=op.min_conf,
         point_radius=op.point_radius, voxel_size=op.voxel_size or None, cameras=op.cameras,
         background_images=op.background_images, set_render_resolution=op.set_render_resolution,
         depth_textures=None if op.depth_textures == "NONE" else op.depth_textures.lower(),
-        texture_dir=texture_dir or None, per_view_meshes=op.per_view_meshes,
+        texture_dir=texture_dir, per_view_meshes=op.per_view_meshes,
     )
     known = {f.name for f in dataclasses.fields(SceneOptions)}
     return SceneOptions(**{k: v for k, v in wanted.items() if k in known})

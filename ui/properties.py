@@ -93,7 +93,9 @@ class ReconstructOptions:
     background_images: BoolProperty(name="Background Images", default=True)
     set_render_resolution: BoolProperty(name="Set Render Resolution", default=True)
     depth_textures: EnumProperty(name="Depth & Confidence", items=DEPTH_TEXTURE_ITEMS, default="NONE")
-    texture_dir: StringProperty(name="Texture Folder", subtype="DIR_PATH", default="//pointmap_textures/")
+    texture_dir: StringProperty(name="Texture Folder", subtype="DIR_PATH",
+                                description="Where EXR depth/confidence files go (empty: pointmap_textures "
+                                            "next to the .blend, or a temporary folder for unsaved files)")
     per_view_meshes: BoolProperty(name="Per-View Meshes", default=False)
 
 

@@ -1,0 +1,129 @@
+"""The background-job machinery and the reconstruct operator, headless in the bpy module.
+
+Timers never fire in the bpy module, so queue draining is exercised by calling `Job.drain()`
+directly, exactly as the modal operator's TIMER handler does.
+"""
+
+import threading
+
+import pytest
+from pointmap.core.errors import Cancelled, InputError
+from pointmap.core.progress import Progress
+from pointmap.operators import job as jobs
+
+
+def _collector():
+    seen = {"progress": [], "done": [], "error": []}
+    kw = dict(on_progress=seen["progress"].append, on_done=seen["done"].append,
+              on_error=lambda e, tb: seen["error"].append((e, tb)))
+    return seen, kw
+
+
+def test_inline_job_drains_progress_then_result():
+    def work(progress, cancel):
+        for i in range(3):
+            progress(Progress("pairs", i + 1, 3, f"pair {i + 1}/3"))
+        return "result"
+
+    seen, kw = _collector()
+    job = jobs.Job(work, **kw)
+    job.run_inline()
+    assert seen["progress"] == []          # nothing is applied before the main thread drains
+    assert job.drain() is True
+    assert [p.done for p in seen["progress"]] == [1, 2, 3] and seen["done"] == ["result"]
+    assert job.state.stage == "pairs" and job.state.outcome == "done" and job.state.fraction == 1.0
+    assert job.drain() is True and seen["done"] == ["result"]   # draining again applies nothing twice
+
+
+def test_threaded_job_partial_drains_and_eta():
+    release = threading.Event()
+
+    def work(progress, cancel):
+        progress(Progress("align", 50, 100))
+        release.wait(10)
+        return 42
+
+    seen, kw = _collector()
+    job = jobs.Job(work, **kw)
+    job.start()
+    for _ in range(200):                   # wait until the first event is queued (no timing asserts)
+        if not job.events.empty():
+            break
+        threading.Event().wait(0.01)
+    assert job.drain() is False and job.state.fraction == 0.5 and not job.state.finished
+    assert job.state.eta() is not None and job.state.elapsed() >= 0
+    release.set()
+    job.thread.join(10)
+    assert job.drain() is True and seen["done"] == [42]
+    assert jobs.format_seconds(75) == "1:15" and jobs.format_seconds(3725) == "1:02:05"
+
+
+def test_cancel_from_progress_and_late_result_dropped():
+    def work(progress, cancel):
+        progress(Progress("encode", 1, 10))
+        cancel.cancel()                    # as if the user pressed Cancel mid-run
+        progress(Progress("encode", 2, 10))
+        return "never used"
+
+    seen, kw = _collector()
+    job = jobs.Job(work, **kw)
+    job.run_inline()
+    job.drain()
+    assert seen["done"] == [] and isinstance(seen["error"][0][0], Cancelled)
+    assert job.state.outcome == "cancelled"
+
+    # A worker that ignores the token and returns anyway: its result is still dropped.
+    seen, kw = _collector()
+    job = jobs.Job(lambda p, c: "late", **kw)
+    job.cancel()
+    job.run_inline()
+    job.drain()
+    assert seen["done"] == [] and job.state.outcome == "cancelled"
+
+
+def test_errors_reach_the_main_thread_with_traceback():
+    def work(progress, cancel):
+        raise InputError("The image 'x.png' is corrupt.", "x.png")
+
+    seen, kw = _collector()
+    job = jobs.Job(work, **kw)
+    job.start()
+    job.thread.join(10)
+    job.drain()
+    err, tb = seen["error"][0]
+    assert isinstance(err, InputError) and "x.png" in str(err) and "InputError" in tb
+    assert job.state.outcome == "failed"
+
+
+def test_busy_and_shutdown():
+    release = threading.Event()
+    job = jobs.Job(lambda p, c: release.wait(10))
+    jobs.set_current(job)
+    job.start()
+    assert jobs.busy()
+    release.set()
+    jobs.shutdown()
+    assert jobs.current() is None and not jobs.busy() and job.cancelled
+
+
+bpy = pytest.importorskip("bpy")
+
+
+@pytest.fixture(scope="module")
+def registered():
+    import pointmap
+
+    pointmap.register()
+    yield
+    pointmap.unregister()
+
+
+def test_missing_checkpoint_is_a_clear_report(registered, tmp_path):
+    from PIL import Image
+
+    for i in range(2):
+        Image.new("RGB", (64, 48), (40 * i, 90, 160)).save(tmp_path / f"img{i}.png")
+    objects_before = len(bpy.data.objects)
+    with pytest.raises(RuntimeError, match=r"checkpoint '.*missing\.pth' does not exist"):
+        bpy.ops.pointmap.reconstruct(directory=str(tmp_path), checkpoint=str(tmp_path / "missing.pth"))
+    assert len(bpy.data.objects) == objects_before

@@ -1,0 +1,146 @@
+"""Registration, settings, preferences helpers, dependency helpers and CLI wiring in real bpy."""
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+
+@pytest.fixture(scope="module")
+def registered():
+    import pointmap
+
+    pointmap.register()
+    yield pointmap
+    pointmap.unregister()
+
+
+def test_classes_and_settings_registered(registered):
+    for name in ("POINTMAP_PT_main", "POINTMAP_PT_input", "POINTMAP_PT_model", "POINTMAP_PT_alignment",
+                 "POINTMAP_PT_outputs", "POINTMAP_OT_reconstruct", "POINTMAP_OT_cancel"):
+        assert hasattr(bpy.types, name), name
+    assert bpy.types.POINTMAP_PT_main.bl_category == "Pointmap"
+    assert bpy.types.POINTMAP_PT_input.bl_parent_id == "POINTMAP_PT_main"
+    s = bpy.context.scene.pointmap
+    assert (s.source, s.graph, s.on_bad_image, s.sensor_mm) == ("FOLDER", "COMPLETE", "SKIP", 36.0)
+
+
+def test_operator_exposes_every_panel_option(registered):
+    from pointmap.ui.properties import option_names
+
+    op_props = set(bpy.ops.pointmap.reconstruct.get_rna_type().properties.keys())
+    scene_props = set(bpy.context.scene.pointmap.bl_rna.properties.keys())
+    for name in option_names():
+        assert name in op_props and name in scene_props, name
+    for required in ("directory", "files", "checkpoint", "graph", "iterations", "shared_focal", "focal_mm",
+                     "sensor_mm", "on_bad_image", "point_cloud", "cameras", "background_images",
+                     "depth_textures", "per_view_meshes"):
+        assert required in op_props, required
+
+
+def test_settings_are_saved_with_the_blend(registered, tmp_path):
+    s = bpy.context.scene.pointmap
+    s.directory, s.graph, s.graph_k, s.focal_mm = "/photos", "SWIN", 3, 35.0
+    s.files.add().name = "a.jpg"
+    path = str(tmp_path / "settings.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.context.scene.pointmap.graph == "COMPLETE"
+    bpy.ops.wm.open_mainfile(filepath=path)
+    s = bpy.context.scene.pointmap
+    assert (s.directory, s.graph, s.graph_k, s.focal_mm) == ("/photos", "SWIN", 3, 35.0)
+    assert [f.name for f in s.files] == ["a.jpg"]
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def test_scene_settings_fill_the_operator(registered, tmp_path):
+    bpy.context.scene.pointmap.directory = str(tmp_path / "from_scene")
+    with pytest.raises(RuntimeError, match="from_scene.*does not exist"):
+        bpy.ops.pointmap.reconstruct(use_scene_settings=True)
+    # An explicit option wins over the scene's.
+    with pytest.raises(RuntimeError, match="explicit.*does not exist"):
+        bpy.ops.pointmap.reconstruct(use_scene_settings=True, directory=str(tmp_path / "explicit"))
+
+
+def test_file_list_and_missing_file(registered, tmp_path):
+    with pytest.raises(RuntimeError, match="No image files"):
+        bpy.ops.pointmap.reconstruct(source="FILES", directory=str(tmp_path), files=[])
+    with pytest.raises(RuntimeError, match="nope.png"):
+        bpy.ops.pointmap.reconstruct(source="FILES", directory=str(tmp_path), files=[{"name": "nope.png"}])
+
+
+def test_clip_input_without_clip(registered):
+    with pytest.raises(RuntimeError, match="no active movie clip"):
+        bpy.ops.pointmap.reconstruct(source="CLIP")
+
+
+def test_core_kwargs_mapping(registered):
+    from pointmap.operators.reconstruct import core_kwargs, graph_string
+    from pointmap.ui.preferences import Settings
+
+    assert graph_string("COMPLETE", 5) == "complete" and graph_string("SWIN", 3) == "swin-3"
+    s = bpy.context.scene.pointmap
+    s.graph, s.graph_k, s.focal_mm, s.iterations, s.on_bad_image = "LOGWIN", 2, 0.0, 0, "STOP"
+    kw = core_kwargs(s, Settings(device="cpu", precision="fp32"))
+    assert kw["graph"] == "logwin-2" and kw["known_focal_mm"] is None and kw["iterations"] is None
+    assert kw["on_bad_image"] == "raise" and kw["device"] == "cpu" and kw["precision"] == "fp32"
+
+
+def test_offline_refusals(registered):
+    assert not bpy.app.online_access
+    with pytest.raises(RuntimeError, match="offline"):
+        bpy.ops.pointmap.download_weights(name="VGGT-1B")
+    with pytest.raises(RuntimeError, match="offline"):
+        bpy.ops.pointmap.install_dependencies()
+
+
+def test_cancel_has_nothing_to_cancel(registered):
+    assert not bpy.ops.pointmap.cancel.poll()
+
+
+def test_dependency_helpers(tmp_path):
+    from pointmap import deps
+
+    st = deps.check()
+    assert set(st.versions) == {"torch", "torchvision", "timm"}
+    cpu = deps.pip_install_command(str(tmp_path), "CPU")
+    assert cpu[1:4] == ["-m", "pip", "install"] and cpu[cpu.index("--target") + 1] == str(tmp_path)
+    assert deps.CPU_INDEX_URL in cpu and {"torch", "torchvision", "timm"} <= set(cpu)
+    assert deps.CPU_INDEX_URL not in deps.pip_install_command(str(tmp_path), "CUDA")
+    with pytest.raises(ValueError):
+        deps.pip_install_command(str(tmp_path), "ROCM")
+    # The subprocess runner collects output lines and the exit code.
+    job = deps.PipJob([sys.executable, "-c", "print('one'); print('two'); raise SystemExit(3)"], keep=2)
+    job.start()
+    assert job.wait(30) == 3
+    lines, log = job.snapshot()
+    assert log[:2] == ["one", "two"] and lines[-1].endswith("exit code 3")
+    site = str(tmp_path / "site")
+    assert deps.add_site_dir(site) and site in sys.path
+    deps.remove_site_dir(site)
+    assert site not in sys.path
+
+
+def test_cli_help_and_missing_checkpoint(registered, tmp_path):
+    from pointmap import cli
+
+    assert cli.main(["--help"]) == 0
+    code = cli.main([str(tmp_path), "-o", str(tmp_path / "x.blend"), "--checkpoint", str(tmp_path / "no.pth")])
+    assert code == cli.EXIT_NO_WEIGHTS
+    assert not (tmp_path / "x.blend").exists()
+
+
+def test_demo_without_weights_exits_2(tmp_path):
+    env_code = ("import os, sys; os.environ.pop('POINTMAP_CHECKPOINT', None); from pointmap.demo import main; "
+                f"sys.exit(main([{str(tmp_path)!r}, {str(tmp_path / 'demo.blend')!r}, "
+                f"'--weights-dir', {str(tmp_path / 'weights')!r}]))")
+    res = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True, timeout=120,
+                         env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "--checkpoint" in res.stdout
+    if importlib.util.find_spec("pointmap.core.registry") is not None:
+        assert "Download Weights" in res.stdout and "https://" in res.stdout
+    assert not (tmp_path / "demo.blend").exists()
