@@ -1,0 +1,151 @@
+"""The official checkpoints pointmap knows by name: where to get them, their licences, sizes and input sizes.
+
+Pure data plus three look-ups; importing it needs neither torch nor the network. Downloading is
+`core.download.download_checkpoint(name, ...)`.
+
+Each checkpoint can come from one or more *sources* (sets of files that together make a loadable checkpoint):
+* "hf": the Hugging Face repository (`config.json` + `model.safetensors` for DUSt3R/MASt3R; VGGT's
+  plain state_dict `model.pt`, the file its official demos load);
+* "naver": the original `.pth` on download.europe.naverlabs.com (DUSt3R/MASt3R only);
+* "hf_safetensors": VGGT's `model.safetensors` (same tensors as `model.pt`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import CheckpointError
+
+_HF = "https://huggingface.co/{repo}/resolve/main/{file}"
+_NAVER = "https://download.europe.naverlabs.com/ComputerVision/{project}/{name}.pth"
+
+NAVER_LICENSE = ("CC BY-NC-SA 4.0 (non-commercial use only; derivatives under the same licence). "
+                 "https://creativecommons.org/licenses/by-nc-sa/4.0/")
+VGGT_LICENSE = ("CC BY-NC 4.0 (non-commercial use only). For commercial use Meta publishes the gated checkpoint "
+                "facebook/VGGT-1B-Commercial under its VGGT License (same architecture; request access on "
+                "Hugging Face and load the downloaded file by path).")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a checkpoint source: the name it gets in the cache folder, its URL, its approximate size."""
+
+    filename: str
+    url: str
+    approx_size: int
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """An official checkpoint.
+
+    name:        registry name (also the cache sub-folder)
+    family:      "dust3r", "mast3r" or "vggt"
+    hf_repo:     Hugging Face repository id
+    sources:     source name -> files that together form a loadable checkpoint
+    default_source: the source `download_checkpoint` uses unless told otherwise
+    license:     licence summary (all official weights are non-commercial)
+    approx_size: bytes of the default source's weights (float32)
+    input_size:  long side in pixels of the images the network expects (224, 512 or 518)
+    description: one line for the UI
+    """
+
+    name: str
+    family: str
+    hf_repo: str
+    sources: dict[str, tuple[RemoteFile, ...]]
+    default_source: str
+    license: str
+    approx_size: int
+    input_size: int
+    description: str
+
+    def files(self, source: str | None = None) -> tuple[RemoteFile, ...]:
+        """Files of `source` (default: `default_source`)."""
+        source = source or self.default_source
+        if source not in self.sources:
+            raise CheckpointError(f"Checkpoint {self.name} has no source {source!r}; "
+                                  f"available: {', '.join(self.sources)}.")
+        return self.sources[source]
+
+    @property
+    def hf_url(self) -> str:
+        return f"https://huggingface.co/{self.hf_repo}"
+
+
+def _naver_spec(name: str, project: str, family: str, size: int, input_size: int, description: str,
+                config_bytes: int) -> CheckpointSpec:
+    repo = f"naver/{name}"
+    return CheckpointSpec(
+        name=name, family=family, hf_repo=repo,
+        sources={
+            "hf": (RemoteFile("config.json", _HF.format(repo=repo, file="config.json"), config_bytes),
+                   RemoteFile("model.safetensors", _HF.format(repo=repo, file="model.safetensors"), size)),
+            "naver": (RemoteFile(f"{name}.pth", _NAVER.format(project=project, name=name), size),),
+        },
+        default_source="hf", license=NAVER_LICENSE, approx_size=size, input_size=input_size,
+        description=description)
+
+
+# Sizes: float32 bytes of the unique tensors (tests/fixtures/checkpoint_keys/*.json), rounded up for headers.
+_SPECS = (
+    _naver_spec("DUSt3R_ViTLarge_BaseDecoder_224_linear", "DUSt3R", "dust3r", 2_130_000_000, 224,
+                "DUSt3R ViT-L/16 encoder, ViT-B decoder, linear head, 224x224 inputs; fastest DUSt3R.", 453),
+    _naver_spec("DUSt3R_ViTLarge_BaseDecoder_512_linear", "DUSt3R", "dust3r", 2_130_000_000, 512,
+                "DUSt3R ViT-L/16 encoder, ViT-B decoder, linear head, 512-pixel inputs.", 453),
+    _naver_spec("DUSt3R_ViTLarge_BaseDecoder_512_dpt", "DUSt3R", "dust3r", 2_285_000_000, 512,
+                "DUSt3R ViT-L/16 encoder, ViT-B decoder, DPT head, 512-pixel inputs; the most accurate DUSt3R.",
+                450),
+    _naver_spec("MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric", "MASt3R", "mast3r", 2_755_000_000, 512,
+                "MASt3R: DUSt3R with metric-scale pointmaps and local descriptors for matching; 512-pixel inputs.",
+                546),
+    CheckpointSpec(
+        name="VGGT-1B", family="vggt", hf_repo="facebook/VGGT-1B",
+        sources={
+            "hf": (RemoteFile("model.pt", _HF.format(repo="facebook/VGGT-1B", file="model.pt"), 5_026_200_000),),
+            "hf_safetensors": (RemoteFile("model.safetensors",
+                                          _HF.format(repo="facebook/VGGT-1B", file="model.safetensors"),
+                                          5_026_200_000),),
+        },
+        default_source="hf", license=VGGT_LICENSE, approx_size=5_026_200_000, input_size=518,
+        description="VGGT 1B: cameras, depth and points for all images in one pass (no pairwise alignment); "
+                    "518-pixel inputs."),
+)
+
+_BY_NAME = {spec.name: spec for spec in _SPECS}
+
+# What the UI offers first: the most accurate DUSt3R (DUSt3R's own demo default).
+DEFAULT = "DUSt3R_ViTLarge_BaseDecoder_512_dpt"
+
+
+def names() -> list[str]:
+    """Registered checkpoint names, in display order."""
+    return [spec.name for spec in _SPECS]
+
+
+def get(name: str) -> CheckpointSpec:
+    """The spec called `name` (exact, or case-insensitive). Raises CheckpointError for unknown names."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    folded = {n.lower(): s for n, s in _BY_NAME.items()}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    raise CheckpointError(f"Unknown checkpoint name {name!r}; known: {', '.join(names())}.")
+
+
+def resolve(name_or_path: str | Path) -> CheckpointSpec | Path:
+    """A registered name -> its CheckpointSpec; an existing file or folder -> its Path.
+
+    Names win over paths only when no such path exists. Raises CheckpointError otherwise.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    try:
+        return get(text)
+    except CheckpointError:
+        pass
+    raise CheckpointError(f"{text!r} is neither an existing checkpoint file/folder nor a known checkpoint name "
+                          f"({', '.join(names())}).")
