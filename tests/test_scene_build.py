@@ -1,0 +1,296 @@
+"""build_scene in real Blender (the bpy module): geometry, cameras, attributes, textures, atomicity."""
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
+from helpers_synthrecon import make_synthetic_recon, net_pixels_in_orig  # noqa: E402
+from mathutils import Vector  # noqa: E402
+from pointmap.core import Cancelled, CancelToken  # noqa: E402
+from pointmap.scene import (  # noqa: E402
+    SceneError,
+    SceneOptions,
+    build_scene,
+    geonodes,  # noqa: E402
+    use_camera_render_settings,
+)
+from pointmap.scene.convention import SRGB_TO_LINEAR  # noqa: E402
+from pointmap.scene.voxel import voxel_keys  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_blender():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    yield
+
+
+@pytest.fixture(scope="module")
+def recon():
+    return make_synthetic_recon()
+
+
+def _points_object(coll):
+    return next(o for o in coll.objects if o.type == "MESH" and o.modifiers)
+
+
+def _cameras(coll):
+    return sorted((o for o in coll.objects if o.type == "CAMERA"), key=lambda o: o["pointmap_view"])
+
+
+def _attr(me, name, dtype, width=1):
+    a = me.attributes[name]
+    out = np.empty(len(a.data) * width, dtype)
+    key = {"FLOAT_COLOR": "color", "FLOAT_VECTOR": "vector"}.get(a.data_type, "value")
+    a.data.foreach_get(key, out)
+    return out.reshape(-1, width) if width > 1 else out
+
+
+def _evaluated_count(obj):
+    dg = bpy.context.evaluated_depsgraph_get()
+    dg.update()
+    geo = obj.evaluated_get(dg).evaluated_geometry()
+    if geo.pointcloud is not None:
+        return len(geo.pointcloud.points), "points"
+    return len(geo.mesh.vertices), "mesh"
+
+
+@pytest.mark.parametrize("orientation", ["z_up", "cameras_up", "none"])
+def test_points_reproject_onto_their_pixels(recon, orientation):
+    """Each view's points, through the built camera, land on their source pixel centres (< 0.5 px)."""
+    scene = bpy.context.scene
+    coll = build_scene(recon, scene, SceneOptions(world_orientation=orientation, depth_textures=None,
+                                                  background_images=False))
+    me = _points_object(coll).data
+    P = _attr(me, "position", np.float32, 3)
+    view = _attr(me, "view", np.int32)
+    cams = _cameras(coll)
+    assert len(cams) == recon.n_views
+    worst = 0.0
+    for i, cam in enumerate(cams):
+        H0, W0 = (int(s) for s in recon.image_sizes[i])
+        use_camera_render_settings(scene, cam)
+        assert (scene.render.resolution_x, scene.render.resolution_y) == (W0, H0)
+        pts = P[view == i]
+        expected = net_pixels_in_orig(recon, i).reshape(-1, 2)
+        assert len(pts) == len(expected)
+        got = np.array([tuple(world_to_camera_view(scene, cam, Vector(p.tolist()))) for p in pts])
+        px = got[:, 0] * W0 - 0.5
+        py = (1.0 - got[:, 1]) * H0 - 0.5
+        err = np.abs(np.stack([px, py], 1) - expected).max()
+        worst = max(worst, err)
+        assert (got[:, 2] > 0).all()
+    assert worst < 0.5, worst
+    print(f"worst reprojection error ({orientation}): {worst:.2e} px")
+    assert worst < 0.02, worst   # exact data: only float32 rounding remains
+
+
+def test_camera_settings(recon):
+    coll = build_scene(recon, options=SceneOptions(depth_textures=None))
+    cams = _cameras(coll)
+    for i, cam in enumerate(cams):
+        H0, W0 = (int(s) for s in recon.image_sizes[i])
+        assert cam.name == recon.names[i]
+        assert cam.data.sensor_fit == ("HORIZONTAL" if W0 >= H0 else "VERTICAL")
+        K = np.array(cam["pointmap_K"]).reshape(3, 3)
+        np.testing.assert_allclose(K, recon.K[i])
+        assert (cam["pointmap_width"], cam["pointmap_height"]) == (W0, H0)
+        bg = cam.data.background_images[0]
+        assert bg.image is not None and cam.data.show_background_images
+        # No file on disk: the network colours laid out at the original aspect.
+        w, h = bg.image.size
+        assert abs(w / h - W0 / H0) < 0.05
+    fx_ne_fy = cams[3]
+    assert tuple(fx_ne_fy["pointmap_pixel_aspect"]) != (1.0, 1.0)
+    # Render size = most common image size, with a warning about the others.
+    scene = bpy.context.scene
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (400, 300)
+    assert scene.camera == cams[0]
+    assert any("differ in size" in w for w in recon.warnings)
+    assert any("differ in size" in w for w in coll["pointmap_warnings"])
+    assert coll.name == "view_00 (synthetic)"
+    assert coll["pointmap_backend"] == "synthetic"
+
+
+def test_point_attributes(recon):
+    coll = build_scene(recon, options=SceneOptions(cameras=False))
+    me = _points_object(coll).data
+    n = sum(c.size for c in recon.conf)
+    assert len(me.vertices) == n
+    col = _attr(me, "color", np.float32, 4)
+    conf = _attr(me, "confidence", np.float32)
+    view = _attr(me, "view", np.int32)
+    rgb = np.concatenate([c.reshape(-1, 3) for c in recon.colors])
+    np.testing.assert_allclose(col[:, :3], SRGB_TO_LINEAR[rgb], atol=1e-7)
+    assert (col[:, 3] == 1).all()
+    np.testing.assert_array_equal(conf, np.concatenate([c.reshape(-1) for c in recon.conf]))
+    np.testing.assert_array_equal(view, np.concatenate([np.full(c.size, i) for i, c in enumerate(recon.conf)]))
+    assert me.attributes["color"].domain == "POINT" and me.attributes["color"].data_type == "FLOAT_COLOR"
+    assert me.color_attributes.active_color_name == "color"
+    assert me.materials[0].node_tree.nodes.get("Attribute").attribute_name == "color"
+
+
+@pytest.mark.parametrize("as_mesh", [False, True])
+def test_live_confidence_threshold(recon, as_mesh):
+    coll = build_scene(recon, options=SceneOptions(cameras=False, mesh_points=as_mesh))
+    obj = _points_object(coll)
+    mod = obj.modifiers[0]
+    for name in (geonodes.INPUT_RADIUS, geonodes.INPUT_MIN_CONF, geonodes.INPUT_AS_MESH):
+        geonodes.get_modifier_input(mod, name)
+    n = len(obj.data.vertices)
+    conf = np.concatenate([c.reshape(-1) for c in recon.conf])
+    per_point = 12 if as_mesh else 1
+    extra = lambda k: k if as_mesh else 0   # noqa: E731 - mesh display keeps the source vertices
+    count, kind = _evaluated_count(obj)
+    assert kind == ("mesh" if as_mesh else "points")
+    assert count == n * per_point + extra(n)
+    mesh_before = obj.data.as_pointer()
+    geonodes.set_modifier_input(obj, mod, geonodes.INPUT_MIN_CONF, 2.0)
+    keep = int((conf >= 2.0).sum())
+    assert 0 < keep < n
+    count, _ = _evaluated_count(obj)
+    assert count == keep * per_point + extra(keep)
+    assert obj.data.as_pointer() == mesh_before and len(obj.data.vertices) == n   # nothing rebuilt
+
+
+@pytest.mark.parametrize("mode", ["pack", "exr"])
+def test_depth_and_confidence_textures(recon, mode, tmp_path):
+    tex_dir = tmp_path / "tex"
+    coll = build_scene(recon, options=SceneOptions(depth_textures=mode, texture_dir=str(tex_dir)))
+    for i, cam in enumerate(_cameras(coll)):
+        h, w = recon.net_size(i)
+        for key, ref in (("pointmap_depth", recon.depth[i]), ("pointmap_conf", recon.conf[i])):
+            img = bpy.data.images[cam[key]]
+            assert tuple(img.size) == (w, h)
+            assert img.colorspace_settings.name == "Non-Color"
+            if mode == "pack":
+                assert img.packed_file is not None
+            else:
+                assert img.filepath.endswith(".exr") and (tex_dir / img.filepath.split("/")[-1]).exists()
+                img.reload()    # read back what was written
+            px = np.empty(w * h * 4, np.float32)
+            img.pixels.foreach_get(px)
+            back = px.reshape(h, w, 4)[::-1, :, 0]       # Blender rows run bottom to top
+            np.testing.assert_allclose(back, ref, rtol=1e-6)
+
+
+def test_per_view_meshes_do_not_bridge_depth_jumps(recon):
+    jump = 0.08
+    coll = build_scene(recon, options=SceneOptions(per_view_meshes=True, mesh_max_depth_jump=jump,
+                                                   depth_textures=None))
+    meshes = sorted((o for o in coll.objects if o.type == "MESH" and not o.modifiers),
+                    key=lambda o: o["pointmap_view"])
+    cams = _cameras(coll)
+    assert len(meshes) == recon.n_views
+    for i, obj in enumerate(meshes):
+        me = obj.data
+        h, w = recon.net_size(i)
+        assert 0 < len(me.polygons) < 2 * (h - 1) * (w - 1)        # some triangles were cut ...
+        assert len(me.polygons) > (h - 1) * (w - 1)                  # ... but most kept
+        V = _attr(me, "position", np.float32, 3).astype(np.float64)
+        loops = np.empty(len(me.loops), np.int32)
+        me.loops.foreach_get("vertex_index", loops)
+        tri = loops.reshape(-1, 3)
+        # Depth of every vertex in its camera (Blender camera looks down −Z).
+        M = np.array(cams[i].matrix_world.inverted())
+        z = -(V @ M[:3, :3].T + M[:3, 3])[:, 2]
+        zt = z[tri]
+        assert ((zt.max(1) - zt.min(1)) <= jump * zt.min(1) * 1.0001).all()
+        # Faces point towards the camera.
+        normals = np.cross(V[tri[:, 1]] - V[tri[:, 0]], V[tri[:, 2]] - V[tri[:, 0]])
+        to_cam = np.array(cams[i].matrix_world.translation) - V[tri[:, 0]]
+        assert ((normals * to_cam).sum(1) > 0).mean() > 0.99
+        uv = np.empty(2 * len(me.loops), np.float32)
+        me.uv_layers[0].uv.foreach_get("vector", uv)
+        assert uv.min() >= 0.0 and uv.max() <= 1.0
+        tex = me.materials[0].node_tree.nodes.get("Image Texture")
+        assert tex.image == cams[i].data.background_images[0].image
+
+
+def _counts():
+    out = {}
+    for name in dir(bpy.data):
+        coll = getattr(bpy.data, name, None)
+        if isinstance(coll, bpy.types.bpy_prop_collection):
+            out[name] = len(coll)
+    return out
+
+
+def _render_state(scene):
+    r = scene.render
+    return (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y,
+            scene.camera)
+
+
+@pytest.mark.parametrize("fail_at", [1, 4, 7, 11, 13])
+def test_failed_build_leaves_blender_unchanged(recon, fail_at, tmp_path):
+    scene = bpy.context.scene
+    tex_dir = tmp_path / "tex"
+    before, render_before = _counts(), _render_state(scene)
+
+    def progress(p):
+        if p.done == fail_at:
+            raise RuntimeError("forced failure")
+
+    with pytest.raises(RuntimeError, match="forced failure"):
+        build_scene(recon, scene, SceneOptions(per_view_meshes=True, depth_textures="exr",
+                                               texture_dir=str(tex_dir)), progress=progress)
+    assert _counts() == before
+    assert _render_state(scene) == render_before
+    assert not list(tex_dir.glob("*.exr"))
+
+
+def test_cancel_leaves_blender_unchanged(recon):
+    before = _counts()
+    token = CancelToken()
+
+    def progress(p):
+        if p.done == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        build_scene(recon, options=SceneOptions(per_view_meshes=True), progress=progress, cancel=token)
+    assert _counts() == before
+
+
+def test_bad_options_raise_scene_error(recon):
+    with pytest.raises(SceneError, match="texture folder"):
+        build_scene(recon, options=SceneOptions(depth_textures="exr"))
+
+
+def test_voxel_downsampling(recon):
+    size = 0.25
+    coll = build_scene(recon, options=SceneOptions(cameras=False, voxel_size=size))
+    me = _points_object(coll).data
+    P = _attr(me, "position", np.float32, 3)
+    # The build re-orients the world (z up) before voxelising: compare in that frame.
+    W = np.array(coll["pointmap_world_matrix"]).reshape(4, 4)
+    allp = np.concatenate([p.reshape(-1, 3) for p in recon.points]) @ W[:3, :3].T.astype(np.float32)
+    assert len(P) == len(np.unique(voxel_keys(allp.astype(np.float32), size)))
+    assert len(P) < 0.5 * len(allp)
+
+
+def test_photos_from_files_and_default_name(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "garden"
+    folder.mkdir()
+    base = make_synthetic_recon()
+    paths = []
+    for i in range(base.n_views):
+        H0, W0 = (int(s) for s in base.image_sizes[i])
+        p = folder / f"img_{i}.png"
+        Image.new("RGB", (W0, H0), (10 * i, 100, 200)).save(p)
+        paths.append(str(p))
+    rec = make_synthetic_recon(names=[f"img_{i}" for i in range(base.n_views)], paths=paths)
+    coll = build_scene(rec, options=SceneOptions(depth_textures=None))
+    assert coll.name == "garden (synthetic)"
+    for i, cam in enumerate(_cameras(coll)):
+        img = cam.data.background_images[0].image
+        assert bpy.path.abspath(img.filepath) == paths[i]
+        assert tuple(img.size) == (int(rec.image_sizes[i][1]), int(rec.image_sizes[i][0]))
+    # A second run reuses the loaded photos instead of duplicating them.
+    n_images = len(bpy.data.images)
+    coll2 = build_scene(rec, options=SceneOptions(depth_textures=None))
+    assert len(bpy.data.images) == n_images and coll2.name != coll.name
