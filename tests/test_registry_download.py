@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from pointmap.core import download as D
 from pointmap.core import registry
-from pointmap.core.errors import CheckpointError
+from pointmap.core.errors import Cancelled, CancelToken, CheckpointError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KEYS_DIR = Path(os.environ.get("POINTMAP_CKPT_KEYS_DIR", FIXTURES / "checkpoint_keys"))
@@ -73,3 +79,191 @@ def test_registry_lookup_errors(tmp_path):
     assert registry.resolve(str(tmp_path)) == tmp_path
     with pytest.raises(CheckpointError, match="neither an existing checkpoint"):
         registry.resolve(tmp_path / "missing.pth")
+
+
+# ------------------------------------------------------------------ download (local server)
+
+LINEAR = Path(os.environ.get("POINTMAP_PARITY_DIR", FIXTURES / "parity")) / "dust3r_tiny_linear"
+PTH = (LINEAR / "model.pth").read_bytes()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves `server.files`; honours `Range: bytes=N-` unless `server.range_ok` is False; when
+    `server.cut_after` is set, sends only that many body bytes once and drops the connection."""
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get("Range")))
+        data = srv.files.get(self.path)
+        if data is None:
+            self.send_error(404, "Not Found")
+            return
+        start, status = 0, 200
+        m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if m and srv.range_ok:
+            start, status = int(m.group(1)), 206
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        body = data[start:]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        if srv.cut_after is not None:
+            body, srv.cut_after = body[: srv.cut_after], None
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.files, srv.requests, srv.range_ok, srv.cut_after = {"/model.pth": PTH}, [], True, None
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(timeout=5)
+
+
+def test_full_download_reports_progress(server, tmp_path):
+    seen = []
+    dest = D.download(server.url + "/model.pth", tmp_path / "m" / "model.pth", progress=seen.append,
+                      chunk_size=1 << 16)
+    assert dest.read_bytes() == PTH and not (tmp_path / "m" / "model.pth.part").exists()
+    assert all(p.stage == "download" and p.total == len(PTH) for p in seen)
+    assert [p.done for p in seen] == sorted(p.done for p in seen) and seen[-1].done == len(PTH)
+    assert server.requests == [("/model.pth", None)]
+
+
+def test_resume_from_partial_file(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    (tmp_path / "model.pth.part").write_bytes(PTH[:300_000])
+    seen = []
+    D.download(server.url + "/model.pth", dest, progress=seen.append, expected_size=len(PTH))
+    assert dest.read_bytes() == PTH
+    assert server.requests == [("/model.pth", "bytes=300000-")]
+    assert seen[0].done == 300_000
+
+
+def test_dropped_connection_then_resume(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    server.cut_after = 200_000
+    with pytest.raises(D.DownloadError, match="resume"):
+        D.download(server.url + "/model.pth", dest)
+    assert (tmp_path / "model.pth.part").stat().st_size == 200_000 and not dest.exists()
+    D.download(server.url + "/model.pth", dest)
+    assert dest.read_bytes() == PTH and server.requests[-1] == ("/model.pth", "bytes=200000-")
+
+
+def test_cancel_keeps_part_for_resume(server, tmp_path):
+    dest, token = tmp_path / "model.pth", CancelToken()
+
+    def progress(p):
+        if p.done >= 3 * 65536:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        D.download(server.url + "/model.pth", dest, progress=progress, cancel=token, chunk_size=65536)
+    kept = (tmp_path / "model.pth.part").stat().st_size
+    assert 0 < kept < len(PTH) and not dest.exists()
+    D.download(server.url + "/model.pth", dest)
+    assert dest.read_bytes() == PTH and server.requests[-1] == ("/model.pth", f"bytes={kept}-")
+
+
+def test_server_without_range_support_restarts(server, tmp_path):
+    server.range_ok = False
+    dest = tmp_path / "model.pth"
+    (tmp_path / "model.pth.part").write_bytes(b"\0" * 300_000)   # would corrupt the file if appended to
+    D.download(server.url + "/model.pth", dest)
+    assert dest.read_bytes() == PTH and server.requests == [("/model.pth", "bytes=300000-")]
+
+
+def test_complete_part_and_oversized_part(server, tmp_path):
+    dest = tmp_path / "model.pth"
+    (tmp_path / "model.pth.part").write_bytes(PTH)             # server answers 416: already complete
+    D.download(server.url + "/model.pth", dest)
+    assert dest.read_bytes() == PTH
+    (tmp_path / "b.pth.part").write_bytes(PTH + b"extra")      # longer than the file: start over
+    D.download(server.url + "/model.pth", tmp_path / "b.pth")
+    assert (tmp_path / "b.pth").read_bytes() == PTH
+
+
+def test_corrupt_payloads_are_rejected_and_deleted(server, tmp_path):
+    server.files["/garbage.pth"] = bytes(range(256)) * 64
+    server.files["/cut.pth"] = PTH[: len(PTH) // 2]            # served "completely", but truncated
+    server.files["/page.safetensors"] = b"<html>Sign in to continue</html>"
+    for name, words in (("garbage.pth", "not a checkpoint"), ("cut.pth", "truncated or corrupt"),
+                        ("page.safetensors", "safetensors")):
+        with pytest.raises(CheckpointError) as err:
+            D.download(f"{server.url}/{name}", tmp_path / name)
+        assert "not usable and was deleted" in str(err.value) and words in str(err.value)
+        assert not (tmp_path / name).exists() and not (tmp_path / (name + ".part")).exists()
+
+
+def test_size_mismatch_http_errors_and_custom_verify(server, tmp_path):
+    with pytest.raises(D.DownloadError, match="instead of"):
+        D.download(server.url + "/model.pth", tmp_path / "a.pth", expected_size=len(PTH) + 1)
+    assert not (tmp_path / "a.pth").exists() and not (tmp_path / "a.pth.part").exists()
+    with pytest.raises(D.DownloadError, match="HTTP 404"):
+        D.download(server.url + "/missing.pth", tmp_path / "b.pth")
+
+    def reject(path):
+        raise CheckpointError(f"{path} rejected by the test")
+
+    with pytest.raises(CheckpointError, match="rejected by the test"):
+        D.download(server.url + "/model.pth", tmp_path / "c.pth", verify=reject)
+    assert not (tmp_path / "c.pth").exists()
+
+
+def test_download_checkpoint_from_registry(server, tmp_path, monkeypatch):
+    files = {"/tiny/config.json": (LINEAR / "hf" / "config.json").read_bytes(),
+             "/tiny/model.safetensors": (LINEAR / "hf" / "model.safetensors").read_bytes(),
+             "/tiny/tiny.pth": PTH}
+    server.files.update(files)
+    spec = registry.CheckpointSpec(
+        name="Tiny", family="dust3r", hf_repo="test/tiny",
+        sources={"hf": tuple(registry.RemoteFile(n, server.url + "/tiny/" + n, len(files["/tiny/" + n]))
+                             for n in ("config.json", "model.safetensors")),
+                 "naver": (registry.RemoteFile("tiny.pth", server.url + "/tiny/tiny.pth", len(PTH)),)},
+        default_source="hf", license="test (non-commercial)", approx_size=len(PTH), input_size=64,
+        description="tiny test model")
+    monkeypatch.setattr(registry, "_BY_NAME", {"Tiny": spec})
+    assert D.cached_checkpoint("Tiny", tmp_path) is None
+    seen = []
+    path = D.download_checkpoint("Tiny", tmp_path, progress=seen.append)
+    assert path == tmp_path / "Tiny" and D.cached_checkpoint("Tiny", tmp_path) == path
+    assert {p.message.split(":")[0] for p in seen} == {"Tiny/config.json", "Tiny/model.safetensors"}
+    n = len(server.requests)
+    assert D.download_checkpoint("Tiny", tmp_path) == path and len(server.requests) == n   # already complete
+    pth = D.download_checkpoint("Tiny", tmp_path, source="naver")
+    assert pth == tmp_path / "Tiny" / "tiny.pth" and pth.read_bytes() == PTH
+    from pointmap.core.weights import load_checkpoint
+
+    assert load_checkpoint(path)[1].source_format == "hf" and load_checkpoint(pth)[1].source_format == "pth"
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("POINTMAP_CACHE", str(tmp_path / "c"))
+    assert D.default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("POINTMAP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    if os.name != "nt":
+        assert D.default_cache_dir() == tmp_path / "x" / "pointmap"
+
+
+def test_import_does_not_touch_network_or_torch():
+    code = ("import socket, sys\n"
+            "socket.socket.connect = lambda *a: (_ for _ in ()).throw(AssertionError('network at import'))\n"
+            "import pointmap.core.download, pointmap.core.registry\n"
+            "assert 'torch' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,245 @@
+"""Resumable, cancellable, verified downloads of checkpoints (urllib only; no network at import time).
+
+`download(url, dest)` streams into `dest.part`, resumes an existing `.part` with an HTTP Range request,
+reports progress as stage "download", checks the cancel token between chunks (the `.part` is kept for a
+later resume), verifies the finished file and only then moves it into place with `os.replace`, so a file
+at `dest` is always complete. `download_checkpoint(name, cache_dir)` fetches a registry checkpoint into
+`<cache_dir>/<name>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from . import registry
+from .errors import CancelToken, CheckpointError, PointmapError, check_cancel
+from .progress import ProgressFn, report
+
+USER_AGENT = "pointmap/0.1 (checkpoint downloader)"
+CHUNK = 1 << 20
+TIMEOUT_S = 30.0
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+class DownloadError(PointmapError):
+    """A download failed for a network/server/disk reason (not because the file was bad)."""
+
+
+def default_cache_dir() -> Path:
+    """Where checkpoints go outside Blender: $POINTMAP_CACHE, else the platform's user cache + /pointmap."""
+    env = os.environ.get("POINTMAP_CACHE")
+    if env:
+        return Path(env).expanduser()
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "pointmap" / "cache"
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "pointmap"
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """`bytes START-END/TOTAL` or `bytes */TOTAL` -> (START, TOTAL); None where absent or '*'."""
+    m = re.match(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)", value or "")
+    if not m:
+        return None, None
+    start = int(m.group(1)) if m.group(1) is not None else None
+    return start, (int(m.group(2)) if m.group(2) != "*" else None)
+
+
+def _default_verify(name: str) -> Callable[[Path], None] | None:
+    """The integrity check for a file called `name`: JSON parses, checkpoints open (header/mmap only)."""
+    if name.endswith(".json"):
+        def check_json(path: Path) -> None:
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, ValueError) as err:
+                raise CheckpointError(f"{path} is not valid JSON ({err}).") from None
+        return check_json
+    if name.endswith(".safetensors"):
+        def check_safetensors(path: Path) -> None:
+            from .weights import safetensors_keys
+
+            if not safetensors_keys(path):
+                raise CheckpointError(f"{path} holds no tensors.")
+        return check_safetensors
+    if name.endswith(_CHECKPOINT_SUFFIXES):
+        def check_torch(path: Path) -> None:
+            from .weights import read_checkpoint
+
+            read_checkpoint(path)
+        return check_torch
+    return None
+
+
+def _open(url: str, offset: int, timeout: float):
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _network_error(url: str, err: Exception) -> DownloadError:
+    if isinstance(err, urllib.error.HTTPError):
+        hint = " (the file may need a Hugging Face login or licence acceptance)" if err.code in (401, 403) else ""
+        return DownloadError(f"Downloading {url} failed: HTTP {err.code} {err.reason}{hint}.")
+    reason = getattr(err, "reason", None) or err
+    return DownloadError(f"Downloading {url} failed: {reason}. Check the network connection; "
+                         "running the download again resumes where it stopped.")
+
+
+def _check_space(folder: Path, needed: int, url: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DownloadError(f"Not enough disk space in {folder} for {url}: {needed / 1e9:.2f} GB needed, "
+                            f"{free / 1e9:.2f} GB free.")
+
+
+def _stream(resp, part: Path, offset: int, total: int | None, label: str, progress: ProgressFn | None,
+            cancel: CancelToken | None, chunk: int) -> int:
+    """Append the body of `resp` to `part` (which holds `offset` bytes). Returns the bytes now in `part`."""
+    done = offset
+    # One pass over the body; the body is finite, so is the loop (a dropped connection reads as b"").
+    with open(part, "ab" if offset else "wb") as f:
+        report(progress, "download", done, total or 0, _message(label, done, total))
+        while True:
+            check_cancel(cancel)
+            data = resp.read(chunk)
+            if not data:
+                break
+            f.write(data)
+            done += len(data)
+            report(progress, "download", done, total or 0, _message(label, done, total))
+    return done
+
+
+def _message(label: str, done: int, total: int | None) -> str:
+    of = f" / {total / 1e6:.1f}" if total else ""
+    return f"{label}: {done / 1e6:.1f}{of} MB"
+
+
+def download(url: str, dest_path: str | Path, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+             expected_size: int | None = None, verify: Callable[[Path], None] | None = None, *,
+             label: str | None = None, chunk_size: int = CHUNK, timeout: float = TIMEOUT_S) -> Path:
+    """Download `url` to `dest_path` and return it.
+
+    Resumes `dest_path + ".part"` when present (Range request; a server that ignores Range, or answers for
+    the wrong offset, makes it start over once). progress gets ("download", bytes done, bytes total; total
+    is 0 when the server does not say). On cancel: raises Cancelled and keeps the `.part`.
+    expected_size: exact size in bytes, when known; a mismatch deletes the download.
+    verify: called with the finished `.part` before it is moved into place; it raises (CheckpointError) to
+            reject the file, which is then deleted. None = the default check for the file name (JSON parses;
+            .pth/.pt/.bin/.safetensors open as checkpoints).
+    Raises DownloadError (network, HTTP, disk space, connection dropped: the `.part` is kept) or
+    CheckpointError (the file arrived but is not what it should be: nothing is kept).
+    """
+    dest = Path(dest_path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = _part_path(dest)
+    label = label or dest.name
+    verify = verify if verify is not None else _default_verify(dest.name)
+    total = None
+    for _attempt in range(2):   # a second attempt only after discarding an unusable .part
+        offset = part.stat().st_size if part.exists() else 0
+        if expected_size is not None and offset > expected_size:
+            part.unlink()
+            offset = 0
+        if expected_size is not None and offset == expected_size:
+            total = offset
+            break
+        try:
+            resp = _open(url, offset, timeout)
+        except urllib.error.HTTPError as err:
+            if err.code == 416 and offset:
+                _, size = _content_range(err.headers.get("Content-Range"))
+                if size == offset:       # the .part already holds the whole file
+                    total = offset
+                    break
+                part.unlink()
+                continue
+            raise _network_error(url, err) from None
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise _network_error(url, err) from None
+        with resp:
+            length = resp.headers.get("Content-Length")
+            length = int(length) if length and length.isdigit() else None
+            if offset and resp.status == 206:
+                start, total = _content_range(resp.headers.get("Content-Range"))
+                if start != offset:      # not the bytes we asked for: start from zero
+                    part.unlink()
+                    continue
+                total = total or (offset + length if length is not None else None)
+            else:                        # a full response: the server ignored Range (or there was none)
+                offset = 0
+                total = length
+            total = total or expected_size
+            if total:
+                _check_space(dest.parent, total - offset, url)
+            try:
+                done = _stream(resp, part, offset, total, label, progress, cancel, chunk_size)
+            except (OSError, urllib.error.URLError) as err:   # timeouts, resets: keep what we have
+                raise _network_error(url, err) from None
+        if total is not None and done < total:
+            raise DownloadError(f"The connection closed after {done} of {total} bytes of {url}; run the download "
+                                "again to resume it.")
+        break
+    else:
+        raise DownloadError(f"Downloading {url} failed: the server did not honour resuming, even from scratch.")
+    size = part.stat().st_size
+    if (expected_size is not None and size != expected_size) or (total is not None and size != total):
+        part.unlink()
+        raise DownloadError(f"Downloading {url} gave {size} bytes instead of {expected_size or total}; the partial "
+                            "file was deleted, please try again.")
+    if verify is not None:
+        try:
+            verify(part)
+        except PointmapError as err:
+            part.unlink(missing_ok=True)
+            raise CheckpointError(f"The file downloaded from {url} is not usable and was deleted: {err}") from None
+    os.replace(part, dest)
+    return dest
+
+
+def _target(spec: registry.CheckpointSpec, folder: Path, source: str) -> Path:
+    files = spec.files(source)
+    return folder / files[0].filename if len(files) == 1 else folder
+
+
+def cached_checkpoint(name: str, cache_dir: str | Path | None = None, source: str | None = None) -> Path | None:
+    """Local path of a fully downloaded registry checkpoint (a file, or the folder of a multi-file source),
+    or None. Without `source`, the default source is preferred, then any other complete one."""
+    spec = registry.get(name)
+    folder = Path(cache_dir or default_cache_dir()) / spec.name
+    sources = [source] if source else [spec.default_source, *(s for s in spec.sources if s != spec.default_source)]
+    for src in sources:
+        if all((folder / f.filename).is_file() for f in spec.files(src)):
+            return _target(spec, folder, src)
+    return None
+
+
+def download_checkpoint(name: str, cache_dir: str | Path | None = None, progress: ProgressFn | None = None,
+                        cancel: CancelToken | None = None, source: str | None = None) -> Path:
+    """Download registry checkpoint `name` into `<cache_dir>/<name>/` (skipping files already complete) and
+    return the path `load_checkpoint` takes. Read `registry.get(name).license` first: all official weights are
+    for non-commercial use."""
+    spec = registry.get(name)
+    source = source or spec.default_source
+    folder = Path(cache_dir or default_cache_dir()) / spec.name
+    for f in spec.files(source):
+        dest = folder / f.filename
+        if not dest.is_file():   # files reach their final name only once verified
+            download(f.url, dest, progress, cancel, label=f"{spec.name}/{f.filename}")
+    target = _target(spec, folder, source)
+    from .weights import read_checkpoint
+
+    read_checkpoint(target)      # the files of a source must also fit together (config.json + weights)
+    return target
