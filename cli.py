@@ -31,7 +31,7 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p.add_argument("--focal-mm", type=float, default=0.0, help="known focal length in mm")
     p.add_argument("--sensor-mm", type=float, default=36.0, help="sensor width in mm")
     p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip")
-    p.add_argument("--name", default="Pointmap", help="name of the created collection")
+    p.add_argument("--name", default="", help="name of the created collection (default: from the photos)")
     p.add_argument("--min-conf", type=float, default=1.5)
     p.add_argument("--no-points", action="store_true", help="do not create the point cloud")
     p.add_argument("--no-cameras", action="store_true", help="do not create cameras")

@@ -43,6 +43,8 @@ def core_kwargs(op, settings) -> dict:
         known_focal_mm=op.focal_mm or None,
         sensor_width_mm=op.sensor_mm,
         on_bad_image="skip" if op.on_bad_image == "SKIP" else "raise",
+        vggt_points=op.vggt_points.lower(),
+        cache_dir=settings.cache_dir or None,
     )
 
 
@@ -57,8 +59,8 @@ def scene_options(op):
     else:
         texture_dir = os.path.join(bpy.app.tempdir or "/tmp", "pointmap_textures")
     wanted = dict(
-        name=op.name or "Pointmap", point_cloud=op.point_cloud, min_conf=op.min_conf,
-        point_radius=op.point_radius, voxel_size=op.voxel_size or None, cameras=op.cameras,
+        name=op.name or None, point_cloud=op.point_cloud, min_conf=op.min_conf,
+        point_radius=op.point_radius or None, voxel_size=op.voxel_size, cameras=op.cameras,
         background_images=op.background_images, set_render_resolution=op.set_render_resolution,
         depth_textures=None if op.depth_textures == "NONE" else op.depth_textures.lower(),
         texture_dir=texture_dir, per_view_meshes=op.per_view_meshes,
@@ -136,7 +138,7 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
         scene = context.scene
 
         def work(progress, cancel):
-            from ..core import reconstruct
+            from ..core.reconstruct import reconstruct
 
             return reconstruct(inputs, checkpoint, progress=progress, cancel=cancel, **kwargs)
 

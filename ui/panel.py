@@ -92,6 +92,8 @@ class POINTMAP_PT_model(_Sidebar, bpy.types.Panel):
         layout.prop(s, "backend")
         layout.prop(s, "device")
         layout.prop(s, "image_size")
+        if s.backend == "VGGT":
+            layout.prop(s, "vggt_points")
 
 
 class POINTMAP_PT_alignment(_Sidebar, bpy.types.Panel):

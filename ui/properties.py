@@ -82,13 +82,17 @@ class ReconstructOptions:
                             description="Focal length in mm when known (0: estimate it)")
     sensor_mm: FloatProperty(name="Sensor Width (mm)", default=36.0, min=1.0, soft_max=100.0)
     on_bad_image: EnumProperty(name="Bad Images", items=BAD_IMAGE_ITEMS, default="SKIP")
+    vggt_points: EnumProperty(name="VGGT Points", default="DEPTH", items=[
+        ("DEPTH", "Depth + Camera", "Unproject the depth map with the predicted camera (recommended)"),
+        ("HEAD", "Point Head", "The network's point map head")])
     # -- outputs --
-    name: StringProperty(name="Name", default="Pointmap", description="Name of the new collection")
+    name: StringProperty(name="Name", default="", description="Name of the new collection (empty: from the photos)")
     point_cloud: BoolProperty(name="Point Cloud", default=True)
     min_conf: FloatProperty(name="Min Confidence", default=1.5, min=0.0, soft_max=20.0,
                             description="Drop points whose confidence is below this")
     voxel_size: FloatProperty(name="Voxel Size", default=0.0, min=0.0, description="Thin the cloud (0: keep all)")
-    point_radius: FloatProperty(name="Point Radius", default=0.005, min=0.0, soft_max=0.1)
+    point_radius: FloatProperty(name="Point Radius", default=0.0, min=0.0, soft_max=0.1,
+                                description="Display radius of points (0: from the pixel footprint)")
     cameras: BoolProperty(name="Cameras", default=True)
     background_images: BoolProperty(name="Background Images", default=True)
     set_render_resolution: BoolProperty(name="Set Render Resolution", default=True)
