@@ -163,7 +163,10 @@ def get_prefs(context=None):
 def get_settings(context=None) -> Settings:
     prefs = get_prefs(context)
     if prefs is None:
-        return Settings(cache_dir=user_dir("weights"))
+        # Not enabled through Blender (scripts, the demo): share the core's cache ($POINTMAP_CACHE, ~/.cache).
+        from ..core.download import default_cache_dir
+
+        return Settings(cache_dir=str(default_cache_dir()))
     ckpt = bpy.path.abspath(prefs.local_checkpoint) if prefs.checkpoint == LOCAL else prefs.checkpoint
     return Settings(checkpoint=ckpt, cache_dir=weights_dir(prefs), device=prefs.device.lower(),
                     precision=prefs.precision.lower())
