@@ -15,12 +15,13 @@ from .convention import flip_rows
 from .options import SceneError
 
 
-def _rgba_from_scalar(values: np.ndarray) -> np.ndarray:
+def _flipped_rgba(values: np.ndarray) -> np.ndarray:
+    """(h, w) scalar map → flat float32 RGBA (value in R, G, B; alpha 1) with Blender's row order."""
     h, w = values.shape
     out = np.empty((h, w, 4), np.float32)
-    out[..., :3] = values[..., None]
+    out[..., :3] = values[::-1, :, None]
     out[..., 3] = 1.0
-    return out
+    return out.reshape(-1)
 
 
 def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | None, created):
@@ -31,7 +32,7 @@ def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | N
     img = created.add(bpy.data.images.new(name, w, h, alpha=False, float_buffer=True))
     # Colour space first: changing it afterwards reloads the (generated) buffer and loses the pixels.
     img.colorspace_settings.name = "Non-Color"
-    img.pixels.foreach_set(flip_rows(_rgba_from_scalar(np.asarray(values, np.float32))).reshape(-1))
+    img.pixels.foreach_set(_flipped_rgba(np.asarray(values, np.float32)))
     if mode == "pack":
         img.pack()
     elif mode == "exr":
