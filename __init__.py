@@ -59,7 +59,7 @@ def unregister():
 
 def __getattr__(name):
     if name == "reconstruct":
-        from .core.reconstruct import reconstruct
+        from .core.pipeline import reconstruct
 
         return reconstruct
     if name == "build_scene":

@@ -16,7 +16,7 @@ __all__ = [
 
 def __getattr__(name):
     if name == "reconstruct":
-        from .reconstruct import reconstruct
+        from .pipeline import reconstruct
 
         return reconstruct
     raise AttributeError(f"module 'pointmap.core' has no attribute {name!r}")

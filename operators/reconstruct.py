@@ -138,7 +138,7 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
         scene = context.scene
 
         def work(progress, cancel):
-            from ..core.reconstruct import reconstruct
+            from ..core.pipeline import reconstruct
 
             return reconstruct(inputs, checkpoint, progress=progress, cancel=cancel, **kwargs)
 
