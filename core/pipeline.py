@@ -26,7 +26,7 @@ _STAGE_WEIGHTS = {
     "vggt": {"load": 0.10, "vggt": 0.90},
 }
 
-_MODEL_CACHE: dict = {}   # (path, mtime, device) -> (model, info); one entry, so repeated runs skip loading
+_MODEL_CACHE: dict = {}   # (path, mtime, device, precision) -> (model, info); one entry, so repeated runs skip loading
 
 
 def reconstruct(
@@ -78,7 +78,7 @@ def reconstruct(
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
-    model, model_name, family, input_size = _resolve_model(checkpoint, device, cache_dir)
+    model, model_name, family, input_size = _resolve_model(checkpoint, device, precision, cache_dir)
     if backend == "auto":
         backend = "vggt" if family == "vggt" else "pairs"
     if backend not in ("pairs", "vggt"):
@@ -207,7 +207,7 @@ def _overall_reporter(progress: ProgressFn | None, weights: dict[str, float]) ->
     return report
 
 
-def _resolve_model(checkpoint, device, cache_dir):
+def _resolve_model(checkpoint, device, precision, cache_dir):
     """(model, display name, family, input size) for a loaded module, a path or a registry name."""
     import torch
 
@@ -236,7 +236,8 @@ def _resolve_model(checkpoint, device, cache_dir):
     else:
         path, name = found, str(found)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    key = (str(Path(path).resolve()), Path(path).stat().st_mtime, str(dev))
+    # The engines cast weights to the run's precision in place, so precision is part of the key.
+    key = (str(Path(path).resolve()), Path(path).stat().st_mtime, str(dev), precision)
     if key not in _MODEL_CACHE:
         _MODEL_CACHE.clear()   # one model at a time: they are gigabytes
         _MODEL_CACHE[key] = load_checkpoint(path, device=dev)
