@@ -511,7 +511,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, vgg
 
     vggt_config: config for `build_vggt` (None = full VGGT-1B); VGGT files record no architecture.
     vggt_track:  build VGGT's track head too (its `track_head.*` tensors are otherwise ignored).
-    Raises CheckpointError naming the path for missing, unreadable or non-matching checkpoints.
+    The model also gets `checkpoint_notes` (= info.notes). Raises CheckpointError naming the path for
+    missing, unreadable or non-matching checkpoints.
     """
     raw = read_checkpoint(path)
     where = str(raw.path)
@@ -526,6 +527,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, vgg
         load_state_dict_into(model, raw.state_dict, raw.family, where)
         notes.append(f"built on CPU because of non-persistent buffers ({', '.join(leftover[:_SHOW])})")
     model.eval()
+    model.checkpoint_notes = list(notes)   # read by the backends to tell the user (e.g. track head ignored)
     if torch.device(device) != torch.device("cpu"):
         model.to(device)
     info = CheckpointInfo(path=where, family=raw.family, class_name=raw.class_name,

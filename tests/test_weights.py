@@ -226,6 +226,7 @@ def test_tiny_vggt_pt_and_safetensors(tmp_path):
     torch.save(sd, tmp_path / "model.pt")
     _, info = W.load_checkpoint(tmp_path, vggt_config=config)     # a folder holding model.pt
     assert info.source_format == "vggt_pt" and any("track_head" in n for n in info.notes)
+    assert W.load_checkpoint(tmp_path, vggt_config=config)[0].checkpoint_notes == info.notes
     # ...but any other foreign key is an error.
     sd["aggregator.bogus"] = torch.zeros(2)
     torch.save(sd, tmp_path / "model.pt")
