@@ -322,3 +322,18 @@ def test_read_checkpoint_is_light():
     assert raw.source_format == "hf" and raw.class_name == "AsymmetricCroCo3DStereo"
     assert W.safetensors_keys(LINEAR / "hf" / "model.safetensors") == list(W.read_safetensors(
         LINEAR / "hf" / "model.safetensors"))
+
+
+def test_in_place_changes_never_reach_the_file(tmp_path):
+    """Weights are private memory maps: engines may cast/scale them in place without touching the checkpoint."""
+    shutil.copytree(LINEAR / "hf", tmp_path / "hf")
+    shutil.copy(LINEAR / "model.pth", tmp_path / "model.pth")
+    before = {p: p.read_bytes() for p in (tmp_path / "hf" / "model.safetensors", tmp_path / "model.pth")}
+    for path in (tmp_path / "hf", tmp_path / "model.pth"):
+        model, _ = W.load_checkpoint(path)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(0)
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert torch.equal(W.load_checkpoint(tmp_path / "hf")[0].state_dict()["enc_norm.weight"],
+                       recipe_state_dict(LINEAR, check=False)["enc_norm.weight"])
