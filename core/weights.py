@@ -39,9 +39,6 @@ FAMILY_OF_CLASS = {DUST3R_CLASS: "dust3r", MAST3R_CLASS: "mast3r", VGGT_CLASS: "
 
 VGGT_PREFIXES = ("aggregator.", "camera_head.", "depth_head.", "point_head.", "track_head.")
 VGGT_INPUT_SIZE = 518
-# Keys of VGGT's Hugging Face config.json, with the values of the released VGGT-1B.
-_VGGT_DEFAULT_CONFIG = {"img_size": 518, "patch_size": 14, "embed_dim": 1024, "enable_camera": True,
-                        "enable_point": True, "enable_depth": True, "enable_track": True}
 
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -302,15 +299,6 @@ def _tensor_dict(obj, path: Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def _vggt_config_from_json(config: Mapping, path: Path) -> None:
-    """VGGT's config.json only records VGGT.__init__ kwargs; we support the released architecture."""
-    unknown = {k: v for k, v in config.items() if _VGGT_DEFAULT_CONFIG.get(k, object()) != v}
-    unknown.pop("enable_track", None)   # the track head is optional on our side
-    if unknown:
-        raise CheckpointError(f"{path}: VGGT config {unknown} differs from VGGT-1B's; only the released "
-                              "architecture can be built from a config.json.")
-
-
 def _read_file(path: Path) -> RawCheckpoint:
     kind = _sniff(path)
     if kind == "safetensors":
@@ -357,7 +345,7 @@ def _read_hf_folder(folder: Path, weights: Path) -> RawCheckpoint:
         raise CheckpointError(f"{config_path} is not a JSON object of constructor arguments.")
     keys = safetensors_keys(weights)
     if _is_vggt(keys):
-        _vggt_config_from_json(config, folder)
+        # VGGT's config.json records only VGGT.__init__ kwargs; the strict shape check catches other sizes.
         return RawCheckpoint(folder, "vggt_safetensors", "vggt", VGGT_CLASS, None, read_safetensors(weights))
     if "enc_embed_dim" not in config:
         raise CheckpointError(f"{config_path} does not describe a DUSt3R/MASt3R network (no enc_embed_dim).")

@@ -220,6 +220,13 @@ def test_tiny_vggt_pt_and_safetensors(tmp_path):
     assert i_pt.family == "vggt" and i_pt.num_params == 463_768 and i_pt.input_size == 518
     a, b = m_pt.state_dict(), m_st.state_dict()
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    # A Hugging Face style VGGT folder (config.json + model.safetensors).
+    (tmp_path / "hf").mkdir()
+    shutil.copy(VGGT_PARITY_DIR / "tiny_vggt.safetensors", tmp_path / "hf" / "model.safetensors")
+    (tmp_path / "hf" / "config.json").write_text('{"img_size": 518, "patch_size": 14, "embed_dim": 32}')
+    assert W.load_checkpoint(tmp_path / "hf", vggt_config=config)[1].source_format == "vggt_safetensors"
+    with pytest.raises(CheckpointError, match="mis-shaped"):          # built as VGGT-1B: shapes differ
+        W.load_checkpoint(tmp_path / "hf")
     # The official model.pt carries track_head.* tensors: they are ignored with a note.
     sd = dict(torch.load(VGGT_PARITY_DIR / "tiny_vggt_state_dict.pt", weights_only=True))
     sd["track_head.tracker.fake.weight"] = torch.zeros(2)
