@@ -84,7 +84,8 @@ class LinearPts3d(nn.Module):
         x = tokens[-1]
         if fp32_last:
             with torch.autocast(x.device.type, enabled=False):
-                return _tokens_to_pixels(self.proj(x.float()), image_size, self.patch_size)
+                feat = F.linear(x.float(), self.proj.weight.float(), self.proj.bias.float())
+                return _tokens_to_pixels(feat, image_size, self.patch_size)
         return _tokens_to_pixels(self.proj(x), image_size, self.patch_size)
 
 
