@@ -302,9 +302,8 @@ def _tensor_dict(obj, path: Path) -> dict[str, torch.Tensor]:
 def _read_file(path: Path) -> RawCheckpoint:
     kind = _sniff(path)
     if kind == "safetensors":
-        sd = read_safetensors(path)
-        if _is_vggt(sd):
-            return RawCheckpoint(path, "vggt_safetensors", "vggt", VGGT_CLASS, None, sd)
+        if _is_vggt(safetensors_keys(path)):
+            return RawCheckpoint(path, "vggt_safetensors", "vggt", VGGT_CLASS, None, read_safetensors(path))
         config = path.parent / "config.json"
         if not config.is_file():
             raise CheckpointError(f"{path} is a safetensors file without a config.json next to it, so the network "
@@ -318,7 +317,10 @@ def _read_file(path: Path) -> RawCheckpoint:
         args = obj.get("args")
         ctor = args.get("model") if isinstance(args, Mapping) else getattr(args, "model", None)
         if isinstance(ctor, str):
-            class_name, kwargs = parse_constructor(ctor)
+            try:
+                class_name, kwargs = parse_constructor(ctor)
+            except CheckpointError as err:
+                raise CheckpointError(f"{path}: {err}") from None
             if class_name not in (DUST3R_CLASS, MAST3R_CLASS):
                 raise CheckpointError(f"{path} is a checkpoint of {class_name!r}; supported are {DUST3R_CLASS} "
                                       f"(DUSt3R) and {MAST3R_CLASS} (MASt3R).")

@@ -310,6 +310,8 @@ def test_pth_problems(tmp_path):
             "CroCoNet", "supported")
     _expect(save("badarg.pth", {"model": sd, "args": argparse.Namespace(model=ctor[:-1] + ", colour='red')")}),
             "colour")
+    _expect(save("evil.pth", {"model": sd, "args": argparse.Namespace(model="AsymmetricCroCo3DStereo(a=exit())")}),
+            "not a plain literal")
     _expect(save("noargs.pth", {"model": sd}), "no args.model")
     _expect(save("bare.pth", dict(sd)), "unknown network")
     _expect(save("unsafe.pth", {"model": sd, "args": argparse.Namespace(model=ctor, out=pathlib.PurePosixPath("/x"))}),
