@@ -224,7 +224,9 @@ def _resolve_model(checkpoint, device, precision, cache_dir):
 
     found = registry.resolve(checkpoint)
     if isinstance(found, registry.CheckpointSpec):
-        path = find_cached_checkpoint(found, cache_dir)
+        from .download import cached_checkpoint
+
+        path = cached_checkpoint(found.name, cache_dir)
         if path is None:
             where = Path(cache_dir) if cache_dir else _default_cache_dir()
             raise CheckpointError(
@@ -243,16 +245,6 @@ def _resolve_model(checkpoint, device, precision, cache_dir):
         _MODEL_CACHE[key] = load_checkpoint(path, device=dev)
     model, info = _MODEL_CACHE[key]
     return model, name, info.family, info.input_size
-
-
-def find_cached_checkpoint(spec, cache_dir=None) -> Path | None:
-    """Path of a downloaded checkpoint of `spec` in the cache (a file, or the folder of a multi-file source)."""
-    base = (Path(cache_dir) if cache_dir else _default_cache_dir()) / spec.name
-    for source in [spec.default_source, *[s for s in spec.sources if s != spec.default_source]]:
-        files = spec.files(source)
-        if all((base / f.filename).is_file() for f in files):
-            return base / files[0].filename if len(files) == 1 else base
-    return None
 
 
 def _default_cache_dir() -> Path:
@@ -281,4 +273,4 @@ def _jsonable(info: dict) -> dict:
     return out
 
 
-__all__ = ["reconstruct", "focal_mm_to_net_px", "find_cached_checkpoint"]
+__all__ = ["reconstruct", "focal_mm_to_net_px"]
