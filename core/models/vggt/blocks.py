@@ -16,6 +16,29 @@ from torch import nn
 from .rope import apply_rope
 
 
+def _qk_prep(q, k, qw, qb, kw, kb, cos, sin):
+    """qk-norm then RoPE of q, k (B, heads, T, D); a pure function so torch.compile can fuse it."""
+    q = F.layer_norm(q, q.shape[-1:], qw, qb, 1e-5)
+    k = F.layer_norm(k, k.shape[-1:], kw, kb, 1e-5)
+    return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+
+
+_qk_prep_impl = _qk_prep
+
+
+def use_compiled_qk_prep(enabled: bool = True) -> None:
+    """Fuse qk-norm + RoPE into one kernel with torch.compile (GPU; compiles once per token shape)."""
+    global _qk_prep_impl
+    if enabled:
+        import torch._dynamo
+
+        # Two token shapes (frame, global) per frame count: keep every one compiled, not fall back to eager.
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
+    _qk_prep_impl = torch.compile(_qk_prep, dynamic=False) if enabled else _qk_prep
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over (B, T, C) with optional qk-norm and RoPE tables (T, head_dim)."""
 
@@ -34,10 +57,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
+        if self.q_norm is not None and rope is not None:
+            q, k = _qk_prep_impl(q, k, self.q_norm.weight, self.q_norm.bias, self.k_norm.weight, self.k_norm.bias,
+                                 *rope)
+        elif rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        elif self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, t, c))
 
