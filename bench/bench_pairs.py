@@ -42,10 +42,12 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=384)
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=1, help="timed runs per N (the best is reported)")
+    ap.add_argument("--upsample", default="auto", help="comma-separated DPT upsampling modes to compare "
+                    "(auto, interpolate, nchw, matmul)")
     args = ap.parse_args()
 
     from pointmap.core.inference import PairInference
-    from pointmap.core.models import build_model
+    from pointmap.core.models import build_model, dpt
 
     device = torch.device(args.device)
     cfg = json.loads(CONFIG.read_text())["hf"]["config_json_reconstructed"]
@@ -59,8 +61,9 @@ def main() -> None:
 
     result = {"gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "image_wh": [args.width, args.height], "runs": [], "reference": REFERENCE}
-    engine = None
-    for mb in batches:
+    combos = [(up, mb) for up in args.upsample.split(",") if up for mb in batches]
+    for up, mb in combos:
+        dpt.UPSAMPLE = up
         engine = PairInference(model, device=device, precision=args.precision, max_batch=mb)
         result["precision"] = engine.precision
         # Warm-up: kernels, autotuning, allocator.
@@ -85,7 +88,7 @@ def main() -> None:
                 peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
                 finite = bool(torch.isfinite(preds.conf_i[0]).all())
                 del preds, enc
-                run = {"max_batch": engine.max_batch, "n_images": n, "pairs": len(edges),
+                run = {"upsample": up, "max_batch": engine.max_batch, "n_images": n, "pairs": len(edges),
                        "seconds": round(t2 - t0, 4), "encode_seconds": round(t1 - t0, 4),
                        "ms_per_pair": round(1000 * (t2 - t0) / len(edges), 3),
                        "peak_gib": None if peak is None else round(peak, 3), "conf_finite": finite}

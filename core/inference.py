@@ -13,7 +13,6 @@ batch is halved and retried. Outputs are float32, on the compute device unless `
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -56,9 +55,9 @@ class PairInference:
 
     device:    torch device (default: CUDA if available, else CPU); the model is moved there.
     precision: "auto" (bf16 on CUDA if supported, else fp16; fp32 on CPU), "fp32", "bf16" or "fp16".
-               With bf16/fp16 on CUDA the model's weights are cast to that dtype (half the memory) and
-               matmuls/convs run under autocast; LayerNorm, softmax statistics, the last head layer
-               and all post-processing stay float32.
+               With bf16/fp16 the model's weights are cast to that dtype in place (half the memory) and
+               the network runs in it natively (LayerNorm and softmax accumulate in float32 inside their
+               kernels); the last head layer and all post-processing run in float32.
     max_batch: upper bound on pairs (and images) per batch; default 16 on CUDA, 4 on CPU.
     """
 
@@ -77,19 +76,12 @@ class PairInference:
         self.max_batch = int(max_batch) if max_batch else (16 if self.device.type == "cuda" else 4)
         if self.max_batch < 1:
             raise ValueError("max_batch must be >= 1")
-        model = model.to(self.device).eval()
+        model = model.to(self.device, self.dtype).eval()
         if self.device.type == "cuda":
-            if self.dtype != torch.float32:
-                model = model.to(self.dtype)
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # DPT convs: cuDNN's fast layout
         self.model = model
 
     # -- helpers ----------------------------------------------------------------------------------
-
-    def _autocast(self):
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def _memory_batch(self, pixels: int, per_pixel: int) -> int:
         """Largest batch whose estimated activations fit in ~60% of the free device memory (≤ max_batch)."""
@@ -159,11 +151,10 @@ class PairInference:
             by_shape.setdefault(tuple(t.shape[-2:]), []).append(k)
 
         def run(chunk):
-            batch = torch.stack([imgs[k] for k in chunk])
+            batch = torch.stack([imgs[k] for k in chunk]).to(self.dtype)
             if self.device.type == "cuda":
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                out = self.model.encode(batch)
+            out = self.model.encode(batch)
             for k, tok in zip(chunk, out, strict=True):
                 tokens[k] = tok
 
@@ -207,9 +198,8 @@ class PairInference:
             size1, size2 = encoded.shapes[i_idx[0]], encoded.shapes[j_idx[0]]
             f1 = torch.stack([encoded.tokens[i] for i in i_idx])
             f2 = torch.stack([encoded.tokens[j] for j in j_idx])
-            with self._autocast():
-                dec1, dec2 = model.decode(f1, model.grid(size1), f2, model.grid(size2))
-                res1, res2 = model.predict(dec1, size1, dec2, size2, fp32_last=self.dtype != torch.float32)
+            dec1, dec2 = model.decode(f1, model.grid(size1), f2, model.grid(size2))
+            res1, res2 = model.predict(dec1, size1, dec2, size2, fp32_last=self.dtype != torch.float32)
             pairs = {"pts_i": res1["pts3d"], "pts_j": res2["pts3d"], "conf_i": res1["conf"], "conf_j": res2["conf"]}
             if mast3r:
                 pairs.update(desc_i=res1["desc"], desc_j=res2["desc"],

@@ -164,3 +164,22 @@ def test_uint8_normalisation_is_exact(linear):
     img = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
     got = PairInference(linear, device="cpu")._images_to_device([img])[0]
     assert np.array_equal(got.numpy(), lut[img].transpose(2, 0, 1))
+
+
+def test_matmul_upsample_equals_interpolate():
+    from pointmap.core.models.dpt import _up2_matmul
+
+    x = torch.randn(2, 5, 3, 7).contiguous(memory_format=torch.channels_last)
+    ref = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+    torch.testing.assert_close(_up2_matmul(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_precision_runs_close_to_fp32():
+    model = _model("dust3r_tiny_linear")  # cast in place by the engine: a private copy
+    rng = np.random.default_rng(2)
+    imgs = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(2)]
+    ref = infer_pairs(model, imgs, [(0, 1)], device="cpu", precision="fp32")
+    got = infer_pairs(model, imgs, [(0, 1)], device="cpu", precision="bf16")
+    assert got.pts_i[0].dtype == torch.float32
+    rel = (got.conf_i[0] - ref.conf_i[0]).abs().max() / ref.conf_i[0].abs().max()
+    assert float(rel) < 0.05

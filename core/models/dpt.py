@@ -16,8 +16,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# How ×2 bilinear upsampling runs: "auto" = as matrix products for half-precision CUDA tensors (the
+# channels-last interpolate kernel is far from memory bandwidth there), F.interpolate otherwise;
+# "interpolate", "nchw" (interpolate on a contiguous copy) and "matmul" force one way (benchmarking).
+UPSAMPLE = "auto"
+_MATS: dict = {}
+
+
+def _interp_matrix(n: int, device, dtype) -> torch.Tensor:
+    """(2n, n) matrix of ×2 linear interpolation with align_corners=True (rows sum to 1)."""
+    key = (n, str(device), dtype)
+    if key not in _MATS:
+        src = torch.arange(2 * n, device=device, dtype=torch.float64) * ((n - 1) / max(1, 2 * n - 1))
+        i0 = src.floor().long().clamp(max=n - 1)
+        i1 = (i0 + 1).clamp(max=n - 1)
+        f = src - i0
+        a = torch.zeros(2 * n, n, device=device, dtype=torch.float64)
+        rows = torch.arange(2 * n, device=device)
+        a.index_put_((rows, i0), 1 - f, accumulate=True)
+        a.index_put_((rows, i1), f, accumulate=True)
+        _MATS[key] = a.to(dtype)
+    return _MATS[key]
+
+
+def _up2_matmul(x: torch.Tensor) -> torch.Tensor:
+    """Separable ×2 bilinear (align_corners=True) as two batched GEMMs on the channels-last layout."""
+    b, c, h, w = x.shape
+    xl = x.permute(0, 2, 3, 1).reshape(b, h, w * c)                  # (B, H, W*C), free for channels-last
+    y = torch.matmul(_interp_matrix(h, x.device, x.dtype), xl)       # (B, 2H, W*C)
+    z = torch.matmul(_interp_matrix(w, x.device, x.dtype), y.view(b * 2 * h, w, c))  # (B*2H, 2W, C)
+    return z.view(b, 2 * h, 2 * w, c).permute(0, 3, 1, 2)            # (B, C, 2H, 2W) channels-last
+
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
+    mode = UPSAMPLE
+    if mode == "auto":
+        mode = "matmul" if x.is_cuda and x.dtype in (torch.float16, torch.bfloat16) else "interpolate"
+    if mode == "matmul":
+        return _up2_matmul(x)
+    if mode == "nchw":
+        out = F.interpolate(x.contiguous(), scale_factor=2, mode="bilinear", align_corners=True)
+        return out.contiguous(memory_format=torch.channels_last)
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 
 
@@ -30,7 +69,7 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(features, features, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        return x + self.conv2(F.relu(self.conv1(F.relu(x)), inplace=True))
 
 
 class FusionBlock(nn.Module):
@@ -82,7 +121,7 @@ class DPTAdapter(nn.Module):
             nn.Conv2d(feature_dim, feature_dim // 2, 3, padding=1),
             Interpolate2x(),
             nn.Conv2d(feature_dim // 2, last_dim, 3, padding=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(last_dim, n_out, 1),
         )
         d = list(layer_dims)
@@ -97,8 +136,8 @@ class DPTAdapter(nn.Module):
                 fp32_last: bool = False) -> torch.Tensor:
         """tokens: L+1 tensors (B, S, C_k) → raw (B, n_out, H, W).
 
-        fp32_last: run the final 1x1 conv in float32 (under autocast) so that the raw values, which
-        post-processing exponentiates, keep full precision.
+        fp32_last: run the final 1x1 conv in float32 (float32 copies of its weights, autocast off) so that
+        the raw values, which post-processing exponentiates, keep full precision in bf16/fp16 runs.
         """
         h, w = image_size[0] // self.patch_size, image_size[1] // self.patch_size
         layers = []

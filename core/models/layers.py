@@ -18,15 +18,16 @@ LN_EPS = 1e-6
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(B, S, C) → (B, heads, S, C / heads)."""
+    """(B, S, C) → (B, S, heads, C / heads) (a view)."""
     b, s, c = x.shape
-    return x.view(b, s, n_heads, c // n_heads).transpose(1, 2)
+    return x.view(b, s, n_heads, c // n_heads)
 
 
-def _merge(x: torch.Tensor) -> torch.Tensor:
-    """(B, heads, S, Dh) → (B, S, heads * Dh)."""
-    b, h, s, d = x.shape
-    return x.transpose(1, 2).reshape(b, s, h * d)
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """q (B, Sq, heads, Dh), k/v (B, Sk, heads, Dh) → (B, Sq, heads * Dh); softmax(q k^T / sqrt(Dh)) v."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    b, h, s, d = out.shape
+    return out.transpose(1, 2).reshape(b, s, h * d)
 
 
 class Attention(nn.Module):
@@ -41,9 +42,9 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         b, s, c = x.shape
-        q, k, v = self.qkv(x).view(b, s, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k = self.rope(q, grid), self.rope(k, grid)
-        return self.proj(_merge(F.scaled_dot_product_attention(q, k, v)))
+        qkv = self.qkv(x).view(b, s, 3, self.num_heads, c // self.num_heads)
+        q, k = self.rope(qkv[:, :, :2], grid).unbind(2)  # q and k share positions: one rotation
+        return self.proj(_attend(q, k, qkv[:, :, 2]))
 
 
 class CrossAttention(nn.Module):
@@ -63,7 +64,7 @@ class CrossAttention(nn.Module):
         q = self.rope(_heads(self.projq(x), self.num_heads), grid_x)
         k = self.rope(_heads(self.projk(y), self.num_heads), grid_y)
         v = _heads(self.projv(y), self.num_heads)
-        return self.proj(_merge(F.scaled_dot_product_attention(q, k, v)))
+        return self.proj(_attend(q, k, v))
 
 
 class Block(nn.Module):

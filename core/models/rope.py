@@ -7,6 +7,8 @@ D channels, and out = t*cos + rotate_half(t)*sin with rotate_half(t) = cat(-t[D/
 
 Every image of one batch has the same shape, so positions are one (S, 2) table shared by the batch and
 the rotation is a per-(S, Dh) cos/sin table computed once per (shape, device, dtype) and cached.
+Tensors are rotated in the token-major (B, S, heads, Dh) layout the projections produce, so no copy
+is needed before attention.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ def patch_positions(n_rows: int, n_cols: int, device=None) -> torch.Tensor:
     return torch.stack([ys, xs], dim=-1)
 
 
-def _rotate_halves(t: torch.Tensor) -> torch.Tensor:
-    """rotate_half applied separately to the y half and the x half of the last dimension."""
+def _swap_quarters(t: torch.Tensor) -> torch.Tensor:
+    """(…, Dh) → the two quarters of each half swapped: [y2, y1, x2, x1] (signs live in the sin table)."""
     d = t.shape[-1] // 4
-    y1, y2, x1, x2 = t.split(d, dim=-1)
-    return torch.cat((-y2, y1, -x2, x1), dim=-1)
+    return t.unflatten(-1, (2, 2, d)).flip(-2).flatten(-3)
 
 
 class RoPE2D(nn.Module):
@@ -38,7 +39,10 @@ class RoPE2D(nn.Module):
         self._cache: dict = {}
 
     def tables(self, head_dim: int, grid: tuple[int, int], device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin tables of shape (S, head_dim) in `dtype` for a (rows, cols) patch grid."""
+        """cos and signed sin tables, each (S, head_dim) in `dtype`, for a (rows, cols) patch grid.
+
+        The sin table carries rotate_half's signs: t*cos + rotate_half(t)*sin == t*cos + swap(t)*sin_signed.
+        """
         key = (head_dim, tuple(grid), str(device), dtype)
         hit = self._cache.get(key)
         if hit is not None:
@@ -52,11 +56,16 @@ class RoPE2D(nn.Module):
         ang_y = pos[:, :1] * inv_freq[None]            # (S, d/2)
         ang_x = pos[:, 1:] * inv_freq[None]
         ang = torch.cat((ang_y, ang_y, ang_x, ang_x), dim=-1)  # (S, head_dim)
-        out = (ang.cos().to(dtype), ang.sin().to(dtype))
+        sign = torch.ones(head_dim, device=device)
+        sign[: d // 2] = -1
+        sign[d: d + d // 2] = -1
+        out = (ang.cos().to(dtype), (ang.sin() * sign).to(dtype))
         self._cache[key] = out
         return out
 
     def forward(self, t: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """t: (B, heads, S, Dh) → same shape, rotated by the (y, x) position of each token."""
+        """t: (B, S, …, Dh) with tokens on dim 1 (e.g. (B, S, heads, Dh)) → same shape, rotated by the
+        (y, x) position of each token."""
         cos, sin = self.tables(t.shape[-1], grid, t.device, t.dtype)
-        return t * cos + _rotate_halves(t) * sin
+        shape = (cos.shape[0],) + (1,) * (t.ndim - 3) + (cos.shape[1],)
+        return torch.addcmul(t * cos.view(shape), _swap_quarters(t), sin.view(shape))
