@@ -225,7 +225,7 @@ def frustum_object(cam_obj, scene, depth: float, rgb=(1.0, 0.45, 0.05)):
     verts = np.array([[0.0, 0.0, 0.0], *corners], np.float32)
     me = bpy.data.meshes.new(f"{cam_obj.name} frustum")
     me.from_pydata(verts.tolist(), [], [(0, 1, 2), (0, 2, 3), (0, 3, 4), (0, 4, 1), (1, 2, 3, 4)])
-    col = me.color_attributes.new("color", "FLOAT_COLOR", "POINT")
+    col = me.color_attributes.new("Color", "FLOAT_COLOR", "POINT")
     col.data.foreach_set("color", np.tile(np.array([*rgb, 1.0], np.float32), len(verts)))
     me.color_attributes.active_color = col
     obj = bpy.data.objects.new(me.name, me)

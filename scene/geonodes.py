@@ -5,7 +5,7 @@ Modifier inputs (change them live; nothing is rebuilt):
   "Min Confidence"  points whose `confidence` attribute is below it are hidden
   "As Mesh"         show each point as a small icosphere mesh instead of a point primitive. Point
                     primitives render coloured in EEVEE/Cycles (material) but Workbench ignores their
-                    colour; the mesh variant keeps the `color` attribute active, so Solid view and
+                    colour; the mesh variant keeps the `Color` attribute active, so Solid view and
                     Workbench renders with attribute colour show it too (at 12 vertices per point).
 """
 

@@ -1,6 +1,8 @@
-"""Materials: points coloured by their `color` attribute, meshes textured with their photo."""
+"""Materials: points coloured by their `Color` attribute, meshes textured with their photo."""
 
 from __future__ import annotations
+
+from .pointcloud import COLOR_ATTRIBUTE
 
 
 def _node_material(name: str, created):
@@ -23,12 +25,12 @@ def _principled(nt):
 
 
 def point_material(name: str, created):
-    """Principled BSDF whose base colour is the geometry attribute `color` (linear RGBA)."""
+    """Principled BSDF whose base colour is the geometry attribute `Color` (linear RGBA)."""
     mat, nt = _node_material(name, created)
     bsdf = _principled(nt)
     attr = nt.nodes.new("ShaderNodeAttribute")
     attr.attribute_type = "GEOMETRY"
-    attr.attribute_name = "color"
+    attr.attribute_name = COLOR_ATTRIBUTE
     attr.location = (-300, 200)
     nt.links.new(attr.outputs["Color"], bsdf.inputs["Base Color"])
     bsdf.inputs["Roughness"].default_value = 0.9

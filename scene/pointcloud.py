@@ -1,6 +1,6 @@
 """The fused point cloud: gather every view's pointmap (numpy), then one vertex mesh in bpy.
 
-Mesh layout (POINT domain): position (Blender world, after the world re-orientation), `color`
+Mesh layout (POINT domain): position (Blender world, after the world re-orientation), `Color`
 FLOAT_COLOR linear RGBA (active + render colour), `confidence` FLOAT, `view` INT (index into the
 reconstruction's views). A Geometry Nodes modifier (scene.geonodes) displays it.
 """
@@ -13,6 +13,9 @@ import numpy as np
 
 from .convention import SRGB_TO_LINEAR
 from .voxel import voxel_downsample
+
+# Not "color": Cycles treats that attribute name specially and renders it black.
+COLOR_ATTRIBUTE = "Color"
 
 
 @dataclass
@@ -76,7 +79,7 @@ def build_point_mesh(name: str, data: PointData, created):
     me.vertices.add(n)
     # The generic attribute path takes the raw buffer; vertices.foreach_set("co") is ~50x slower.
     me.attributes["position"].data.foreach_set("vector", data.points.reshape(-1))
-    col = me.color_attributes.new("color", "FLOAT_COLOR", "POINT")
+    col = me.color_attributes.new(COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
     col.data.foreach_set("color", data.rgba.reshape(-1))
     me.color_attributes.active_color = col
     me.color_attributes.render_color_index = me.color_attributes.active_color_index

@@ -118,7 +118,7 @@ def test_point_attributes(recon):
     me = _points_object(coll).data
     n = sum(c.size for c in recon.conf)
     assert len(me.vertices) == n
-    col = _attr(me, "color", np.float32, 4)
+    col = _attr(me, "Color", np.float32, 4)
     conf = _attr(me, "confidence", np.float32)
     view = _attr(me, "view", np.int32)
     rgb = np.concatenate([c.reshape(-1, 3) for c in recon.colors])
@@ -126,9 +126,9 @@ def test_point_attributes(recon):
     assert (col[:, 3] == 1).all()
     np.testing.assert_array_equal(conf, np.concatenate([c.reshape(-1) for c in recon.conf]))
     np.testing.assert_array_equal(view, np.concatenate([np.full(c.size, i) for i, c in enumerate(recon.conf)]))
-    assert me.attributes["color"].domain == "POINT" and me.attributes["color"].data_type == "FLOAT_COLOR"
-    assert me.color_attributes.active_color_name == "color"
-    assert me.materials[0].node_tree.nodes.get("Attribute").attribute_name == "color"
+    assert me.attributes["Color"].domain == "POINT" and me.attributes["Color"].data_type == "FLOAT_COLOR"
+    assert me.color_attributes.active_color_name == "Color"
+    assert me.materials[0].node_tree.nodes.get("Attribute").attribute_name == "Color"
 
 
 @pytest.mark.parametrize("as_mesh", [False, True])

@@ -35,3 +35,34 @@ def test_workbench_render_shows_coloured_points(tmp_path):
     assert len(np.unique(rgb // 16, axis=0)) > 20           # many colours, not flat grey
     saturation = rgb.max(1) - rgb.min(1)
     assert (saturation > 60).mean() > 0.2                   # the coloured walls/spheres show
+
+
+def test_cycles_render_shows_point_colours(tmp_path):
+    """Point primitives get their colour from the material's Attribute node (Cycles/EEVEE path).
+
+    Guards the attribute name: Cycles renders an attribute called "color" black.
+    """
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    recon = make_synthetic_recon()
+    coll = build_scene(recon, scene, SceneOptions(depth_textures=None, background_images=False,
+                                                  mesh_points=False))
+    cam = next(o for o in coll.objects if o.type == "CAMERA" and o["pointmap_view"] == 0)
+    use_camera_render_settings(scene, cam)
+    scene.render.resolution_percentage = 30
+    world = bpy.data.worlds.new("white")
+    scene.world = world
+    if world.node_tree is None:
+        world.use_nodes = True
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (1, 1, 1, 1)
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 4
+    scene.render.film_transparent = True
+    scene.render.filepath = str(tmp_path / "cycles.png")
+    bpy.ops.render.render(write_still=True)
+
+    img = np.asarray(Image.open(tmp_path / "cycles.png").convert("RGBA"))
+    rgb = img[img[..., 3] > 200][:, :3].astype(int)
+    assert len(rgb) > 0.5 * img.shape[0] * img.shape[1]
+    assert ((rgb.max(1) - rgb.min(1)) > 60).mean() > 0.2
