@@ -166,6 +166,13 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
                 cam["pointmap_photo"] = img.name
                 photos[i] = img
             cams.append(cam)
+        aspects = {tuple(round(float(a), 4) for a in c["pointmap_pixel_aspect"]) for c in cams}
+        if len(aspects) > 1:
+            warnings.append(
+                "The cameras' focal lengths differ in x/y ratio (pixel aspects "
+                f"{', '.join(f'{ax:g}:{ay:g}' for ax, ay in sorted(aspects))}); Blender's pixel aspect is "
+                "scene-wide, so only cameras matching the render settings project exactly "
+                "(pointmap.scene.use_camera_render_settings sets them per camera).")
         if options.set_render_resolution:
             _remember_render_settings(scene, created)
             first = next(c for c in cams if (c["pointmap_width"], c["pointmap_height"]) == (res_w, res_h))

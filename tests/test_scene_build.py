@@ -109,6 +109,7 @@ def test_camera_settings(recon):
     assert scene.camera == cams[0]
     assert any("differ in size" in w for w in recon.warnings)
     assert any("differ in size" in w for w in coll["pointmap_warnings"])
+    assert any("pixel aspect" in w for w in recon.warnings)
     assert coll.name == "view_00 (synthetic)"
     assert coll["pointmap_backend"] == "synthetic"
 
