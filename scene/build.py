@@ -81,7 +81,10 @@ def build_scene(recon, scene=None, options: SceneOptions | None = None, progress
 
     options = options or SceneOptions()
     options.validate()
-    recon.validate()
+    try:
+        recon.validate()
+    except ValueError as err:
+        raise SceneError(f"The reconstruction cannot be built: {err}.") from err
     if recon.n_views == 0:
         raise SceneError("The reconstruction has no views; there is nothing to build.")
     scene = scene or bpy.context.scene
@@ -104,7 +107,8 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
     med_depth, med_f = _scene_scale(recon)
     name = options.name or default_name(recon)
     want_tex = options.depth_textures is not None and options.cameras
-    total = 1 + n * (int(options.cameras) + int(want_tex) + int(options.per_view_meshes)) + 1
+    # Steps: collection, [point cloud], per view: [camera], [textures], [mesh], done.
+    total = 2 + int(options.point_cloud) + n * (int(options.cameras) + int(want_tex) + int(options.per_view_meshes))
     done = 0
 
     def step(message: str) -> None:
@@ -202,7 +206,7 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             obj["pointmap_view"] = i
             coll.objects.link(obj)
 
-    step("done")
+    step("finishing")
     if warnings:
         recon.warnings.extend(w for w in warnings if w not in recon.warnings)
     coll["pointmap_warnings"] = list(recon.warnings)

@@ -255,9 +255,21 @@ def test_cancel_leaves_blender_unchanged(recon):
     assert _counts() == before
 
 
-def test_bad_options_raise_scene_error(recon):
+def test_bad_input_raises_scene_error(recon):
     with pytest.raises(SceneError, match="texture folder"):
         build_scene(recon, options=SceneOptions(depth_textures="exr"))
+    broken = make_synthetic_recon()
+    broken.conf[1] = broken.conf[1][:-1]
+    with pytest.raises(SceneError, match="cannot be built"):
+        build_scene(broken)
+
+
+def test_progress_reports_every_step_in_order(recon):
+    seen = []
+    build_scene(recon, options=SceneOptions(per_view_meshes=True), progress=seen.append)
+    assert [p.done for p in seen] == list(range(len(seen)))
+    assert all(p.total == seen[0].total and p.stage == "build" for p in seen)
+    assert seen[-1].done == seen[-1].total and seen[-1].fraction == 1.0
 
 
 def test_voxel_downsampling(recon):
