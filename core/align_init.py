@@ -1,0 +1,291 @@
+"""Data layout and deterministic initialisation for global alignment.
+
+Layout: every directed edge e = (i, j) contributes two *observations*: view i's pointmap and view j's
+pointmap, both in the edge's frame (camera i's, at the edge's unknown scale). Observations are stacked
+per image shape (`ViewGroup`), so each step is a few batched tensor ops per distinct shape — never a
+Python loop over edges.
+
+Initialisation (no randomness): score each edge by its confidence, take a maximum spanning tree over
+the images, chain the per-edge frames along it with confidence-weighted Umeyama fits between two
+predictions of the same view, then fit every edge's similarity to the chained world pointmaps, every
+camera pose to its own-frame prediction, and every focal by Weiszfeld (principal point at the centre).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import PointmapError
+from .geometry import maximum_spanning_tree, similarity_stats, umeyama_from_stats, weiszfeld_focal
+
+
+@dataclass
+class ViewGroup:
+    """All observations of the views sharing one image shape (H, W).
+
+    views:     (n,) global ids of the views of this shape
+    obs_local: (M,) index into `views` of each observation
+    obs_view:  (M,) global view id;  obs_edge: (M,) edge id;  obs_own: (M,) True when the observation
+               is the edge's first view (its pointmap is then in that view's own camera frame)
+    pts:       (M, H, W, 3) pointmaps in the edge frame (storage dtype of the predictions)
+    conf:      (M, H, W) confidences (>= 1)
+    """
+
+    shape: tuple[int, int]
+    views: torch.Tensor
+    obs_local: torch.Tensor
+    obs_view: torch.Tensor
+    obs_edge: torch.Tensor
+    obs_own: torch.Tensor
+    pts: torch.Tensor
+    conf: torch.Tensor
+
+    def grid(self, stride: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel coordinates (u, v) of the strided samples, each (P,) float32, row-major."""
+        h, w = self.shape
+        off = stride // 2
+        us = torch.arange(off, w, stride, device=device, dtype=torch.float32)
+        vs = torch.arange(off, h, stride, device=device, dtype=torch.float32)
+        return us.repeat(len(vs)), vs.repeat_interleave(len(us))
+
+    def sample(self, stride: int, obs=slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """Strided pointmaps (M', P, 3) and confidences (M', P) in float32."""
+        off = stride // 2
+        x = self.pts[obs, off::stride, off::stride].float()
+        c = self.conf[obs, off::stride, off::stride].float()
+        return x.reshape(x.shape[0], -1, 3), c.reshape(c.shape[0], -1)
+
+
+def conf_weight(conf: torch.Tensor, min_conf: float) -> torch.Tensor:
+    """Per-pixel weight log(conf) (as the reference), zero below `min_conf` and for non-finite input."""
+    w = torch.log(conf.clamp_min(1.0))
+    return torch.where((conf >= min_conf) & torch.isfinite(conf), w, torch.zeros_like(w))
+
+
+def build_groups(pred, device) -> list[ViewGroup]:
+    """Stack the predictions' observations by image shape (on `device`)."""
+    edges = np.asarray(pred.edges, np.int64).reshape(-1, 2)
+    n = pred.n_images
+    shapes = [tuple(int(x) for x in s) for s in pred.image_shapes]
+    for e, (i, j) in enumerate(edges):
+        if not (0 <= i < n and 0 <= j < n):
+            raise PointmapError(f"Pair predictions: edge {e} refers to image {max(i, j)} but only {n} images exist.")
+        for side, k, p, c in (("i", i, pred.pts_i[e], pred.conf_i[e]), ("j", j, pred.pts_j[e], pred.conf_j[e])):
+            if tuple(p.shape) != (*shapes[k], 3) or tuple(c.shape) != shapes[k]:
+                raise PointmapError(f"Pair predictions: edge {e} ({i}, {j}) side {side} has pointmap shape "
+                                    f"{tuple(p.shape)} / confidence {tuple(c.shape)}, expected image {k}'s {shapes[k]}.")
+    groups = []
+    for shape in sorted(set(shapes)):
+        views = [k for k in range(n) if shapes[k] == shape]
+        local = {k: a for a, k in enumerate(views)}
+        rows = [(e, int(i), True) for e, (i, _) in enumerate(edges) if shapes[i] == shape]
+        rows += [(e, int(j), False) for e, (_, j) in enumerate(edges) if shapes[j] == shape]
+        if not rows:
+            continue
+        pts = torch.stack([(pred.pts_i if own else pred.pts_j)[e].to(device) for e, _, own in rows])
+        conf = torch.stack([(pred.conf_i if own else pred.conf_j)[e].to(device) for e, _, own in rows])
+        if not pts.is_floating_point():
+            pts, conf = pts.float(), conf.float()
+        lt = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+        groups.append(ViewGroup(shape, lt(views), lt([local[k] for _, k, _ in rows]), lt([k for _, k, _ in rows]),
+                                lt([e for e, _, _ in rows]),
+                                torch.tensor([own for _, _, own in rows], device=device), pts, conf))
+    return groups
+
+
+def init_stride(shape: tuple[int, int], target: int = 1024) -> int:
+    """Stride giving about `target` samples per observation (initialisation needs few)."""
+    return max(1, int(round((shape[0] * shape[1] / target) ** 0.5)))
+
+
+@dataclass
+class InitResult:
+    """Initial state, float64 on the alignment device. World = the root edge's frame.
+
+    cam_R (N,3,3), cam_t (N,3): cam2world; edge_s (E,), edge_R (E,3,3), edge_t (E,3): edge frame → world
+    (y = s R x + t); focal (N,) (NaN for views without an own-frame prediction); root: the root view.
+    """
+
+    cam_R: torch.Tensor
+    cam_t: torch.Tensor
+    edge_s: torch.Tensor
+    edge_R: torch.Tensor
+    edge_t: torch.Tensor
+    focal: torch.Tensor
+    root: int
+
+
+def initialise(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf: float, pp: torch.Tensor,
+               focal_group: torch.Tensor, n_focal: int, gpa_rounds: int = 3) -> InitResult:
+    """MST + Umeyama chaining + Weiszfeld (see module doc).
+
+    pp: (N, 2) principal points; focal_group: (N,) index of the focal each view estimates into (views
+    sharing a focal share an index); n_focal: number of focal groups.
+    """
+    dev = groups[0].pts.device
+    ne = len(edges)
+    samples = []
+    for g in groups:
+        x, c = g.sample(init_stride(g.shape))
+        samples.append((x, conf_weight(c, min_conf), g.grid(init_stride(g.shape), dev)))
+
+    # Edge score: product of the two views' mean confidence weights (both must be trustworthy).
+    side_score = torch.zeros(ne, 2, dtype=torch.float64, device=dev)
+    for g, (_, w, _) in zip(groups, samples, strict=True):
+        side_score[g.obs_edge, (~g.obs_own).long()] = w.double().mean(1)
+    score = (side_score[:, 0] * side_score[:, 1]).cpu().numpy()
+
+    # Where each (view, edge) observation lives: obs_at[(view, edge)] = (group, row).
+    obs_at = {}
+    for gi, g in enumerate(groups):
+        for row, (k, e) in enumerate(zip(g.obs_view.tolist(), g.obs_edge.tolist(), strict=True)):
+            obs_at.setdefault((k, e), (gi, row))
+    own_best = {}
+    for e in np.argsort(-score, kind="stable"):
+        own_best.setdefault(int(edges[e, 0]), int(e))
+    missing = [k for k in range(n) if k not in own_best]
+    if missing:
+        raise PointmapError(f"Global alignment: images {missing} are never the first image of a pair, so their "
+                            "camera cannot be estimated; use a symmetric scene graph (both (i, j) and (j, i)).")
+    try:
+        root, tree = maximum_spanning_tree(n, edges, score)
+    except ValueError as err:
+        raise PointmapError(f"Global alignment: the scene graph is not connected; images {err.args[0]} share no "
+                            "pair with the others.") from None
+
+    # Placing edge of every view: the root uses its best own-frame edge, others the best edge to the parent.
+    between = {}
+    for e, (i, j) in enumerate(edges.tolist()):
+        key = (min(i, j), max(i, j))
+        if key not in between or score[e] > score[between[key]]:
+            between[key] = e
+    place = {root: own_best[root]}
+    for a, b in tree:
+        place[b] = between[(min(a, b), max(a, b))]
+
+    # Frame change between two edges observing the same view: fit edge e_b's prediction of view a to
+    # edge e_a's prediction of view a (one batched Umeyama per shape group).
+    links = [(a, place[b], place[a]) for a, b in tree]
+    link_fit = {}
+    for gi, (x, w, _) in enumerate(samples):
+        mine = [(a, eb, ea) for a, eb, ea in links if obs_at[(a, eb)][0] == gi]
+        if not mine:
+            continue
+        src = torch.tensor([obs_at[(a, eb)][1] for a, eb, _ in mine], device=dev)
+        dst = torch.tensor([obs_at[(a, ea)][1] for a, _, ea in mine], device=dev)
+        s, r, t = robust_similarity([(x[src], x[dst], w[src] * w[dst], torch.arange(len(mine), device=dev))],
+                                    len(mine))
+        for k, key in enumerate(mine):
+            link_fit[key] = _mat(s[k], r[k], t[k])
+    to_world = {place[root]: np.eye(4)}
+    for a, b in tree:
+        to_world[place[b]] = to_world[place[a]] @ link_fit[(a, place[b], place[a])]
+
+    # Chained world pointmaps of every view (at the init stride), then every edge fitted onto them.
+    world = {}
+    for k in range(n):
+        gi, row = obs_at[(k, place[k])]
+        m = torch.from_numpy(to_world[place[k]]).to(dev)
+        world[k] = samples[gi][0][row].double() @ m[:3, :3].T + m[:3, 3]
+    parts = [(x, torch.stack([world[k] for k in g.obs_view.tolist()]), w, g.obs_edge)
+             for g, (x, w, _) in zip(groups, samples, strict=True)]
+    edge_s, edge_R, edge_t = robust_similarity(parts, ne)
+    # Generalised Procrustes rounds: replace each chained world pointmap by the robust consensus of all
+    # its edges' predictions and refit the edges, which spreads the tree's accumulated drift over all
+    # edges instead of letting it sit on the views far from the root.
+    for _ in range(gpa_rounds):
+        for g, (x, w, _) in zip(groups, samples, strict=True):
+            e = g.obs_edge
+            y = edge_s[e, None, None] * (x.double() @ edge_R[e].transpose(1, 2)) + edge_t[e, None, :]
+            cons = _robust_consensus(y, w.double(), g.obs_local, len(g.views))
+            for a, k in enumerate(g.views.tolist()):
+                world[k] = cons[a]
+        parts = [(x, torch.stack([world[k] for k in g.obs_view.tolist()]), w, g.obs_edge)
+                 for g, (x, w, _) in zip(groups, samples, strict=True)]
+        edge_s, edge_R, edge_t = robust_similarity(parts, ne, iters=3)
+        # Keep the scale gauge where the chain put it (consensus fitting can drift it slowly).
+        k = torch.exp(-torch.log(edge_s).mean())
+        edge_s, edge_t = edge_s * k, edge_t * k
+        world = {v: p * k for v, p in world.items()}
+
+    # Cameras: own-frame prediction of the best own edge → world pointmap; focal from all own-frame ones.
+    cam_R = torch.zeros(n, 3, 3, dtype=torch.float64, device=dev)
+    cam_t = torch.zeros(n, 3, dtype=torch.float64, device=dev)
+    focal = torch.zeros(n_focal, dtype=torch.float64, device=dev)
+    for g, (x, w, (u, v)) in zip(groups, samples, strict=True):
+        rows = torch.tensor([obs_at[(k, own_best[k])][1] for k in g.views.tolist()], device=dev)
+        tgt = torch.stack([world[k] for k in g.views.tolist()])
+        _, r, t = robust_similarity([(x[rows], tgt, w[rows], torch.arange(len(rows), device=dev))], len(rows))
+        cam_R[g.views], cam_t[g.views] = r, t
+        own = g.obs_own.nonzero()[:, 0]
+        if len(own):
+            ov = g.obs_view[own]
+            du = u[None, :] - pp[ov, 0, None].float()
+            dv = v[None, :] - pp[ov, 1, None].float()
+            # Weiszfeld per focal group: accumulate groups over shapes through a shared index.
+            f = weiszfeld_focal(x[own], du, dv, w[own], focal_group[ov], n_focal)
+            focal = torch.where(torch.isfinite(f), f, focal)
+    return InitResult(cam_R, cam_t, edge_s, edge_R, edge_t, focal[focal_group], root)
+
+
+def robust_similarity(parts, n_out: int, iters: int = 10):
+    """Confidence-weighted similarity fits made robust by IRLS with a Cauchy kernel.
+
+    parts: list of (src (M,P,3), dst (M,P,3), w (M,P), index (M,)) — correspondence sets, several of which
+    may belong to one fit (index in [0, n_out)). Each round refits with weights w / (1 + (r/σ)²), σ being
+    twice the median residual of the set, so far-off points (network outliers) stop pulling.
+    Returns s (n_out,), R (n_out,3,3), t (n_out,3) in float64.
+    """
+    dev = parts[0][0].device
+    psi = [p[2].double() for p in parts]
+    for it in range(iters + 1):
+        stats = [torch.zeros(n_out, dtype=torch.float64, device=dev),
+                 torch.zeros(n_out, 3, dtype=torch.float64, device=dev),
+                 torch.zeros(n_out, 3, dtype=torch.float64, device=dev),
+                 torch.zeros(n_out, 3, 3, dtype=torch.float64, device=dev),
+                 torch.zeros(n_out, dtype=torch.float64, device=dev)]
+        for (src, dst, _, idx), wt in zip(parts, psi, strict=True):
+            for acc, part in zip(stats, similarity_stats(src, dst, wt), strict=True):
+                acc.index_add_(0, idx, part)
+        s, r, t = umeyama_from_stats(stats)
+        if it == iters:
+            break
+        for k, (src, dst, w, idx) in enumerate(parts):
+            fit = s[idx, None, None] * (src.double() @ r[idx].transpose(1, 2)) + t[idx, None, :]
+            res = (dst.double() - fit).norm(dim=-1)
+            masked = torch.where(w > 0, res, torch.full_like(res, float("nan")))
+            sigma = 2 * torch.nanmedian(masked, dim=1).values.clamp_min(1e-12)
+            sigma = torch.where(torch.isfinite(sigma), sigma, torch.ones_like(sigma))
+            psi[k] = w.double() / (1 + (res / sigma[:, None]) ** 2)
+    return s, r, t
+
+
+def _robust_consensus(y: torch.Tensor, w: torch.Tensor, local: torch.Tensor, n: int, iters: int = 3):
+    """Per-pixel robust mean of several predictions of the same views.
+
+    y: (M, P, 3) world points of M observations; w: (M, P) weights; local: (M,) view of each, in [0, n).
+    Returns (n, P, 3). Cauchy IRLS with a scale of twice the median distance to the current mean.
+    """
+    wt = w
+    for it in range(iters + 1):
+        num = torch.zeros(n, y.shape[1], 3, dtype=y.dtype, device=y.device).index_add_(0, local, wt[..., None] * y)
+        den = torch.zeros(n, y.shape[1], dtype=y.dtype, device=y.device).index_add_(0, local, wt)
+        mean = num / den.clamp_min(1e-30)[..., None]
+        if it == iters:
+            return mean
+        res = (y - mean[local]).norm(dim=-1)
+        masked = torch.where(w > 0, res, torch.full_like(res, float("nan")))
+        sigma = 2 * torch.nanmedian(masked.reshape(-1)).clamp_min(1e-12)
+        sigma = sigma if torch.isfinite(sigma) else torch.ones_like(sigma)
+        wt = w / (1 + (res / sigma) ** 2)
+    return mean
+
+
+def _mat(s, r, t) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = (s * r).cpu().numpy()
+    m[:3, 3] = t.cpu().numpy()
+    return m
