@@ -127,3 +127,85 @@ def test_missing_checkpoint_is_a_clear_report(registered, tmp_path):
     with pytest.raises(RuntimeError, match=r"checkpoint '.*missing\.pth' does not exist"):
         bpy.ops.pointmap.reconstruct(directory=str(tmp_path), checkpoint=str(tmp_path / "missing.pth"))
     assert len(bpy.data.objects) == objects_before
+
+
+# -- end to end through core.reconstruct and scene.build_scene, tiny random-weight DUSt3R --
+
+def _tiny_checkpoint():
+    from conftest import FIXTURES, fixture_dir
+
+    return str(fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity") / "dust3r_tiny_linear" / "model.pth")
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 72, 3), dtype=np.uint8)
+    for i in range(3):   # overlapping crops of one random texture
+        Image.fromarray(np.ascontiguousarray(base[:, 4 * i:4 * i + 64])).save(tmp_path / f"view{i}.png")
+    return tmp_path
+
+
+def _snapshot():
+    return (len(bpy.data.objects), len(bpy.data.collections), len(bpy.data.meshes), len(bpy.data.cameras),
+            len(bpy.data.images))
+
+
+RUN = dict(image_size=64, iterations=10, device="CPU")
+
+
+def test_reconstruct_builds_cameras_and_points(registered, photos):
+    before = _snapshot()
+    res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), name="tiny", **RUN)
+    assert res == {"FINISHED"}
+    coll = bpy.data.collections["tiny"]
+    objs = list(coll.all_objects)
+    assert sum(o.type == "CAMERA" for o in objs) == 3
+    meshes = [o for o in objs if o.type == "MESH"]
+    assert meshes and max(len(o.data.vertices) for o in meshes) > 0
+    assert _snapshot() != before
+
+
+def test_corrupt_image_skip_and_stop(registered, photos):
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    before = _snapshot()
+    with pytest.raises(RuntimeError, match="broken.jpg"):
+        bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), on_bad_image="STOP",
+                                     name="stopped", **RUN)
+    assert _snapshot() == before and "stopped" not in bpy.data.collections
+    res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), on_bad_image="SKIP",
+                                       name="skipped", **RUN)
+    assert res == {"FINISHED"}
+    cams = [o for o in bpy.data.collections["skipped"].all_objects if o.type == "CAMERA"]
+    assert len(cams) == 3
+
+
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_cancel_leaves_scene_untouched(registered, photos, when):
+    from pointmap.core.pipeline import reconstruct
+    from pointmap.scene import SceneOptions, build_scene
+
+    seen = {"done": [], "error": [], "stages": set()}
+
+    def work(progress, cancel):
+        def relay(p):
+            seen["stages"].add(p.stage)
+            progress(p)
+            if p.stage == "pairs":
+                cancel.cancel()          # the user presses Cancel while pairs are decoded
+        return reconstruct(str(photos), _tiny_checkpoint(), image_size=64, iterations=10, device="cpu",
+                           progress=relay, cancel=cancel)
+
+    job = jobs.Job(work, on_done=lambda r: seen["done"].append(build_scene(r, options=SceneOptions(name="x"))),
+                   on_error=lambda e, tb: seen["error"].append(e))
+    if when == "before":
+        job.cancel()
+    before = _snapshot()
+    job.run_inline()
+    job.drain()
+    assert seen["done"] == [] and isinstance(seen["error"][0], Cancelled)
+    assert ("pairs" in seen["stages"]) == (when == "during")
+    assert _snapshot() == before

@@ -1,0 +1,121 @@
+"""End to end in core: `reconstruct()` from image files to a `Reconstruction`, on tiny random-weight models.
+
+Random weights make the geometry meaningless; these tests check the plumbing a user relies on: every
+stage runs on CPU, the result honours the Reconstruction contract, progress covers the whole run, bad
+images are skipped or reported, cancel and missing weights give clear errors.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+from PIL import Image
+from pointmap.core import Cancelled, CancelToken, CheckpointError, InputError, reconstruct
+from pointmap.core.pipeline import focal_mm_to_net_px
+
+PARITY = FIXTURES / "parity"
+IMAGES = [PARITY / "images" / n for n in ("view_a_150x100.png", "view_b_150x100.png",
+                                          "view_c_portrait_100x150.png")]
+
+
+@pytest.fixture(scope="module")
+def tiny_dust3r():
+    from pointmap.core.weights import load_checkpoint
+
+    model, _ = load_checkpoint(PARITY / "dust3r_tiny_linear" / "model.pth")
+    return model
+
+
+def _check_contract(rec, n):
+    rec.validate()
+    assert rec.n_views == n
+    np.testing.assert_allclose(rec.K, rec.net_to_orig @ rec.K_net, rtol=1e-12)
+    np.testing.assert_allclose(rec.cam2world[:, 3], np.tile([0, 0, 0, 1], (n, 1)))
+    for i in range(n):
+        assert np.isfinite(rec.points[i]).all() and np.isfinite(rec.depth[i]).all()
+        assert rec.colors[i].dtype == np.uint8
+
+
+def test_pairwise_end_to_end_with_progress(tiny_dust3r):
+    events = []
+    rec = reconstruct([str(p) for p in IMAGES], tiny_dust3r, image_size=80, iterations=20,
+                      progress=events.append)
+    _check_contract(rec, 3)
+    assert rec.names == ["view_a_150x100", "view_b_150x100", "view_c_portrait_100x150"]
+    assert tuple(rec.image_sizes[2]) == (150, 100)          # original (H0, W0) of the portrait view
+    assert rec.depth[2].shape == (80, 48)                    # portrait stays portrait at network size
+    assert rec.meta["n_pairs"] == 6 and rec.meta["graph"] == "complete"
+    assert {"load", "encode", "pairs", "align", "total"} <= set(rec.meta["timings"])
+    stages = [e.stage for e in events]
+    assert stages.index("load") < stages.index("encode") < stages.index("pairs") < stages.index("align")
+    overall = [e.overall for e in events]
+    assert all(0.0 <= o <= 1.0 for o in overall)
+    assert overall == sorted(overall) and overall[-1] > 0.99
+
+
+def test_sliding_window_graph_and_single_image(tiny_dust3r):
+    rec = reconstruct([str(p) for p in IMAGES[:2]] * 2, tiny_dust3r, image_size=64, graph="swin-1",
+                      iterations=10)
+    _check_contract(rec, 4)
+    assert rec.meta["n_pairs"] == 8
+    mono = reconstruct([str(IMAGES[0])], tiny_dust3r, image_size=64)
+    _check_contract(mono, 1)
+    np.testing.assert_allclose(mono.cam2world[0], np.eye(4), atol=1e-9)
+
+
+def test_bad_image_skipped_or_reported(tiny_dust3r, tmp_path):
+    for p in IMAGES:
+        shutil.copy(p, tmp_path / p.name)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg at all")
+    rec = reconstruct(str(tmp_path), tiny_dust3r, image_size=64, iterations=5)
+    _check_contract(rec, 3)
+    assert any("broken.jpg" in w for w in rec.warnings)
+    with pytest.raises(InputError, match="broken.jpg"):
+        reconstruct(str(tmp_path), tiny_dust3r, image_size=64, on_bad_image="raise")
+
+
+def test_cancel_and_missing_weights(tiny_dust3r, tmp_path):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        reconstruct([str(p) for p in IMAGES], tiny_dust3r, image_size=64, cancel=token)
+
+    # Cancel from inside the run (as the Blender Cancel button does from another thread).
+    token = CancelToken()
+
+    def cancel_during_pairs(p):
+        if p.stage == "pairs":
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        reconstruct([str(p) for p in IMAGES], tiny_dust3r, image_size=64, progress=cancel_during_pairs,
+                    cancel=token)
+
+    with pytest.raises(CheckpointError, match="not downloaded"):
+        reconstruct([str(p) for p in IMAGES], "DUSt3R_ViTLarge_BaseDecoder_512_dpt", cache_dir=tmp_path)
+
+
+def test_known_focal_is_used(tiny_dust3r):
+    from pointmap.core.images import load_images
+
+    im = load_images([str(IMAGES[0])], size=80)[0]
+    f_net = focal_mm_to_net_px(50.0, 36.0, im)
+    # 150 px long side: f_orig = 50/36*150; network pixels are 150/80 original pixels wide.
+    assert f_net == pytest.approx(50 / 36 * 150 / (150 / 80))
+    rec = reconstruct([str(p) for p in IMAGES[:2]], tiny_dust3r, image_size=80, known_focal_mm=50.0,
+                      iterations=10)
+    np.testing.assert_allclose(rec.K[:, 0, 0], 50 / 36 * 150, rtol=1e-3)
+
+
+def test_vggt_backend_end_to_end(tmp_path):
+    from helpers_vggt import VGGT_PARITY_DIR, tiny_model
+
+    frames = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i}.png") for i in range(3)]
+    Image.open(frames[0]).save(tmp_path / "extra.png")
+    rec = reconstruct(frames, tiny_model("pt"), image_size=56, vggt_points="depth")
+    _check_contract(rec, 3)
+    assert rec.backend == "vggt"
+    np.testing.assert_allclose(rec.cam2world[0], np.eye(4), atol=1e-5)
