@@ -21,6 +21,9 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
                    help="registry name or local .pth/.safetensors file/folder "
                         "(default: $POINTMAP_CHECKPOINT, else the registry default in the weights folder)")
     p.add_argument("--weights-dir", default="", help="folder holding downloaded weights")
+    p.add_argument("--download", action="store_true",
+                   help="download the chosen registry checkpoint if it is missing (needs Blender's online "
+                        "access: run blender with --online-mode); its licence is printed first")
     p.add_argument("--backend", choices=["auto", "pairs", "vggt"], default="auto")
     p.add_argument("--graph", default="complete",
                    help="scene graph: complete, swin-K, logwin-K, oneref-K, retrieval-K")
@@ -49,10 +52,11 @@ def _split_graph(graph: str) -> tuple[str, int]:
     return kind, int(k.split("-")[0]) if k else 4
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, online: bool | None = None) -> int:
     """Reconstruct `args.photos` into a new scene of the current file and save it as `args.output`.
 
     Needs the pointmap operators registered (the extension enabled, or `pointmap.register()`).
+    online: may `--download` use the network (default: `bpy.app.online_access`).
     """
     import bpy
 
@@ -65,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         checkpoint = resolve_checkpoint(explicit, settings.checkpoint, args.weights_dir or settings.cache_dir)
     except CheckpointError as err:
-        print(f"pointmap: {err}", flush=True)
-        print("pointmap: pass --checkpoint /path/to/model.pth or set POINTMAP_CHECKPOINT to use local weights.",
-              flush=True)
-        return EXIT_NO_WEIGHTS
+        cache_dir = args.weights_dir or settings.cache_dir
+        checkpoint = _download(explicit or settings.checkpoint, cache_dir, online) if args.download else None
+        if checkpoint is None:
+            print(f"pointmap: {err}", flush=True)
+            print("pointmap: pass --checkpoint /path/to/model.pth or set POINTMAP_CHECKPOINT to use local "
+                  "weights, or --download to fetch them.", flush=True)
+            return EXIT_NO_WEIGHTS
     try:
         graph, graph_k = _split_graph(args.graph)
     except ValueError as err:
@@ -87,6 +94,40 @@ def run(args: argparse.Namespace) -> int:
     bpy.ops.wm.save_as_mainfile(filepath=out)
     print(f"pointmap: wrote {out}", flush=True)
     return EXIT_OK
+
+
+def _download(name: str, cache_dir: str, online: bool | None) -> str | None:
+    """Download registry checkpoint `name` (default: the registry default) into `cache_dir`; None on failure."""
+    import bpy
+
+    from .core import registry
+    from .core.download import download_checkpoint
+    from .core.errors import PointmapError
+    from .operators.checkpoint import default_name
+
+    try:
+        spec = registry.get(name or default_name())
+    except PointmapError:
+        return None   # a local path that does not exist: nothing to download
+    if not (bpy.app.online_access if online is None else online):
+        print("pointmap: Blender's online access is off, so nothing is downloaded (run blender with "
+              "--online-mode, or allow online access in Preferences > System).", flush=True)
+        return None
+    print(f"pointmap: downloading {spec.name} (~{spec.approx_size / 1e9:.1f} GB) into {cache_dir}.\n"
+          f"pointmap: licence: {spec.license}", flush=True)
+    last = [-1]
+
+    def progress(p):
+        pct = int(100 * p.fraction)
+        if pct >= last[0] + 5:
+            last[0] = pct
+            print(f"pointmap: download {pct}%", flush=True)
+
+    try:
+        return str(download_checkpoint(spec.name, cache_dir, progress=progress))
+    except PointmapError as err:
+        print(f"pointmap: download failed: {err}", flush=True)
+        return None
 
 
 def _reconstruct(bpy, args, checkpoint: str, graph: str, graph_k: int) -> set:

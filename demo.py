@@ -8,6 +8,7 @@ code 2 and says how to get one. It never invents outputs.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) >= 2 and not argv[0].startswith("-") and not argv[1].startswith("-") and "-o" not in argv \
             and "--output" not in argv:
         argv = [argv[0], "-o", argv[1], *argv[2:]]
+    if "--download" not in argv:
+        argv.append("--download")
     args = parser.parse_args(argv)
 
     import bpy
@@ -29,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     register()
     try:
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        return run(args)
+        # `make demo` is an explicit request to set everything up, so it may download the default weights
+        # (the licence is printed first); the bpy module itself has no online-access preference.
+        # POINTMAP_OFFLINE=1 forbids it (tests, air-gapped machines).
+        return run(args, online=os.environ.get("POINTMAP_OFFLINE", "") in ("", "0"))
     except Exception as err:   # last resort: one readable line, then the details
         import traceback
 

@@ -10,56 +10,28 @@ from ..core.errors import CheckpointError
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 
 
-def _registry():
-    try:
-        from ..core import registry
-    except ImportError:
-        return None
-    return registry
-
-
 def default_name() -> str:
-    """The registry's default checkpoint name ("" when there is no registry)."""
-    reg = _registry()
-    if reg is None:
-        return ""
-    default = getattr(reg, "DEFAULT", None) or getattr(reg, "default_name", None)
-    if callable(default):
-        default = default()
-    if default:
-        return str(default)
-    names = list(reg.names())
-    return names[0] if names else ""
+    """The registry's default checkpoint name."""
+    from ..core import registry
+
+    return registry.DEFAULT
 
 
 def cached_path(name: str, cache_dir: str) -> str | None:
-    """Where a downloaded registry checkpoint lies in `cache_dir`, or None if it is not (fully) there.
-
-    Downloads live in `<cache_dir>/<name>/`; a source counts only when all its files are present.
-    """
+    """Where a downloaded registry checkpoint lies in `cache_dir` (`<cache_dir>/<name>/`), or None."""
     if not cache_dir:
         return None
-    try:
-        from ..core import download
+    from ..core.download import cached_checkpoint
 
-        finder = getattr(download, "cached_checkpoint", None)
-    except ImportError:
-        finder = None
-    if finder is not None:
-        found = finder(name, cache_dir)
-        return str(found) if found else None
-    spec = _registry().get(name)
-    folder = os.path.join(cache_dir, spec.name)
-    for files in spec.sources.values():
-        paths = [os.path.join(folder, f.filename) for f in files]
-        if all(os.path.isfile(p) for p in paths):
-            return paths[0] if len(paths) == 1 else folder
-    return None
+    found = cached_checkpoint(name, cache_dir)
+    return str(found) if found else None
 
 
 def how_to_get(name: str, cache_dir: str) -> str:
     """A sentence telling the user how to obtain registry checkpoint `name`."""
-    spec = _registry().get(name)
+    from ..core import registry
+
+    spec = registry.get(name)
     files = spec.files()
     where = os.path.join(cache_dir, spec.name) if cache_dir else f"a folder named {spec.name}"
     urls = " and ".join(f.url for f in files)
@@ -80,14 +52,15 @@ def resolve_checkpoint(explicit: str, default: str = "", cache_dir: str = "") ->
     path = os.path.expanduser(name)
     if os.path.exists(path):
         return os.path.abspath(path)
-    reg = _registry()
-    if os.sep in name or "/" in name or name.endswith(WEIGHT_SUFFIXES) or reg is None:
+    from ..core import registry
+
+    if os.sep in name or "/" in name or name.endswith(WEIGHT_SUFFIXES):
         raise CheckpointError(f"The checkpoint '{name}' does not exist.")
     try:
-        reg.get(name)
+        registry.get(name)
     except CheckpointError:
         raise CheckpointError(f"'{name}' is neither a file nor a known checkpoint name "
-                              f"(known: {', '.join(reg.names())}).") from None
+                              f"(known: {', '.join(registry.names())}).") from None
     found = cached_path(name, cache_dir)
     if found:
         return found

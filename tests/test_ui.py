@@ -138,8 +138,10 @@ def test_demo_without_weights_exits_2(tmp_path):
                 f"sys.exit(main([{str(tmp_path)!r}, {str(tmp_path / 'demo.blend')!r}, "
                 f"'--weights-dir', {str(tmp_path / 'weights')!r}]))")
     res = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True, timeout=120,
-                         env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PATH": "/usr/bin:/bin"})
+                         env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PATH": "/usr/bin:/bin",
+                              "POINTMAP_OFFLINE": "1"})
     assert res.returncode == 2, res.stdout + res.stderr
+    assert "online access is off" in res.stdout
     assert "--checkpoint" in res.stdout
     if importlib.util.find_spec("pointmap.core.registry") is not None:
         assert "Download Weights" in res.stdout and "https://" in res.stdout
