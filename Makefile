@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pointmap-installed
 
-.PHONY: test demo lint bench
+.PHONY: test demo lint zip
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,3 +22,10 @@ test: $(STAMP) lint
 
 demo: $(STAMP)
 	$(PY) -m pointmap.demo samples/photos out/demo.blend
+
+# The extension zip for Blender (validated and built with Blender's own tool from the bpy package).
+BLENDER_EXT = $(shell $(PY) -c "import bpy,os;print(os.path.join(bpy.utils.resource_path('LOCAL'),'scripts/addons_core/bl_pkg/cli/blender_ext.py'))" 2>/dev/null)
+zip: $(STAMP)
+	mkdir -p dist
+	$(PY) $(BLENDER_EXT) validate .
+	$(PY) $(BLENDER_EXT) build --source-dir . --output-dir dist
