@@ -25,7 +25,7 @@ REFERENCE = {"h200_512x384_complete_s": {"8": 4.3, "16": 9.7, "32": 35.1}, "cpu2
 TARGETS_S = {"gpu": {"8": 0.4, "16": 1.0, "32": 3.0}, "cpu2_8x96x64_s": 5.0}
 
 
-def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeats: int = 1) -> dict:
+def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeats: int = 1, **options) -> dict:
     pred, truth = make_case(n_views=n, size=size, graph=graph, path=path, seed=seed, device=device)
     cuda = device.startswith("cuda")
     times, res = [], None
@@ -34,11 +34,12 @@ def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeat
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        res = global_align(pred, AlignOptions())
+        res = global_align(pred, AlignOptions(**options))
         times.append(time.perf_counter() - t0)         # results are numpy: already synchronised
     out = {"views": n, "size": list(size), "graph": graph, "edges": pred.n_edges, "seconds": min(times),
            "seconds_all": times, "iterations": res.info["iterations"],
-           "init_seconds": res.info["init_seconds"], "refine_seconds": res.info["refine_seconds"]}
+           "init_seconds": res.info["init_seconds"], "refine_seconds": res.info["refine_seconds"],
+           "refine_mode": res.info["refine_mode"]}
     if cuda:
         out["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
     s = score(res.cam2world, res.focals, truth)
@@ -55,6 +56,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="*", default=[8, 16, 32])
     ap.add_argument("--sparse", type=int, default=200, help="views of the sparse-graph memory check (0: skip)")
     ap.add_argument("--sparse-graph", default="logwin-4")
+    ap.add_argument("--sparse-path", default="loop", help="camera path of the sparse scene (loop: a full circle, "
+                    "so neighbours see parallax and the cyclic graph closes it)")
+    ap.add_argument("--eager", action="store_true", help="also time the 8-view case without CUDA graphs")
     ap.add_argument("--cpu-case", action="store_true", help="only the 8-view 96x64 CPU case")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args(argv)
@@ -69,8 +73,11 @@ def main(argv=None) -> int:
     else:
         report["complete_512x384"] = [run_case(args.device, n, (384, 512), "complete", "orbit", 10 + n, args.repeats)
                                       for n in args.sizes]
+        if args.eager and args.device.startswith("cuda"):
+            report["eager_8_512x384"] = run_case(args.device, 8, (384, 512), "complete", "orbit", 18, args.repeats,
+                                                 cuda_graph=False)
         if args.sparse:
-            report["sparse"] = run_case(args.device, args.sparse, (384, 512), args.sparse_graph, "forward", 7)
+            report["sparse"] = run_case(args.device, args.sparse, (384, 512), args.sparse_graph, args.sparse_path, 7)
     print(json.dumps(report, indent=1))
     return 0
 

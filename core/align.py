@@ -13,7 +13,10 @@ How it is fast: (1) the per-pixel depths are never optimised by gradient steps â
 edges the best depth of a pixel has a closed form (an IRLS-weighted mean along its ray), so Adam only
 moves the few pose / scale / focal parameters (variable projection); (2) those are estimated on a
 strided subset of pixels (coarse, then finer), and the depth maps are solved once at full resolution
-at the end; (3) a deterministic initialisation (MST + Umeyama + Weiszfeld, see align_init) starts close.
+at the end; (3) a deterministic initialisation (MST + Umeyama + Weiszfeld, see align_init) starts close;
+(4) on CUDA each stage's whole step (loss, backward, fused Adam) is captured once as a CUDA graph and
+replayed, since a step over a few hundred parameters is bound by kernel launches, not arithmetic; the
+loss is read back only every 10 steps (early stop, progress).
 All work is batched over all observations of one image shape; the same code runs on CPU and GPU.
 """
 
@@ -48,6 +51,7 @@ class AlignOptions:
     fine_fraction: float = 0.25            # share of the iterations spent in the fine stage
     tolerance: float = 1e-5                # stop a stage when the loss fell by less than this (relative) in 10 steps
     device: str | None = None              # default: the device of the predictions
+    cuda_graph: bool = True                # on CUDA, replay each stage's step as one captured graph
 
 
 @dataclass
@@ -96,9 +100,9 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     if opt.known_poses:
         fixed_scale = state.move_to_known(opt.known_poses, n)
 
-    steps, loss = 0, float("nan")
+    steps, loss, mode = 0, float("nan"), "none"
     if n > 2 and opt.iterations > 0:
-        steps, loss = _refine(state, groups, cam, opt, fixed_scale, progress, cancel)
+        steps, loss, mode = _refine(state, groups, cam, opt, fixed_scale, progress, cancel)
     check_cancel(cancel)
     t_refine = time.perf_counter()
     with torch.no_grad():
@@ -110,7 +114,7 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     report(progress, "align", opt.iterations + 1, opt.iterations + 1, "done", loss=full_loss)
     out.info = {"iterations": steps, "loss": full_loss, "coarse_loss": loss,
                 "seconds": time.perf_counter() - t0, "init_seconds": t_init - t0, "refine_seconds": t_refine - t_init,
-                "init": "mst-umeyama-weiszfeld", "root": init.root,
+                "init": "mst-umeyama-weiszfeld", "root": init.root, "refine_mode": mode,
                 "device": str(dev)}
     return out
 
@@ -227,13 +231,16 @@ class _State:
         self.depth_factor = s
 
 
+_GRAPH_WARMUP = 3   # eager steps (on a side stream) before a stage's step is captured
+
+
 def _rays(cam: _Intrinsics, focal, views, u, v):
     """Rays (n, P, 3) of pixels (u, v) (P,) in cameras `views`; z component 1 (so depth = z)."""
     import torch
 
-    fx = focal[views][:, None]
-    fy = fx * cam.aspect[views][:, None].float()
-    pp = cam.pp[views].float()
+    fx = focal.index_select(0, views)[:, None]
+    fy = fx * cam.aspect.index_select(0, views)[:, None].float()
+    pp = cam.pp.index_select(0, views).float()
     x = (u[None, :] - pp[:, 0:1]) / fx
     y = (v[None, :] - pp[:, 1:2]) / fy
     return torch.stack([x, y, torch.ones_like(x)], -1)
@@ -241,9 +248,10 @@ def _rays(cam: _Intrinsics, focal, views, u, v):
 
 def _obs_affine(g, cam_R, cam_t, edge_s, edge_R, edge_t):
     """Per observation (A (M,3,3), b (M,3)): edge-frame point â†’ camera-frame point, q = A x + b."""
-    rvt = cam_R[g.obs_view].transpose(1, 2)
-    a = edge_s[g.obs_edge][:, None, None] * (rvt @ edge_R[g.obs_edge])
-    b = (rvt @ (edge_t[g.obs_edge] - cam_t[g.obs_view])[..., None])[..., 0]
+    # index_select, not advanced indexing: its backward (index_add) can be captured in a CUDA graph.
+    rvt = cam_R.index_select(0, g.obs_view).transpose(1, 2)
+    a = edge_s.index_select(0, g.obs_edge)[:, None, None] * (rvt @ edge_R.index_select(0, g.obs_edge))
+    b = (rvt @ (edge_t.index_select(0, g.obs_edge) - cam_t.index_select(0, g.obs_view))[..., None])[..., 0]
     return a, b
 
 
@@ -262,7 +270,10 @@ def _depth_solve(q, r_o, om, local, n_views):
 
 
 def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_scale: bool, progress, cancel):
-    """Adam on poses / edge similarities / focals with depths eliminated in closed form (module doc)."""
+    """Adam on poses / edge similarities / focals with depths eliminated in closed form (module doc).
+
+    Returns (steps, last loss, how the steps ran: "eager", "cuda-graph" or "eager (graph failed: ...)").
+    """
     import torch
 
     from .align_init import conf_weight
@@ -274,20 +285,24 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
     cam_R0, cam_t0 = state.cam_R.float(), state.cam_t.float()
     edge_R0, edge_t0, log_s0 = state.edge_R.float(), state.edge_t.float(), torch.log(state.edge_s).float()
     log_f0 = torch.log(state.focal).float()
-    w_v = torch.zeros(n, 3, **f32, requires_grad=True)
+    # Rotation updates of views and edges share one Rodrigues evaluation (fewer kernels per step).
+    w_all = torch.zeros(n + ne, 3, **f32, requires_grad=True)
     t_v = torch.zeros(n, 3, **f32, requires_grad=True)
-    w_e = torch.zeros(ne, 3, **f32, requires_grad=True)
     t_e = torch.zeros(ne, 3, **f32, requires_grad=True)
     ls_e = torch.zeros(ne, **f32, requires_grad=True)
     lf = torch.zeros(n, **f32, requires_grad=True)
     pose_free = torch.ones(n, 1, **f32)
     if state.known is not None:
         pose_free[state.known] = 0
+    rot_free = torch.cat([pose_free, torch.ones(ne, 1, **f32)])
     f_free = torch.isnan(cam.known_f).float()
     fgroup = cam.focal_group
-    params = [w_v, t_v, w_e, t_e, ls_e, lf]
-    # One fused kernel per step on CUDA: at these sizes each step is launch-bound.
-    adam = torch.optim.Adam(params, lr=opt.lr, betas=(0.9, 0.9), fused=dev.type == "cuda")
+    params = [w_all, t_v, t_e, ls_e, lf]
+    graphs = dev.type == "cuda" and opt.cuda_graph
+    # CUDA: fused (one kernel) and capturable, with the step size a device tensor that the graph reads.
+    lr_t = torch.tensor(opt.lr, **f32) if graphs else None
+    adam = torch.optim.Adam(params, lr=lr_t if graphs else opt.lr, betas=(0.9, 0.9),
+                            fused=dev.type == "cuda", capturable=graphs)
     total = max(int(opt.iterations), 1)
     n_fine = int(round(total * opt.fine_fraction)) if opt.fine_fraction > 0 else 0
     # Each stage decays its own step size (cosine); an early stop in the coarse stage moves on to the
@@ -295,20 +310,60 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
     lr_mid = opt.lr * max(opt.lr_final_factor, 0.1)
     stages = [("coarse", total - n_fine, opt.coarse_samples, opt.lr, lr_mid),
               ("fine", n_fine, opt.fine_samples, lr_mid, opt.lr * opt.lr_final_factor)]
-    scene = torch.ones((), **f32)    # translation step unit: median depth, set on the first evaluation
+    scene = torch.ones((), **f32)    # translation step unit: median depth, measured before the first step
     step, loss_val = 0, float("nan")
+    mode = "cuda-graph" if graphs else "eager"
 
     def current():
-        cam_R = cam_R0 @ axis_angle_to_matrix(w_v * pose_free)
+        rot = axis_angle_to_matrix(w_all * rot_free)
+        cam_R = cam_R0 @ rot[:n]
+        edge_R = edge_R0 @ rot[n:]
         cam_t = cam_t0 + scene * t_v * pose_free
-        edge_R = edge_R0 @ axis_angle_to_matrix(w_e)
         edge_t = edge_t0 + scene * t_e
         ls = ls_e if fixed_scale else ls_e - ls_e.mean()
         edge_s = torch.exp(log_s0 + ls)
-        focal = torch.exp(log_f0 + (lf[fgroup] * f_free))
+        focal = torch.exp(log_f0 + lf.index_select(0, fgroup) * f_free)
         return cam_R, cam_t, edge_s, edge_R, edge_t, focal
 
-    for name, iters, samples, lr_hi, lr_lo in stages:
+    def residuals(data, params_now):
+        """Per group: squared relative residuals e2 (M,P), validity (M,P) and depths (nv,P)."""
+        out = []
+        for g, x, _w, u, v, om in data:
+            a, b = _obs_affine(g, *params_now[:5])
+            q = torch.baddbmm(b[:, None, :], x, a.transpose(1, 2))
+            r_o = _rays(cam, params_now[5], g.views, u, v).index_select(0, g.obs_local)
+            with torch.no_grad():
+                depth, den = _depth_solve(q, r_o, om, g.obs_local, len(g.views))
+                dep_o = depth.index_select(0, g.obs_local)
+                ok = (den.index_select(0, g.obs_local) > 0) & (dep_o > 0)
+                inv_d = torch.where(ok, 1 / dep_o.clamp_min(1e-12), torch.zeros_like(dep_o))
+            res = q - dep_o[..., None] * r_o
+            out.append(((res * res).sum(-1) * inv_d * inv_d, ok, depth))
+        return out
+
+    def step_once(data, sigma, wsum):
+        """Loss, gradient and Adam update with no host synchronisation (CUDA-graph capturable)."""
+        loss = 0
+        for (_, _, w, _, _, om), (e2, _, _) in zip(data, residuals(data, current()), strict=True):
+            rel = e2 / (sigma * sigma)
+            loss = loss + (w * torch.log1p(rel)).sum()
+            with torch.no_grad():
+                om.copy_(w / (1 + rel))        # IRLS weights of the next depth solve
+        loss = loss * (sigma * sigma / max(wsum, 1e-30))
+        loss.backward()
+        adam.step()
+        return loss.detach()
+
+    def set_lr(it, iters, lr_hi, lr_lo):
+        frac = it / max(iters - 1, 1)
+        lr = lr_lo + (lr_hi - lr_lo) * 0.5 * (1 + math.cos(math.pi * frac))
+        if graphs:
+            lr_t.fill_(lr)
+        else:
+            for pg in adam.param_groups:
+                pg["lr"] = lr
+
+    for si, (name, iters, samples, lr_hi, lr_lo) in enumerate(stages):
         if iters <= 0:
             continue
         data = []
@@ -317,58 +372,67 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
             x, c = g.sample(stride)
             w = conf_weight(c, opt.min_conf)
             u, v = g.grid(stride, dev)
-            data.append([g, x, w, u, v, w.clone()])       # last: IRLS weights of the depth solve
+            data.append((g, x, w, u, v, w.clone()))       # last: IRLS weights of the depth solve
         wsum = sum(float(d[2].sum()) for d in data)
-        sigma = None
+        # Robust scale (and on the first stage the translation unit) from the stage's starting residuals.
+        with torch.no_grad():
+            parts = residuals(data, current())
+            allr = torch.cat([e2[(d[2] > 0) & ok].sqrt() for d, (e2, ok, _) in zip(data, parts, strict=True)])
+            med = float(allr.median()) if allr.numel() else 0.01
+            sigma = opt.robust_scale or min(max(2.0 * med, 1e-3), 0.3)
+            state.sigma = sigma
+            if si == 0:
+                deps = torch.cat([dp[dp > 0] for _, _, dp in parts])
+                if deps.numel():
+                    scene.copy_(deps.median().clamp_min(1e-12))
+            del parts, allr
+        graph = static_loss = None
         prev = None
         for it in range(iters):
             if cancel is not None and cancel.cancelled:
                 check_cancel(cancel)
-            cam_R, cam_t, edge_s, edge_R, edge_t, focal = current()
-            parts = []
-            for d in data:
-                g, x, w, u, v, om = d
-                a, b = _obs_affine(g, cam_R, cam_t, edge_s, edge_R, edge_t)
-                q = torch.baddbmm(b[:, None, :], x, a.transpose(1, 2))
-                r_o = _rays(cam, focal, g.views, u, v)[g.obs_local]
-                with torch.no_grad():
-                    depth, den = _depth_solve(q, r_o, om, g.obs_local, len(g.views))
-                    dep_o = depth[g.obs_local]
-                    ok = (den[g.obs_local] > 0) & (dep_o > 0)
-                    inv_d = torch.where(ok, 1 / dep_o.clamp_min(1e-12), torch.zeros_like(dep_o))
-                res = q - dep_o[..., None] * r_o
-                e2 = (res * res).sum(-1) * inv_d * inv_d
-                parts.append((d, e2, w, depth, ok))
-            if sigma is None:
-                with torch.no_grad():
-                    allr = torch.cat([e2.detach()[(w > 0) & ok].sqrt() for _, e2, w, _, ok in parts])
-                    med = float(allr.median()) if allr.numel() else 0.01
-                    sigma = opt.robust_scale or min(max(2.0 * med, 1e-3), 0.3)
-                    state.sigma = sigma
-                    if step == 0:
-                        deps = torch.cat([p[3][p[3] > 0] for p in parts])
-                        scene = deps.median().clamp_min(1e-12) if deps.numel() else scene
-            loss = 0
-            for d, e2, w, _, _ in parts:
-                rel = e2 / (sigma * sigma)
-                loss = loss + (w * torch.log1p(rel)).sum()
-                with torch.no_grad():
-                    d[5] = w / (1 + rel)
-            loss = loss * (sigma * sigma / max(wsum, 1e-30))
-            frac = it / max(iters - 1, 1)
-            lr = lr_lo + (lr_hi - lr_lo) * 0.5 * (1 + math.cos(math.pi * frac))
-            for pg in adam.param_groups:
-                pg["lr"] = lr
-            adam.zero_grad(set_to_none=True)
-            loss.backward()
-            adam.step()
+            set_lr(it, iters, lr_hi, lr_lo)
+            if graph is not None:
+                graph.replay()
+                loss = static_loss
+            elif graphs and it == _GRAPH_WARMUP and iters - it > 2 * _GRAPH_WARMUP:
+                # Capture one whole step (forward, backward, Adam) and replay it: at these sizes a step
+                # is bound by kernel launches and Python, not arithmetic. Capture does not run the step.
+                try:
+                    graph = torch.cuda.CUDAGraph()
+                    adam.zero_grad(set_to_none=True)
+                    with torch.cuda.graph(graph):
+                        static_loss = step_once(data, sigma, wsum)
+                except Exception as err:   # any capture problem: the eager step is always correct
+                    graphs, graph, mode = False, None, f"eager (graph failed: {type(err).__name__}: {err})"[:300]
+                    lr_now = float(lr_t)
+                    for pg in adam.param_groups:
+                        pg["lr"] = lr_now
+                    adam.zero_grad(set_to_none=True)
+                    loss = step_once(data, sigma, wsum)
+                else:
+                    graph.replay()
+                    loss = static_loss
+            elif graphs:
+                # Warm-up steps run on a side stream before capture (as CUDA-graph capture requires).
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    adam.zero_grad(set_to_none=True)
+                    loss = step_once(data, sigma, wsum)
+                torch.cuda.current_stream().wait_stream(side)
+            else:
+                adam.zero_grad(set_to_none=True)
+                loss = step_once(data, sigma, wsum)
             step += 1
             if it % 10 == 9 or it == iters - 1:
-                loss_val = float(loss.detach())
+                loss_val = float(loss)
                 report(progress, "align", step, total + 1, f"{name} iteration {step}, loss {loss_val:.4g}", loss=loss_val)
                 if opt.tolerance > 0 and prev is not None and prev - loss_val < opt.tolerance * abs(prev):
                     break
                 prev = loss_val
+        del graph, static_loss
+        adam.zero_grad(set_to_none=True)
     with torch.no_grad():
         cam_R, cam_t, edge_s, edge_R, edge_t, focal = current()
     state.cam_R, state.cam_t = cam_R.double(), cam_t.double()
@@ -376,7 +440,7 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
     state.focal = focal.double()
     if state.known is not None:
         state.cam_R[state.known], state.cam_t[state.known] = state.known_R, state.known_t   # exact, not float32
-    return step, loss_val
+    return step, loss_val, mode
 
 
 def _solve_depths(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, n: int, cancel, passes: int = 3):

@@ -68,6 +68,18 @@ def _cameras(rng, n: int, path: str):
             eye = np.array([r * math.cos(a), r * math.sin(a), rng.uniform(1.2, 1.8)])
             tgt = np.array([0, 0, 1.0]) + rng.normal(0, 0.15, 3)
             poses.append(_look_at(eye, tgt))
+    elif path == "loop":
+        # A closed walk around the room's centre, looking inwards: views k apart are 2πk/N apart on
+        # the circle, so neighbours see real parallax at any N, and a cyclic graph (swin-K, logwin-K)
+        # closes the loop.
+        a0 = rng.uniform(0, 2 * math.pi)
+        poses = []
+        for k in range(n):
+            a = a0 + 2 * math.pi * k / n
+            r = 2.4 + 0.2 * math.sin(3 * a)
+            eye = np.array([r * math.cos(a), r * math.sin(a), 1.5 + 0.2 * math.sin(2 * a)])
+            tgt = np.array([0, 0, 1.0]) + rng.normal(0, 0.15, 3)
+            poses.append(_look_at(eye, tgt))
     elif path == "forward":
         poses = []
         for k in range(n):
@@ -107,6 +119,9 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
               shared_focal: bool = False, seed: int = 0, device="cpu", shapes=None,
               dtype=torch.float32):
     """One synthetic scene. `shapes` (list of (H, W) per view) overrides `size` for mixed shapes.
+
+    path: "orbit" (an arc of 160–250° around the room's centre), "loop" (a full circle, for long
+    sequences with cyclic graphs) or "forward" (a 1.6 m walk along x looking ahead).
 
     Returns (PairPredictions, truth) where truth = {"cam2world": (N,4,4) float64, "K": (N,3,3) float64,
     "meta": dict}. Point/conf tensors have `dtype` on `device`.
