@@ -2,9 +2,10 @@
 
     python bench/bench_vggt.py [--frames 1,10,50,100,200] [--size 518x392] [--out vggt_bench.json]
 
-Times the whole network forward (aggregator in bf16 with its weights cast, camera/depth/point
-heads with float32 weights, heads chunked by 8 frames, outputs left on the GPU) after a warm-up at
-each size, as the reference numbers were measured. Peak memory is torch's max allocated, weights
+Times the whole network forward (aggregator in bf16 with its weights cast, camera head in float32,
+depth/point heads in bf16 or float32 per variant, heads chunked by 8 frames, outputs left on the
+GPU) after a warm-up at each size (which also absorbs torch.compile time in the fused variant), as
+the reference numbers were measured. Peak memory is torch's max allocated, weights
 included. With --parity DIR it also checks the tiny fixture model on the GPU (fp32 and bf16).
 Run from the repository root with the package importable as `pointmap`.
 """
@@ -17,7 +18,7 @@ import time
 
 import torch
 from pointmap.core.models.vggt import build_vggt
-from pointmap.core.models.vggt.blocks import use_compiled_qk_prep
+from pointmap.core.models.vggt.blocks import set_fused
 from pointmap.core.vggt_backend import fast_attention
 
 REFERENCE = {  # official code on H200: bf16 autocast aggregator, fp32 heads, PyTorch attention
@@ -28,17 +29,17 @@ TARGET = {"seconds": [0.04, 0.13, 1.1, 3.3, 11.5], "peak_gib_200": 25.0}
 
 
 VARIANTS = {
-    "default-sdpa": "PyTorch's own SDPA kernel choice, eager",
-    "eager": "cuDNN-first SDPA (run_vggt's default), eager",
-    "compiled-qk": "cuDNN-first SDPA + torch.compile'd qk-norm/RoPE (run_vggt compile_qk=True); "
-                   "compile time excluded (warm-up)",
-    "compiled-qk-bf16-heads": "as compiled-qk, DPT heads with bf16 weights (timing only, not used by run_vggt)",
+    "default-sdpa": "PyTorch's own SDPA kernel choice, eager blocks, float32 DPT heads",
+    "eager": "cuDNN-first SDPA, eager blocks, float32 DPT heads",
+    "eager-bf16-heads": "cuDNN-first SDPA, eager blocks, bf16 DPT heads (run_vggt's CUDA default)",
+    "fused-bf16-heads": "as eager-bf16-heads with torch.compile'd fused blocks (run_vggt fused=True); "
+                        "compile time excluded (warm-up)",
 }
 
 
 def time_forward(model, n: int, h: int, w: int, variant: str, repeats: int) -> dict:
     x = torch.rand(1, n, 3, h, w, device="cuda")
-    use_compiled_qk_prep(variant.startswith("compiled-qk"))
+    set_fused(model.aggregator, variant.startswith("fused"))
     head_dtype = torch.bfloat16 if variant.endswith("bf16-heads") else torch.float32
     model.depth_head.to(head_dtype)
     model.point_head.to(head_dtype)
@@ -68,10 +69,14 @@ def parity_on_gpu(directory: str) -> dict:
     cfg = json.loads((d / "manifest.json").read_text())["tiny_model_config"]
     ref = np.load(d / "tiny_outputs_main.npz")
     result = {}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "bf16-fused-bf16-heads"):
         model = load_vggt(d / "tiny_vggt_state_dict.pt", device="cuda", config=cfg)
-        if precision == "bf16":
+        if precision.startswith("bf16"):
             model.aggregator.to(torch.bfloat16)
+        if precision.endswith("bf16-heads"):
+            model.depth_head.to(torch.bfloat16)
+            model.point_head.to(torch.bfloat16)
+        set_fused(model.aggregator, "fused" in precision)
         with torch.inference_mode(), fast_attention(torch.device("cuda")):
             out = model(torch.from_numpy(ref["images"]).cuda())
         errs = {}
@@ -87,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", default="1,10,50,100,200")
     ap.add_argument("--size", default="518x392", help="W x H, multiples of 14")
-    ap.add_argument("--variants", default="eager,compiled-qk", help="comma list of: " + ", ".join(VARIANTS))
+    ap.add_argument("--variants", default="eager-bf16-heads,fused-bf16-heads", help="comma list of: " + ", ".join(VARIANTS))
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per size under 100 frames (1 above)")
     ap.add_argument("--parity", default=None, help="VGGT parity fixture dir to check on the GPU first")
     ap.add_argument("--out", default="vggt_bench.json")
@@ -97,7 +102,8 @@ def main() -> None:
 
     result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "size_wh": [w, h],
               "model": "VGGT-1B architecture, random weights, no track head",
-              "precision": "aggregator bf16 (weights cast), heads float32 weights (TF32 convs allowed)",
+              "precision": "aggregator bf16 (weights cast), camera head float32, DPT heads per variant "
+                           "(float32 weights with TF32 convs, or bf16 weights)",
               "reference": REFERENCE, "target": TARGET, "runs": {}}
     if args.parity:
         result["parity_tiny_on_gpu"] = parity_on_gpu(args.parity)

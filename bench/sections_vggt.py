@@ -1,21 +1,25 @@
-"""Per-stage timing of VGGT-1B (random weights) on one GPU, to see where time goes.
+"""Per-stage timing and kernel profile of VGGT-1B (random weights) on one GPU, to see where time goes.
 
-    python bench/sections_vggt.py [--frames 10,200] [--compile]
+    python bench/sections_vggt.py [--frames 10,200] [--profile] [--no-fused]
 
-Stages: aggregator (bf16 weights, cuDNN-first SDPA), camera head, one DPT head with float32 weights
-(TF32 convs) vs under bf16 autocast, and frame chunks 8 vs 32. Prints one JSON line per measurement.
+For each frame count, one JSON line: DINOv2, aggregator eager and fused (blocks.set_fused; the first
+fused call's compile time is reported separately), camera head, one DPT head with float32 weights
+(TF32 convs) and with bf16 weights, and the bf16 head's relative error against the float32 head on
+the same aggregator tokens (max |Δ| / max |ref| and the 99.9th percentile of |Δ|/|ref|).
+With --profile, also the top 25 CUDA kernels (torch.profiler, one aggregator forward) eager and fused.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from functools import partial
 
 import torch
 from pointmap.core.models.vggt import build_vggt
-from pointmap.core.models.vggt.blocks import use_compiled_qk_prep
+from pointmap.core.models.vggt.blocks import set_fused
 from pointmap.core.vggt_backend import fast_attention
 
 
@@ -31,36 +35,69 @@ def timed(fn, repeats=2):
     return round(best, 4)
 
 
+def kernel_table(fn, title: str) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    print(f"--- {title}", flush=True)
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70),
+          flush=True)
+
+
+def rel_errors(got: torch.Tensor, ref: torch.Tensor) -> dict:
+    got, ref = got.double(), ref.double()
+    diff = (got - ref).abs()
+    ratio = (diff / ref.abs().clamp_min(1e-12)).flatten()
+    q = torch.quantile(ratio[torch.randperm(ratio.numel(), device=ratio.device)[:1_000_000]], 0.999)
+    return {"max_over_max": float(diff.max() / ref.abs().max()), "p999_rel": float(q)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", default="10,200")
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--no-fused", action="store_true")
+    ap.add_argument("--no-eager", action="store_true", help="skip the eager aggregator timing/profile")
     args = ap.parse_args()
     h, w = 392, 518
     with torch.device("cuda"):
         model = build_vggt().eval()
     model.aggregator.to(torch.bfloat16)
+    head16 = copy.deepcopy(model.depth_head).to(torch.bfloat16)
     agg, start = model.aggregator, model.aggregator.patch_start_idx
     for n in (int(v) for v in args.frames.split(",")):
         x = torch.rand(1, n, 3, h, w, device="cuda")
+        reps = 2 if n < 100 else 1
+        run_agg = partial(agg, x, keep=model.head_layers)
         with torch.inference_mode(), fast_attention(torch.device("cuda")):
             res = {"frames": n}
-            res["dino"] = timed(partial(agg.patch_tokens, x))
-            res["aggregator"] = timed(partial(agg, x, keep=model.head_layers))
-            layers = agg(x, keep=model.head_layers)
-            res["camera_head"] = timed(partial(model.camera_head, layers[-1].float()))
-            for chunk in (8, 32):
-                res[f"dpt_fp32_chunk{chunk}"] = timed(partial(model.depth_head, layers, h, w, start, chunk))
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    res[f"dpt_bf16_chunk{chunk}"] = timed(partial(model.depth_head, layers, h, w, start, chunk))
-            print(json.dumps(res), flush=True)
-            if args.compile and n == max(int(v) for v in args.frames.split(",")):
-                use_compiled_qk_prep(True)
+            res["dino"] = timed(partial(agg.patch_tokens, x), reps)
+            if not args.no_eager:
+                res["aggregator_eager"] = timed(run_agg, reps)
+                if args.profile:
+                    kernel_table(run_agg, f"aggregator eager, {n} frames")
+            if not args.no_fused:
+                set_fused(agg, True)
                 t0 = time.perf_counter()
-                agg(x, keep=model.head_layers)
+                run_agg()
                 torch.cuda.synchronize()
-                print(json.dumps({"frames": n, "compile_seconds": round(time.perf_counter() - t0, 1),
-                                  "aggregator_compiled": timed(partial(agg, x, keep=model.head_layers))}), flush=True)
+                res["fused_first_call_seconds"] = round(time.perf_counter() - t0, 1)
+                res["aggregator_fused"] = timed(run_agg, reps)
+                if args.profile:
+                    kernel_table(run_agg, f"aggregator fused, {n} frames")
+                set_fused(agg, False)
+            layers = run_agg()
+            res["camera_head"] = timed(partial(model.camera_head, layers[-1].float()), reps)
+            res["dpt_fp32"] = timed(partial(model.depth_head, layers, h, w, start, 8), reps)
+            res["dpt_bf16"] = timed(partial(head16, layers, h, w, start, 8), reps)
+            d32, c32 = model.depth_head(layers, h, w, start, 8)
+            d16, c16 = head16(layers, h, w, start, 8)
+            res["dpt_bf16_err_depth"] = rel_errors(d16, d32)
+            res["dpt_bf16_err_conf"] = rel_errors(c16, c32)
+            del layers, d32, c32, d16, c16
+            print(json.dumps(res), flush=True)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,12 @@ Conventions of the result (see core/reconstruction.py):
 
 Memory/speed: the aggregator runs in bf16 on GPUs that support it (its weights are cast in place,
 so the residual stream, attention and MLPs all stay in bf16, no float32 round trips); fp16 GPUs use
-fp16 autocast; CPU runs float32. Heads always run with float32 weights (convolutions may use TF32
-on GPU). Only the aggregator layers the heads read are kept, in the aggregator's dtype, and the DPT
+fp16 autocast; CPU runs float32. The camera head always runs in float32; the DPT heads run with bf16
+weights in CUDA bf16 mode (head_precision="auto"; ~1.6x faster, relative error vs float32 heads on the
+same tokens about 1e-2, see bench/sections_vggt.py) and float32 otherwise (convolutions may use TF32
+on GPU). `fused=True` runs each transformer block's non-attention work as torch.compile'd fused
+kernels (models/vggt/blocks.py); it compiles once (~1 min) per process and pays for repeated or long
+runs only, so it is opt-in. Only the aggregator layers the heads read are kept, in the aggregator's dtype, and the DPT
 heads run `frame_chunk` frames at a time, their outputs moved to host memory chunk by chunk. On
 CUDA the activation memory is estimated first and `VGGTMemoryError` is raised when it cannot fit
 (no silent chunked fallback: overlapping chunks aligned by a similarity would change the result).
@@ -149,23 +153,28 @@ def unproject_net_pixels(depth: np.ndarray, K_net: np.ndarray, cam2world: np.nda
 
 
 def run_vggt(model, images, device=None, precision: str = "auto", points: str = "depth", frame_chunk: int = 8,
-             progress=None, cancel=None, compile_qk: bool = False) -> Reconstruction:
+             progress=None, cancel=None, fused: bool = False,
+             head_precision: str = "auto") -> Reconstruction:
     """Reconstruct `images` (list of core.images.LoadedImage / ImageSet, one shape) with a VGGT model.
 
     model:      a `pointmap.core.models.vggt.VGGT` (moved to `device`; in bf16 mode its aggregator is
-                cast to bf16 in place, the heads stay float32).
+                cast to bf16 in place, and on CUDA its DPT heads too unless head_precision="fp32").
     device:     None = CUDA if available, else CPU.
     precision:  "auto" (bf16 on bf16-capable CUDA, fp16 autocast on older CUDA, fp32 on CPU), "fp32",
                 "bf16", "fp16".
     points:     "depth" (unproject the depth head with the cameras) or "head" (the point head).
     frame_chunk: frames per DPT-head chunk.
-    compile_qk: fuse qk-norm + RoPE with torch.compile (CUDA only). Saves ~0.5 s of 12 s at 200 frames on
-                an H200 but compiles for ~15 s the first time per frame count, so it pays only for
-                repeated runs; off by default.
+    fused:      run every transformer block's non-attention work (norms, GEMM epilogues, qk-norm, RoPE,
+                GELU, LayerScale, residuals) as torch.compile'd fused kernels (CUDA only; compiled once
+                per process with dynamic shapes, ~1 min). Off by default.
+    head_precision: "auto" (DPT heads in bf16 on CUDA when `precision` resolves to bf16, else float32), "fp32"
+                or "bf16". The camera head is always float32.
     Raises InputError (bad images), VGGTMemoryError (does not fit), Cancelled.
     """
     import torch
 
+    if head_precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"head_precision must be 'auto', 'fp32' or 'bf16', not {head_precision!r}")
     if points not in ("depth", "head"):
         raise ValueError(f"points must be 'depth' or 'head', not {points!r}")
     images = list(images)
@@ -177,8 +186,11 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     model.eval()
     model.to(device)
     model.aggregator.to(torch.bfloat16 if precision == "bf16" else torch.float32)
-    for head in (model.camera_head, model.depth_head, model.point_head):
-        head.float()
+    if head_precision == "auto":
+        head_precision = "bf16" if precision == "bf16" and device.type == "cuda" else "fp32"
+    model.camera_head.float()
+    for head in (model.depth_head, model.point_head):
+        head.to(torch.bfloat16 if head_precision == "bf16" else torch.float32)
     _check_memory(device, s, h, w, model, precision, frame_chunk)
 
     n_chunks = -(-s // frame_chunk)
@@ -193,15 +205,15 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     report(progress, "vggt", 0, total, f"{s} frames at {w}x{h}")
     with torch.inference_mode():
         x = x.to(device)[None]
-        from .models.vggt.blocks import use_compiled_qk_prep
+        from .models.vggt.blocks import set_fused
 
-        use_compiled_qk_prep(compile_qk and device.type == "cuda")
+        set_fused(model.aggregator, fused and device.type == "cuda")
         try:
             with torch.autocast(device.type, dtype=torch.float16, enabled=precision == "fp16"), \
                     fast_attention(device):
                 layers = model.aggregator(x, keep=model.head_layers, step=step)
         finally:
-            use_compiled_qk_prep(False)
+            set_fused(model.aggregator, False)
         t_agg = time.perf_counter()
         pose_enc = model.camera_head(layers[-1].float())[-1][0]
         done = depth_layers + 1
@@ -253,7 +265,8 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
         backend="vggt",
         model=str(getattr(model, "name", "")),
         meta={"checkpoint_notes": list(getattr(model, "checkpoint_notes", [])),
-              "device": str(device), "precision": precision, "points": points, "frame_chunk": frame_chunk,
+              "device": str(device), "precision": precision, "head_precision": head_precision,
+              "fused": bool(fused and device.type == "cuda"), "points": points, "frame_chunk": frame_chunk,
               "seconds_aggregator": round(t_agg - t0, 3), "seconds_heads": round(t_heads - t_agg, 3),
               "seconds_total": round(time.perf_counter() - t0, 3), "pixel_convention":
               "K_net is VGGT's (cx=W/2, cy=H/2) with pixel centres at integers"},

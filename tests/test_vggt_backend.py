@@ -113,3 +113,11 @@ def test_bf16_aggregator_runs_on_cpu():
     assert net.aggregator.camera_token.dtype == torch.bfloat16 and net.depth_head.norm.weight.dtype == torch.float32
     rel = np.abs(np.stack(rec.depth) - np.stack(ref.depth)).max() / np.abs(np.stack(ref.depth)).max()
     assert rel < 0.05
+
+
+def test_head_precision_argument(model):
+    images = load_images_vggt(TINY_FRAMES[:1], mode="crop", target=70)
+    with pytest.raises(ValueError, match="head_precision"):
+        run_vggt(model, images, device="cpu", head_precision="fp8")
+    rec = run_vggt(model, images, device="cpu", precision="bf16")
+    assert rec.meta["head_precision"] == "fp32" and rec.meta["fused"] is False  # CPU keeps float32 heads

@@ -12,6 +12,10 @@ Pipeline per layer: shared LayerNorm -> 1x1 projection at patch resolution (+ si
 coarse to fine (bilinear, align_corners True) -> conv -> bilinear upsample to H x W (+ embedding)
 -> conv, ReLU, 1x1 conv -> activation. Frames are processed in chunks to bound memory.
 
+Precision: the head runs in its parameter dtype (float32 on CPU; run_vggt uses bf16 on bf16 GPUs),
+except the final 1x1 conv and the activations, which are always float32 (cheap: 32 channels in), so
+the exp() of the logits is not evaluated on bf16-rounded sums.
+
 Reference quirk kept on purpose: the residual units' first ReLU is in place in the original, so the
 skip connection adds relu(x), not x.
 """
@@ -46,6 +50,19 @@ def uv_embedding(h: int, w: int, aspect: float, channels: int, device=None) -> t
     ex = sincos(xs)[None, :, :].expand(h, w, -1)
     ey = sincos(ys)[:, None, :].expand(h, w, -1)
     return torch.cat([ex, ey], dim=-1).permute(2, 0, 1).contiguous()
+
+
+_UV_CACHE: dict = {}
+
+
+def cached_uv_embedding(h: int, w: int, aspect: float, channels: int, device, dtype) -> torch.Tensor:
+    """`uv_embedding` cast to dtype, computed once per (size, channels, device, dtype) and reused."""
+    key = (h, w, aspect, channels, str(device), dtype)
+    if key not in _UV_CACHE:
+        if len(_UV_CACHE) > 32:  # image sizes change rarely; bound the cache anyway
+            _UV_CACHE.clear()
+        _UV_CACHE[key] = uv_embedding(h, w, aspect, channels, device).to(dtype)
+    return _UV_CACHE[key]
 
 
 class ResidualConvUnit(nn.Module):
@@ -141,7 +158,7 @@ class DPTHead(nn.Module):
             if x.is_cuda:  # NHWC lets cuDNN use its fastest conv kernels; results are layout-independent
                 x = x.contiguous(memory_format=torch.channels_last)
             x = self.projects[j](x)
-            x = x + 0.1 * uv_embedding(gh, gw, width / height, x.shape[1], x.device).to(x.dtype)
+            x = x + 0.1 * cached_uv_embedding(gh, gw, width / height, x.shape[1], x.device, x.dtype)
             feats.append(self.resize_layers[j](x))
         sc = self.scratch
         l1, l2, l3, l4 = (getattr(sc, f"layer{i + 1}_rn")(f) for i, f in enumerate(feats))
@@ -154,9 +171,12 @@ class DPTHead(nn.Module):
         out = sc.output_conv1(out)
         out = F.interpolate(out, size=(gh * self.patch_size, gw * self.patch_size), mode="bilinear",
                             align_corners=True)
-        out = out + 0.1 * uv_embedding(out.shape[2], out.shape[3], width / height, out.shape[1],
-                                       out.device).to(out.dtype)
-        out = sc.output_conv2(out).permute(0, 2, 3, 1)
+        out = out + 0.1 * cached_uv_embedding(out.shape[2], out.shape[3], width / height, out.shape[1],
+                                              out.device, out.dtype)
+        conv_a, relu, conv_b = sc.output_conv2
+        out = relu(conv_a(out)).float()
+        out = F.conv2d(out, conv_b.weight.float(), None if conv_b.bias is None else conv_b.bias.float())
+        out = out.permute(0, 2, 3, 1)
         raw, conf = out[..., :-1], out[..., -1]
         if self.activation == "exp":
             pred = torch.exp(raw)
