@@ -46,6 +46,7 @@ def reconstruct(
     on_bad_image: str = "skip",
     vggt_points: str = "depth",
     vggt_mode: str = "crop",
+    vggt_fused: bool = False,
     cache_dir: str | Path | None = None,
     progress: ProgressFn | None = None,
     cancel=None,
@@ -67,6 +68,7 @@ def reconstruct(
     on_bad_image:    "skip" (report in `warnings`, use the rest) or "raise" (stop at the first bad file).
     vggt_points:     "depth" (depth map + camera, the reference's recommendation) or "head" (point head).
     vggt_mode:       VGGT preprocessing, "crop" or "pad".
+    vggt_fused:      compile VGGT's blocks (CUDA; ~4 % faster on long runs, ~15 s one-time compile).
     progress:        callback receiving `core.progress.Progress` (with `overall` filled in).
     cancel:          `core.errors.CancelToken`; checked between batches and steps.
 
@@ -107,7 +109,7 @@ def reconstruct(
 
         t = time.perf_counter()
         recon = run_vggt(model, images.images, device=device, precision=precision, points=vggt_points,
-                         progress=report, cancel=cancel)
+                         fused=vggt_fused, progress=report, cancel=cancel)
         timings["vggt"] = time.perf_counter() - t
         meta = {"graph": None}
     else:
