@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--iterations", type=int, default=AlignOptions.iterations)
+    ap.add_argument("--iterations", type=int, default=None, help="default: the aligner's (by view count)")
     args = ap.parse_args(argv)
     cases = sorted(args.dir.glob("*.npz"))
     if not cases:

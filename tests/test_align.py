@@ -174,3 +174,11 @@ def test_cancel_before_and_during():
 def test_float16_inputs():
     pred, truth = make_case(n_views=5, size=(48, 64), seed=17, dtype=torch.float16)
     _check(global_align(pred), truth, "float16")
+
+
+def test_long_loop_sparse_graph():
+    # Above 32 views the default budget grows with N and runs without early stop (loop drift).
+    pred, truth = make_case(n_views=40, size=(24, 32), path="loop", graph="logwin-3", seed=19)
+    res = global_align(pred)
+    assert res.info["iterations"] == 160
+    _check(res, truth, "loop40 logwin-3")
