@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, DependencyError, check_cancel
+from .errors import CheckpointError, DependencyError, PointmapError, check_cancel
 from .progress import Progress, ProgressFn
 from .reconstruction import Reconstruction
 
@@ -113,9 +113,10 @@ def reconstruct(
         timings["vggt"] = time.perf_counter() - t
         meta = {"graph": None}
     else:
-        recon, meta = _pairwise(model, family, images.images, graph, device, precision, iterations, shared_focal,
+        recon, meta = _pairwise(model, model_name, images.images, graph, device, precision, iterations, shared_focal,
                                 known_focal_mm, sensor_width_mm, min_conf, report, cancel, timings, warnings)
 
+    _check_cameras(recon, model_name)
     timings["total"] = time.perf_counter() - t_start
     recon.model = model_name
     recon.backend = family
@@ -125,7 +126,7 @@ def reconstruct(
     return recon
 
 
-def _pairwise(model, family, images, graph, device, precision, iterations, shared_focal, known_focal_mm,
+def _pairwise(model, model_name, images, graph, device, precision, iterations, shared_focal, known_focal_mm,
               sensor_width_mm, min_conf, report, cancel, timings, warnings):
     """Encode → scene graph → pair inference → global alignment → Reconstruction."""
     from .align import AlignOptions, global_align
@@ -147,6 +148,7 @@ def _pairwise(model, family, images, graph, device, precision, iterations, share
     pred = engine.run_pairs(encoded, pair_graph.edges, progress=report, cancel=cancel)
     timings["pairs"] = time.perf_counter() - t
     del encoded
+    _check_pointmaps(pred, model_name)
 
     options = AlignOptions(shared_focal=shared_focal)
     if iterations is not None:
@@ -176,6 +178,27 @@ def _pairwise(model, family, images, graph, device, precision, iterations, share
     )
     meta = {"graph": graph, "n_pairs": int(len(pair_graph.edges)), "align": _jsonable(aligned.info)}
     return recon, meta
+
+
+def _check_pointmaps(pred, model_name: str) -> None:
+    """Non-finite pointmaps mean broken weights; say so instead of failing deep inside the alignment."""
+    import torch
+
+    finite = torch.stack([torch.isfinite(t).all() for t in (*pred.pts_i, *pred.pts_j, *pred.conf_i, *pred.conf_j)])
+    if not bool(finite.all()):   # one host sync for all edges
+        raise PointmapError(f"The network returned invalid pointmaps (NaN or infinite values). The checkpoint "
+                            f"{model_name} may be damaged or not a trained model.")
+
+
+def _check_cameras(recon: Reconstruction, model_name: str) -> None:
+    """Refuse to hand non-finite cameras to the scene builder: they come from broken weights or inputs."""
+    bad = [recon.names[i] for i in range(recon.n_views)
+           if not (np.isfinite(recon.cam2world[i]).all() and np.isfinite(recon.K[i]).all())]
+    if bad:
+        raise PointmapError(
+            f"The network returned invalid cameras (NaN or infinite values) for {len(bad)} of {recon.n_views} "
+            f"images ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}). The checkpoint {model_name} may be "
+            f"damaged or not a trained model.")
 
 
 def focal_mm_to_net_px(focal_mm: float, sensor_width_mm: float, image) -> float:

@@ -119,3 +119,17 @@ def test_vggt_backend_end_to_end(tmp_path):
     _check_contract(rec, 3)
     assert rec.backend == "vggt"
     np.testing.assert_allclose(rec.cam2world[0], np.eye(4), atol=1e-5)
+
+
+def test_broken_weights_give_a_clear_error():
+    """A model whose outputs are NaN (a damaged checkpoint) must not hand NaN cameras to Blender."""
+    import torch
+    from pointmap.core import PointmapError
+    from pointmap.core.weights import load_checkpoint
+
+    model, _ = load_checkpoint(PARITY / "dust3r_tiny_linear" / "model.pth")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(PointmapError, match="invalid cameras|NaN"):
+        reconstruct([str(p) for p in IMAGES], model, image_size=64, iterations=5)
