@@ -26,11 +26,13 @@ from ..core.progress import Progress
 
 @dataclass
 class JobState:
-    """What the panel shows. `fraction` is within the current stage; times are time.monotonic()."""
+    """What the panel shows. `fraction` is within the current stage, `overall` (when the work reports it,
+    as core.reconstruct does) of the whole run; times are time.monotonic()."""
 
     stage: str = "starting"
     message: str = ""
     fraction: float = 0.0
+    overall: float | None = None
     started: float = 0.0
     stage_started: float = 0.0
     finished: bool = False
@@ -39,13 +41,20 @@ class JobState:
     def elapsed(self, now: float | None = None) -> float:
         return (now if now is not None else time.monotonic()) - self.started
 
+    @property
+    def bar(self) -> float:
+        """The progress bar's fraction: of the whole run when known, else of the stage."""
+        return self.overall if self.overall is not None else self.fraction
+
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left in the current stage, extrapolated linearly; None until there is progress."""
+        """Seconds left, extrapolated linearly: of the whole run when `overall` is known, else of the stage.
+        None until there is enough progress to extrapolate from."""
         now = now if now is not None else time.monotonic()
-        if self.fraction <= 0.02 or self.fraction >= 1.0:
+        done, spent = ((self.overall, now - self.started) if self.overall is not None
+                       else (self.fraction, now - self.stage_started))
+        if done <= 0.02 or done >= 1.0:
             return None
-        spent = now - self.stage_started
-        return spent * (1.0 - self.fraction) / self.fraction
+        return spent * (1.0 - done) / done
 
 
 def format_seconds(seconds: float) -> str:
@@ -148,6 +157,8 @@ class Job:
         if p.stage != self.state.stage:
             self.state.stage, self.state.stage_started = p.stage, now
         self.state.fraction = p.fraction
+        if p.overall is not None:
+            self.state.overall = p.overall
         self.state.message = p.message
         self._call(self.on_progress, p)
 

@@ -58,6 +58,14 @@ def test_threaded_job_partial_drains_and_eta():
     assert jobs.format_seconds(75) == "1:15" and jobs.format_seconds(3725) == "1:02:05"
 
 
+def test_eta_uses_the_whole_run_when_overall_is_reported():
+    st = jobs.JobState(stage="pairs", fraction=0.9, overall=0.25, started=100.0, stage_started=190.0)
+    # 10 s into the run with a quarter done: 30 s left overall (the stage alone would say ~1 s).
+    assert st.eta(now=110.0) == 30.0 and st.bar == 0.25
+    st.overall = None
+    assert abs(st.eta(now=199.0) - 1.0) < 1e-9 and st.bar == 0.9
+
+
 def test_cancel_from_progress_and_late_result_dropped():
     def work(progress, cancel):
         progress(Progress("encode", 1, 10))

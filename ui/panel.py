@@ -39,11 +39,13 @@ def draw_run(layout, context) -> None:
     if job is not None and not job.state.finished:
         st = job.state
         col = layout.column(align=True)
-        col.label(text=f"{st.stage}: {st.message}" if st.message else st.stage, icon="TIME")
-        col.progress(factor=st.fraction, text=f"{100 * st.fraction:.0f} %")
+        stage = f"{st.stage.capitalize()} {100 * st.fraction:.0f} %"
+        col.label(text=f"{stage}: {st.message}" if st.message else stage, icon="TIME")
+        col.progress(factor=st.bar, text=f"{100 * st.bar:.0f} %")
         eta = st.eta()
+        scope = "" if st.overall is not None else " in this stage"
         col.label(text=f"Elapsed {jobs.format_seconds(st.elapsed())}"
-                       + (f", about {jobs.format_seconds(eta)} left in this stage" if eta is not None else ""))
+                       + (f", about {jobs.format_seconds(eta)} left{scope}" if eta is not None else ""))
         layout.operator("pointmap.cancel", text="Cancel", icon="CANCEL").what = "RECONSTRUCT"
     else:
         layout.operator("pointmap.reconstruct", text="Reconstruct", icon="PLAY")
