@@ -58,7 +58,7 @@ class PairInference:
                With bf16/fp16 the model's weights are cast to that dtype in place (half the memory) and
                the network runs in it natively (LayerNorm and softmax accumulate in float32 inside their
                kernels); the last head layer and all post-processing run in float32.
-    max_batch: upper bound on pairs (and images) per batch; default 16 on CUDA, 4 on CPU.
+    max_batch: upper bound on pairs (and images) per batch; default 16 on CUDA, 1 on CPU.
     """
 
     def __init__(self, model: torch.nn.Module, device=None, precision: str = "auto", max_batch: int | None = None):
@@ -73,7 +73,9 @@ class PairInference:
                 precision = "fp32"
         self.precision = precision
         self.dtype = _DTYPES[precision]
-        self.max_batch = int(max_batch) if max_batch else (16 if self.device.type == "cuda" else 4)
+        # On the CPU batching buys little throughput, and one pair per batch keeps Cancel responsive
+        # (cancel is checked between batches; a full-size pair takes seconds there).
+        self.max_batch = int(max_batch) if max_batch else (16 if self.device.type == "cuda" else 1)
         if self.max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         model = model.to(self.device, self.dtype).eval()
