@@ -18,6 +18,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from .preferences import DEVICE_ITEMS as PREF_DEVICE_ITEMS
+
 SOURCE_ITEMS = [
     ("FOLDER", "Folder", "Every image in a folder"),
     ("FILES", "Files", "A list of image files"),
@@ -44,13 +46,7 @@ DEPTH_TEXTURE_ITEMS = [
     ("PACK", "Packed", "Float images packed into the .blend"),
     ("EXR", "OpenEXR files", "Float images written as .exr files next to the .blend"),
 ]
-DEVICE_ITEMS = [
-    ("PREFS", "Preferences", "Use the device chosen in the add-on preferences"),
-    ("AUTO", "Auto", "CUDA, then Apple MPS, then CPU"),
-    ("CUDA", "CUDA", "NVIDIA GPU"),
-    ("MPS", "Apple MPS", "Apple silicon GPU"),
-    ("CPU", "CPU", "Processor only (slow)"),
-]
+DEVICE_ITEMS = [("PREFS", "Preferences", "Use the device chosen in the add-on preferences"), *PREF_DEVICE_ITEMS]
 
 
 class ReconstructOptions:
