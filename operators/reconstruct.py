@@ -94,7 +94,9 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
 
     bl_idname = "pointmap.reconstruct"
     bl_label = "Reconstruct"
-    bl_options = {"REGISTER", "UNDO"}
+    # UNDO: Ctrl+Z removes a run. No REGISTER: its redo panel would re-run the whole reconstruction
+    # synchronously on the main thread whenever a value is tweaked there.
+    bl_options = {"UNDO"}
 
     use_scene_settings: bpy.props.BoolProperty(
         name="Use Scene Settings", default=False, options={"SKIP_SAVE"},
