@@ -64,6 +64,7 @@ def scene_options(op):
         background_images=op.background_images, set_render_resolution=op.set_render_resolution,
         depth_textures=None if op.depth_textures == "NONE" else op.depth_textures.lower(),
         texture_dir=texture_dir, per_view_meshes=op.per_view_meshes,
+        sensor_mm=op.sensor_mm if op.sensor_mm > 0 else 36.0,
     )
     known = {f.name for f in dataclasses.fields(SceneOptions)}
     return SceneOptions(**{k: v for k, v in wanted.items() if k in known})

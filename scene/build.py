@@ -156,7 +156,7 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             step(f"camera {i + 1}/{n}")
             H0, W0 = (int(s) for s in recon.image_sizes[i])
             try:
-                intr = blender_intrinsics(recon.K[i], W0, H0)
+                intr = blender_intrinsics(recon.K[i], W0, H0, sensor=options.sensor_mm)
             except ValueError as err:
                 raise SceneError(f"View {recon.names[i]}: {err}.") from err
             cam = cam_mod.build_camera(recon.names[i], mats[i], intr, clip, 0.15 * med_depth, coll, created)

@@ -37,6 +37,8 @@ class SceneOptions:
     mesh_max_depth_jump: drop triangles whose depths differ by more than this fraction of the nearest.
     mesh_min_conf:      drop triangles touching a pixel below this confidence; None = min_conf.
     world_orientation:  "z_up" | "cameras_up" | "none" (see scene.convention).
+    sensor_mm:          camera sensor size along the image's long side (36 = full frame); the lens in mm
+                        follows from it, the field of view does not depend on it.
     """
 
     name: str | None = None
@@ -55,6 +57,7 @@ class SceneOptions:
     mesh_max_depth_jump: float = 0.08
     mesh_min_conf: float | None = None
     world_orientation: str = "z_up"
+    sensor_mm: float = 36.0
 
     def validate(self) -> None:
         """Raise SceneError naming the first bad option."""
@@ -69,5 +72,7 @@ class SceneOptions:
             raise SceneError(f"The voxel size must be 0 (off) or positive, not {self.voxel_size}.")
         if self.point_radius is not None and self.point_radius <= 0:
             raise SceneError(f"The point radius must be positive, not {self.point_radius}.")
+        if self.sensor_mm <= 0:
+            raise SceneError(f"The sensor size must be positive (mm), not {self.sensor_mm}.")
         if self.mesh_max_depth_jump <= 0:
             raise SceneError(f"The mesh depth-jump threshold must be positive, not {self.mesh_max_depth_jump}.")

@@ -114,6 +114,21 @@ def test_camera_settings(recon):
     assert coll["pointmap_backend"] == "synthetic"
 
 
+def test_sensor_size_sets_lens_not_field_of_view(recon):
+    """A matchmover's sensor (APS-C 23.5 mm on the long side) gives the lens in their units, same rays."""
+    coll = build_scene(recon, options=SceneOptions(depth_textures=None, point_cloud=False, sensor_mm=23.5))
+    for i, cam in enumerate(_cameras(coll)):
+        H0, W0 = (int(s) for s in recon.image_sizes[i])
+        if cam.data.sensor_fit == "HORIZONTAL":
+            assert cam.data.sensor_width == pytest.approx(23.5)
+            assert cam.data.lens == pytest.approx(recon.K[i][0, 0] * 23.5 / W0, rel=1e-5)
+        else:
+            assert cam.data.sensor_height == pytest.approx(23.5)
+            assert cam.data.lens == pytest.approx(recon.K[i][1, 1] * 23.5 / H0, rel=1e-5)
+    with pytest.raises(SceneError, match="sensor"):
+        build_scene(recon, options=SceneOptions(sensor_mm=0))
+
+
 def test_point_attributes(recon):
     coll = build_scene(recon, options=SceneOptions(cameras=False))
     me = _points_object(coll).data

@@ -76,7 +76,10 @@ class ReconstructOptions:
     shared_focal: BoolProperty(name="Shared Focal", default=False, description="All photos taken with one lens/zoom")
     focal_mm: FloatProperty(name="Known Focal (mm)", default=0.0, min=0.0, soft_max=600.0,
                             description="Focal length in mm when known (0: estimate it)")
-    sensor_mm: FloatProperty(name="Sensor Width (mm)", default=36.0, min=1.0, soft_max=100.0)
+    sensor_mm: FloatProperty(
+        name="Sensor Width (mm)", default=36.0, min=1.0, soft_max=100.0,
+        description="Sensor size along the photos' long side (36 = full frame): converts a known focal length "
+                    "to pixels and sets the created cameras' sensor, so their lens reads in your units")
     on_bad_image: EnumProperty(name="Bad Images", items=BAD_IMAGE_ITEMS, default="SKIP")
     vggt_points: EnumProperty(name="VGGT Points", default="DEPTH", items=[
         ("DEPTH", "Depth + Camera", "Unproject the depth map with the predicted camera (recommended)"),
