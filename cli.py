@@ -41,6 +41,11 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p.add_argument("--no-background-images", action="store_true")
     p.add_argument("--depth-textures", choices=["none", "pack", "exr"], default="none")
     p.add_argument("--per-view-meshes", action="store_true")
+    p.add_argument("--export-colmap", default="", metavar="DIR",
+                   help="also write a COLMAP text model (cameras.txt, images.txt, points3D.txt) into DIR")
+    p.add_argument("--export-ply", default="", metavar="FILE", help="also write the point cloud as binary PLY")
+    p.add_argument("--save-reconstruction", default="", metavar="FILE",
+                   help="also save the Reconstruction (.npz) for pointmap.build_scene / scripts")
     return p
 
 
@@ -93,7 +98,25 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
     os.makedirs(os.path.dirname(out), exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=out)
     print(f"pointmap: wrote {out}", flush=True)
+    _export(args)
     return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .core.export import write_colmap, write_ply
+    from .operators.reconstruct import last_reconstruction as rec
+
+    if rec is None:
+        return
+    if args.export_colmap:
+        print(f"pointmap: wrote COLMAP model {write_colmap(rec, args.export_colmap, min_conf=args.min_conf)}",
+              flush=True)
+    if args.export_ply:
+        n = write_ply(rec, args.export_ply, min_conf=args.min_conf)
+        print(f"pointmap: wrote {n} points to {os.path.abspath(args.export_ply)}", flush=True)
+    if args.save_reconstruction:
+        rec.save(args.save_reconstruction)
+        print(f"pointmap: wrote {os.path.abspath(args.save_reconstruction)}", flush=True)
 
 
 def _download(name: str, cache_dir: str, online: bool | None) -> str | None:

@@ -70,6 +70,10 @@ def scene_options(op):
     return SceneOptions(**{k: v for k, v in wanted.items() if k in known})
 
 
+# The Reconstruction of the last successful run (for the CLI's exports and for scripts).
+last_reconstruction = None
+
+
 def _redraw(context) -> None:
     wm = context.window_manager if context is not None else None
     for win in getattr(wm, "windows", []):
@@ -156,6 +160,8 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
     def _apply(self, recon, scene, options) -> None:
         from ..scene import build_scene
 
+        global last_reconstruction
+
         try:
             coll = build_scene(recon, scene=scene, options=options)
         except PointmapError as err:
@@ -164,6 +170,7 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
         except Exception as err:
             self._failed(err, traceback.format_exc())
             return
+        last_reconstruction = recon
         for w in recon.warnings:
             self.report({"WARNING"}, w)
         seconds = time.monotonic() - self._job.state.started if self._job else 0.0

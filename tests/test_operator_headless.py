@@ -177,6 +177,25 @@ def test_reconstruct_builds_cameras_and_points(registered, photos):
     assert _snapshot() != before
 
 
+def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
+    from pointmap import cli
+    from pointmap.core import Reconstruction
+
+    out = tmp_path / "out"
+    code = cli.main([str(photos), "-o", str(out / "scene.blend"), "--checkpoint", _tiny_checkpoint(),
+                     "--image-size", "64", "--iterations", "10", "--device", "cpu", "--min-conf", "0",
+                     "--export-colmap", str(out / "sparse"), "--export-ply", str(out / "cloud.ply"),
+                     "--save-reconstruction", str(out / "rec.npz")])
+    assert code == cli.EXIT_OK
+    assert (out / "scene.blend").stat().st_size > 0
+    rec = Reconstruction.load(out / "rec.npz")
+    assert rec.n_views == 3
+    images = [s for s in (out / "sparse" / "images.txt").read_text().splitlines() if s.startswith(("1 ", "2 ", "3 "))]
+    assert [s.split()[-1] for s in images] == ["view0.png", "view1.png", "view2.png"]
+    header = (out / "cloud.ply").read_bytes().split(b"end_header")[0]
+    assert b"element vertex %d" % sum(d.size for d in rec.depth) in header
+
+
 def test_corrupt_image_skip_and_stop(registered, photos):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     before = _snapshot()
