@@ -17,6 +17,7 @@ _MODULES = (
     "operators.check_deps",
     "operators.install_deps",
     "operators.download_weights",
+    "operators.use_camera",
     "ui.panel",
 )
 

@@ -236,3 +236,24 @@ def test_cancel_leaves_scene_untouched(registered, photos, when):
     assert seen["done"] == [] and isinstance(seen["error"][0], Cancelled)
     assert ("pairs" in seen["stages"]) == (when == "during")
     assert _snapshot() == before
+
+
+def test_look_through_camera_uses_its_photo_size(registered):
+    from helpers_synthrecon import make_synthetic_recon
+    from pointmap.scene import SceneOptions, build_scene
+
+    rec = make_synthetic_recon()          # views of different sizes and pixel aspects
+    coll = build_scene(rec, options=SceneOptions(depth_textures=None, point_cloud=False))
+    cams = sorted((o for o in coll.objects if o.type == "CAMERA"), key=lambda o: o["pointmap_view"])
+    scene = bpy.context.scene
+    for i in (1, 3):                      # a portrait view and the fx != fy view
+        assert bpy.ops.pointmap.use_camera(camera=cams[i].name) == {"FINISHED"}
+        H0, W0 = (int(v) for v in rec.image_sizes[i])
+        assert (scene.render.resolution_x, scene.render.resolution_y) == (W0, H0)
+        assert (scene.render.pixel_aspect_x, scene.render.pixel_aspect_y) == pytest.approx(
+            tuple(cams[i]["pointmap_pixel_aspect"]), rel=1e-6)
+        assert scene.camera == cams[i]
+    empty = bpy.data.objects.new("not_a_camera", None)
+    scene.collection.objects.link(empty)
+    with pytest.raises(RuntimeError, match="not a camera made by pointmap"):
+        bpy.ops.pointmap.use_camera(camera=empty.name)

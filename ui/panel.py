@@ -49,6 +49,9 @@ def draw_run(layout, context) -> None:
         layout.operator("pointmap.cancel", text="Cancel", icon="CANCEL").what = "RECONSTRUCT"
     else:
         layout.operator("pointmap.reconstruct", text="Reconstruct", icon="PLAY")
+    obj = context.active_object
+    if obj is not None and obj.type == "CAMERA" and "pointmap_width" in obj:
+        layout.operator("pointmap.use_camera", text=f"Look Through {obj.name}", icon="VIEW_CAMERA")
 
 
 class POINTMAP_PT_input(_Sidebar, bpy.types.Panel):
