@@ -191,8 +191,9 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
                                          options.texture_dir, created)
             c = textures.float_map_image(f"{recon.names[i]} confidence", recon.conf[i], options.depth_textures,
                                          options.texture_dir, created)
-            cam["pointmap_depth"] = d.name
-            cam["pointmap_conf"] = c.name
+            # ID pointers, not names: they count as users, so the images are saved with the .blend.
+            cam["pointmap_depth"] = d
+            cam["pointmap_conf"] = c
 
     if options.per_view_meshes:
         min_conf = options.mesh_min_conf if options.mesh_min_conf is not None else options.min_conf

@@ -4,7 +4,7 @@ Each camera object carries custom properties for pipelines and for switching ren
   pointmap_view (int), pointmap_path (str), pointmap_width / pointmap_height (original pixels),
   pointmap_K (9 floats, row-major, original pixels, OpenCV), pointmap_cam2world_cv (16 floats,
   row-major, reconstruction world, OpenCV axes), pointmap_pixel_aspect (x, y),
-  pointmap_depth / pointmap_conf (image names, when depth textures were made).
+  pointmap_depth / pointmap_conf (the depth / confidence images themselves, when made).
 The render resolution and pixel aspect are scene-wide in Blender: `use_camera_render_settings`
 makes the scene match one camera (needed when the images differ in size or fx/fy ratio).
 """

@@ -177,7 +177,7 @@ def test_depth_and_confidence_textures(recon, mode, tmp_path):
     for i, cam in enumerate(_cameras(coll)):
         h, w = recon.net_size(i)
         for key, ref in (("pointmap_depth", recon.depth[i]), ("pointmap_conf", recon.conf[i])):
-            img = bpy.data.images[cam[key]]
+            img = cam[key]
             assert tuple(img.size) == (w, h)
             assert img.colorspace_settings.name == "Non-Color"
             if mode == "pack":
@@ -189,6 +189,26 @@ def test_depth_and_confidence_textures(recon, mode, tmp_path):
             img.pixels.foreach_get(px)
             back = px.reshape(h, w, 4)[::-1, :, 0]       # Blender rows run bottom to top
             np.testing.assert_allclose(back, ref, rtol=1e-6)
+
+
+def test_textures_survive_saving_and_reopening(recon, tmp_path):
+    """Everything a run makes has a user, so it is written into the .blend; float textures read back exactly."""
+    build_scene(recon, options=SceneOptions(depth_textures="pack", per_view_meshes=True))
+    kinds = ("objects", "cameras", "meshes", "images", "materials", "node_groups", "collections")
+    before = {k: sorted(x.name for x in getattr(bpy.data, k)) for k in kinds}
+    path = str(tmp_path / "saved.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+    bpy.ops.wm.open_mainfile(filepath=path)
+    assert {k: sorted(x.name for x in getattr(bpy.data, k)) for k in kinds} == before
+    cams = sorted((o for o in bpy.data.objects if o.type == "CAMERA"), key=lambda o: o["pointmap_view"])
+    assert len(cams) == recon.n_views
+    for i, cam in enumerate(cams):
+        h, w = recon.net_size(i)
+        img = cam["pointmap_depth"]
+        assert img is not None and img.packed_file is not None and img.is_float
+        px = np.empty(w * h * 4, np.float32)
+        img.pixels.foreach_get(px)
+        np.testing.assert_allclose(px.reshape(h, w, 4)[::-1, :, 0], recon.depth[i], rtol=1e-6)
 
 
 def test_per_view_meshes_do_not_bridge_depth_jumps(recon):
