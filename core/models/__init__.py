@@ -7,6 +7,11 @@ torch is imported on first use only, so `import pointmap.core.models` stays chea
 
 from __future__ import annotations
 
+from ..llvm_guard import guard_triton
+
+# The model modules import timm (→ torchvision → torch._dynamo → triton): see core/llvm_guard.py.
+guard_triton()
+
 PAIRWISE_CLASSES = ("AsymmetricCroCo3DStereo", "AsymmetricMASt3R")
 
 
