@@ -25,8 +25,13 @@ REFERENCE = {"h200_512x384_complete_s": {"8": 4.3, "16": 9.7, "32": 35.1}, "cpu2
 TARGETS_S = {"gpu": {"8": 0.4, "16": 1.0, "32": 3.0}, "cpu2_8x96x64_s": 5.0}
 
 
-def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeats: int = 1, **options) -> dict:
+def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeats: int = 1, storage: str = "fp16",
+             **options) -> dict:
     pred, truth = make_case(n_views=n, size=size, graph=graph, path=path, seed=seed, device=device)
+    if storage == "fp16":   # what the inference engine hands over: float16, one buffer per image shape
+        from pointmap.core.align_init import pack_predictions
+
+        pred = pack_predictions(pred, torch.float16)
     cuda = device.startswith("cuda")
     times, res = [], None
     for _ in range(repeats):
@@ -36,7 +41,8 @@ def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeat
         t0 = time.perf_counter()
         res = global_align(pred, AlignOptions(**options))
         times.append(time.perf_counter() - t0)         # results are numpy: already synchronised
-    out = {"views": n, "size": list(size), "graph": graph, "edges": pred.n_edges, "seconds": min(times),
+    out = {"views": n, "size": list(size), "graph": graph, "edges": pred.n_edges, "storage": storage,
+           "seconds": min(times),
            "seconds_all": times, "iterations": res.info["iterations"],
            "init_seconds": res.info["init_seconds"], "refine_seconds": res.info["refine_seconds"],
            "refine_mode": res.info["refine_mode"]}
@@ -61,23 +67,26 @@ def main(argv=None) -> int:
     ap.add_argument("--eager", action="store_true", help="also time the 8-view case without CUDA graphs")
     ap.add_argument("--cpu-case", action="store_true", help="only the 8-view 96x64 CPU case")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--storage", choices=["fp16", "lists32"], default="fp16",
+                    help="fp16: engine layout (float16 group buffers); lists32: per-edge float32 tensors (as before)")
     args = ap.parse_args(argv)
     report = {"device": args.device, "torch": torch.__version__, "reference": REFERENCE, "targets": TARGETS_S}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name()
-        run_case(args.device, 4, (64, 96), "complete", "orbit", 0)            # CUDA / cuSOLVER warm-up
+        run_case(args.device, 4, (64, 96), "complete", "orbit", 0, storage=args.storage)   # CUDA / cuSOLVER warm-up
     else:
         report["threads"] = torch.get_num_threads()
     if args.cpu_case:
-        report["cpu_8x96x64"] = run_case(args.device, 8, (64, 96), "complete", "orbit", 1, args.repeats)
+        report["cpu_8x96x64"] = run_case(args.device, 8, (64, 96), "complete", "orbit", 1, args.repeats, args.storage)
     else:
-        report["complete_512x384"] = [run_case(args.device, n, (384, 512), "complete", "orbit", 10 + n, args.repeats)
-                                      for n in args.sizes]
+        report["complete_512x384"] = [run_case(args.device, n, (384, 512), "complete", "orbit", 10 + n, args.repeats,
+                                               args.storage) for n in args.sizes]
         if args.eager and args.device.startswith("cuda"):
             report["eager_8_512x384"] = run_case(args.device, 8, (384, 512), "complete", "orbit", 18, args.repeats,
-                                                 cuda_graph=False)
+                                                 args.storage, cuda_graph=False)
         if args.sparse:
-            report["sparse"] = run_case(args.device, args.sparse, (384, 512), args.sparse_graph, args.sparse_path, 7)
+            report["sparse"] = run_case(args.device, args.sparse, (384, 512), args.sparse_graph, args.sparse_path, 7,
+                                        storage=args.storage)
     print(json.dumps(report, indent=1))
     return 0
 

@@ -6,6 +6,9 @@ here), so the geometry is meaningless: this measures the stages' time and memory
 path works end to end; it is not a reconstruction result. Prints one JSON object.
 
 Run: python bench/bench_pipeline.py [--photos samples/photos] [--device cuda] [--graph complete]
+     python bench/bench_pipeline.py --only dust3r --views 32 64 [--offload]   # photos repeated to N views
+
+`peak_gib` is the peak of torch's allocator over one run (reset before each), model weights included.
 """
 
 from __future__ import annotations
@@ -34,27 +37,66 @@ def _random_model(kind: str, device: torch.device) -> torch.nn.Module:
         return build_vggt().eval()
 
 
-def _run(kind: str, photos: str, device: torch.device, graph: str, repeats: int, size: int | None) -> dict:
+def _photos(photos: str, views: int | None, tmp: Path) -> str:
+    """The photo folder, or a folder of `views` files cycling through its photos (symlinks)."""
+    if not views:
+        return photos
+    src = sorted(p for p in Path(photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    out = tmp / f"views{views}"
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(views):
+        link = out / f"v{k:03d}{src[k % len(src)].suffix}"
+        if not link.exists():
+            link.symlink_to(src[k % len(src)].resolve())
+    return str(out)
+
+
+def _run(kind: str, photos: str, device: torch.device, graph: str, repeats: int, size: int | None,
+         model=None, **extra) -> dict:
     from pointmap.core import reconstruct
 
-    model = _random_model(kind, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    model = model if model is not None else _random_model(kind, device)
     runs = []
     for _ in range(repeats):   # the first run includes one-time costs (cuDNN autotuning, lazy init)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
         t = time.perf_counter()
-        rec = reconstruct(photos, model, device=str(device), graph=graph, image_size=size)
+        try:
+            rec = reconstruct(photos, model, device=str(device), graph=graph, image_size=size, **extra)
+        except Exception as err:   # an out-of-memory "before" run is a result too
+            runs.append({"error": f"{type(err).__name__}: {err}"[:300]})
+            continue
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        runs.append({"seconds": round(time.perf_counter() - t, 3),
-                     "stages": {k: round(v, 3) for k, v in rec.meta["timings"].items()}})
-    out = {"views": rec.n_views, "net_size_hw": list(rec.net_size(0)), "runs": runs,
-           "points": int(sum(p.shape[0] * p.shape[1] for p in rec.points))}
+        run = {"seconds": round(time.perf_counter() - t, 3),
+               "stages": {k: round(v, 3) for k, v in rec.meta["timings"].items()}}
+        if device.type == "cuda":
+            run["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        runs.append(run)
+    out = {"options": {k: v for k, v in extra.items()}, "runs": runs}
+    if not any("error" not in r for r in runs):
+        return out
+    out.update(views=rec.n_views, net_size_hw=list(rec.net_size(0)),
+               points=int(sum(p.shape[0] * p.shape[1] for p in rec.points)), warnings=rec.warnings[:3])
     if kind == "dust3r":
         out["pairs"] = rec.meta["n_pairs"]
         out["align_iterations"] = rec.meta["align"].get("iterations")
+        out["memory_estimate"] = rec.meta.get("memory")
     if device.type == "cuda":
-        out["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        out["peak_gib"] = max(r.get("peak_gib", 0) for r in runs)
+    del rec
+    return out
+
+
+def _run_views(photos: str, device: torch.device, graph: str, repeats: int, size: int | None, views: list,
+               offload: bool, tmp: Path) -> list:
+    """DUSt3R on N repeated photos for each N, one model for all runs."""
+    model = _random_model("dust3r", device)
+    out = []
+    for n in views:
+        extra = {"offload": True} if offload else {}
+        out.append({"n": n, **_run("dust3r", _photos(photos, n, tmp), device, graph, repeats, size, model, **extra)})
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -69,11 +111,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--only", choices=["dust3r", "vggt"], default=None)
     ap.add_argument("--image-size", type=int, default=None, help="network input size (smoke tests on CPU)")
+    ap.add_argument("--views", type=int, nargs="*", default=None, help="DUSt3R only: repeat the photos to N views")
+    ap.add_argument("--offload", action="store_true", help="with --views: keep predictions in host memory")
     args = ap.parse_args()
     device = torch.device(args.device)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "photos": args.photos,
               "note": "random weights: timings and memory only, the geometry is meaningless"}
+    if args.views:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            result["dust3r_views"] = _run_views(args.photos, device, args.graph, args.repeats, args.image_size,
+                                                args.views, args.offload, Path(tmp))
+        print(json.dumps(result, indent=1))
+        return
     for kind in ("dust3r", "vggt"):
         if args.only in (None, kind):
             result[kind] = _run(kind, args.photos, device, args.graph, args.repeats, args.image_size)

@@ -84,9 +84,14 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     opt = _auto_steps(opt, n)
     if n == 0 or pred.n_edges == 0:
         raise PointmapError("Global alignment needs at least one pair prediction.")
-    dev = torch.device(opt.device) if opt.device else pred.pts_i[0].device
+    store_dev = pred.pts_i[0].device
+    dev = torch.device(opt.device) if opt.device else store_dev
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    # Predictions kept in host memory while computing on the GPU are streamed, never copied whole.
+    stream = store_dev != dev
     edges = np.asarray(pred.edges, np.int64).reshape(-1, 2)
-    groups = build_groups(pred, dev)
+    groups = build_groups(pred, dev, stream=stream)
     cam = _Intrinsics.build(pred.image_shapes, opt, dev)
     check_cancel(cancel)
     report(progress, "align", 0, opt.iterations + 1, "initialising")
@@ -117,7 +122,7 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     out.info = {"iterations": steps, "loss": full_loss, "coarse_loss": loss,
                 "seconds": time.perf_counter() - t0, "init_seconds": t_init - t0, "refine_seconds": t_refine - t_init,
                 "init": "mst-umeyama-weiszfeld", "root": init.root, "refine_mode": mode,
-                "device": str(dev)}
+                "device": str(dev), "streamed": stream}
     return out
 
 
@@ -462,6 +467,9 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
     return step, loss_val, mode
 
 
+_SOLVE_CHUNK_PIXELS = 2 ** 23
+
+
 def _solve_depths(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, n: int, cancel, passes: int = 3):
     """Full-resolution depth maps by IRLS (chunks of observations, no autograd) and per-view confidence.
 
@@ -484,7 +492,8 @@ def _solve_depths(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, n:
         u, v = g.grid(1, dev)
         rays = _rays(cam, focal, g.views, u, v)                        # (nv, P, 3)
         a_all, b_all = _obs_affine(g, cam_R, cam_t, edge_s, edge_R, edge_t)
-        chunk = max(1, int(2 ** 25 // (h * w)))
+        # ~8 M pixels per chunk: each float32 (c, P, 3) working tensor is then ~100 MB.
+        chunk = max(1, int(_SOLVE_CHUNK_PIXELS // (h * w)))
         d = None
         for it in range(passes):
             check_cancel(cancel)

@@ -5,6 +5,12 @@ pointmap, both in the edge's frame (camera i's, at the edge's unknown scale). Ob
 per image shape (`ViewGroup`), so each step is a few batched tensor ops per distinct shape — never a
 Python loop over edges.
 
+Storage: `PairStorage` allocates one (M, H, W, 3) pointmap and one (M, H, W) confidence buffer per image
+shape, rows in exactly the order `build_groups` stacks them, and hands out per-edge views of it. The
+inference engine writes into it, so grouping is then a view (no second copy of the predictions); the
+buffers may live in (pinned) host memory while the alignment runs on the GPU: `ViewGroup.sample`
+streams the pixels it needs to the compute device.
+
 Initialisation (no randomness): score each edge by its confidence, take a maximum spanning tree over
 the images, chain the per-edge frames along it with confidence-weighted Umeyama fits between two
 predictions of the same view, then fit every edge's similarity to the chained world pointmaps, every
@@ -30,8 +36,9 @@ class ViewGroup:
     obs_local: (M,) index into `views` of each observation
     obs_view:  (M,) global view id;  obs_edge: (M,) edge id;  obs_own: (M,) True when the observation
                is the edge's first view (its pointmap is then in that view's own camera frame)
-    pts:       (M, H, W, 3) pointmaps in the edge frame (storage dtype of the predictions)
+    pts:       (M, H, W, 3) pointmaps in the edge frame (storage dtype and device of the predictions)
     conf:      (M, H, W) confidences (>= 1)
+    The index tensors live on the compute device; `pts` / `conf` may live elsewhere (host memory).
     """
 
     shape: tuple[int, int]
@@ -43,6 +50,11 @@ class ViewGroup:
     pts: torch.Tensor
     conf: torch.Tensor
 
+    @property
+    def device(self) -> torch.device:
+        """Compute device (where `sample` delivers)."""
+        return self.views.device
+
     def grid(self, stride: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel coordinates (u, v) of the strided samples, each (P,) float32, row-major."""
         h, w = self.shape
@@ -52,10 +64,19 @@ class ViewGroup:
         return us.repeat(len(vs)), vs.repeat_interleave(len(us))
 
     def sample(self, stride: int, obs=slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-        """Strided pointmaps (M', P, 3) and confidences (M', P) in float32."""
+        """Strided pointmaps (M', P, 3) and confidences (M', P) in float32 on the compute device.
+
+        Only the sampled pixels are converted (never a float32 copy of the full-size maps); from host
+        storage they travel in the storage dtype (half the bytes for float16) and are converted there.
+        """
         off = stride // 2
-        x = self.pts[obs, off::stride, off::stride].float()
-        c = self.conf[obs, off::stride, off::stride].float()
+        x = self.pts[obs, off::stride, off::stride]
+        c = self.conf[obs, off::stride, off::stride]
+        dev = self.device
+        if x.device != dev:
+            x = x.to(dev, non_blocking=True)
+            c = c.to(dev, non_blocking=True)
+        x, c = x.float(), c.float()
         return x.reshape(x.shape[0], -1, 3), c.reshape(c.shape[0], -1)
 
 
@@ -65,8 +86,106 @@ def conf_weight(conf: torch.Tensor, min_conf: float) -> torch.Tensor:
     return torch.where((conf >= min_conf) & torch.isfinite(conf), w, torch.zeros_like(w))
 
 
-def build_groups(pred, device) -> list[ViewGroup]:
-    """Stack the predictions' observations by image shape (on `device`)."""
+def observation_rows(edges: np.ndarray, shapes) -> dict:
+    """{(H, W): [(edge, view, own), ...]} in the row order of `build_groups` (shapes sorted; per shape
+    first every edge's first view, then every edge's second view, by edge index)."""
+    out = {}
+    for shape in sorted(set(shapes)):
+        rows = [(e, int(i), True) for e, (i, _) in enumerate(edges) if shapes[i] == shape]
+        rows += [(e, int(j), False) for e, (_, j) in enumerate(edges) if shapes[j] == shape]
+        if rows:
+            out[shape] = rows
+    return out
+
+
+class PairStorage:
+    """Per-shape-group buffers for pair predictions (see the module doc).
+
+    buffers[(H, W)] = (pts (M, H, W, 3), conf (M, H, W)) in `dtype` on `device`; row_i[e] / row_j[e]: the
+    row of edge e's first / second view in the buffers of that view's shape. `pin_memory` pins host
+    buffers so copies to and from the GPU run at full speed (only when CUDA is available).
+    """
+
+    def __init__(self, edges, shapes, dtype=None, device="cpu", pin_memory: bool = False):
+        self.edges = np.asarray(edges, np.int64).reshape(-1, 2)
+        self.shapes = [tuple(int(x) for x in s) for s in shapes]
+        self.dtype = dtype or torch.float16
+        device = torch.device(device)
+        pin = pin_memory and device.type == "cpu" and torch.cuda.is_available()
+        self.row_i = np.zeros(len(self.edges), np.int64)
+        self.row_j = np.zeros(len(self.edges), np.int64)
+        self.buffers = {}
+        for shape, rows in observation_rows(self.edges, self.shapes).items():
+            for r, (e, _, own) in enumerate(rows):
+                (self.row_i if own else self.row_j)[e] = r
+            m = len(rows)
+            self.buffers[shape] = (torch.empty(m, *shape, 3, dtype=self.dtype, device=device, pin_memory=pin),
+                                   torch.empty(m, *shape, dtype=self.dtype, device=device, pin_memory=pin))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.numel() * p.element_size() + c.numel() * c.element_size() for p, c in self.buffers.values())
+
+    def write(self, side: str, edge_ids, pts: torch.Tensor, conf: torch.Tensor) -> None:
+        """Store a batch: side "i" or "j"; edge_ids (B,) edges whose `side` views share one shape;
+        pts (B, H, W, 3), conf (B, H, W) (any float dtype / device; values beyond the storage dtype's
+        range are clamped so a float16 store never turns a large value into infinity)."""
+        edge_ids = np.asarray(edge_ids, np.int64)
+        k = self.edges[edge_ids[0], 0 if side == "i" else 1]
+        buf_p, buf_c = self.buffers[self.shapes[k]]
+        rows = torch.as_tensor((self.row_i if side == "i" else self.row_j)[edge_ids], device=buf_p.device)
+        lim = torch.finfo(self.dtype).max
+        buf_p.index_copy_(0, rows, pts.clamp(-lim, lim).to(buf_p.device, self.dtype))
+        buf_c.index_copy_(0, rows, conf.clamp(-lim, lim).to(buf_c.device, self.dtype))
+
+    def views(self) -> dict:
+        """{"pts_i", "pts_j", "conf_i", "conf_j"}: per-edge lists of views into the buffers."""
+        out = {f: [] for f in ("pts_i", "pts_j", "conf_i", "conf_j")}
+        for e, (i, j) in enumerate(self.edges):
+            for side, k, row in (("i", i, self.row_i[e]), ("j", j, self.row_j[e])):
+                p, c = self.buffers[self.shapes[k]]
+                out["pts_" + side].append(p[row])
+                out["conf_" + side].append(c[row])
+        return out
+
+
+def pack_predictions(pred, dtype=None, device=None, pin_memory: bool = False):
+    """Copy any `PairPredictions` into `PairStorage` layout (dtype default float16, device default the
+    predictions'); returns a new PairPredictions whose pointmaps / confidences are buffer views."""
+    from .predictions import PairPredictions
+
+    dev = device if device is not None else pred.pts_i[0].device
+    store = PairStorage(pred.edges, pred.image_shapes, dtype, dev, pin_memory)
+    for e in range(pred.n_edges):
+        store.write("i", [e], pred.pts_i[e][None], pred.conf_i[e][None])
+        store.write("j", [e], pred.pts_j[e][None], pred.conf_j[e][None])
+    return PairPredictions(edges=store.edges, image_shapes=list(store.shapes), **store.views(),
+                           desc_i=pred.desc_i, desc_j=pred.desc_j,
+                           desc_conf_i=pred.desc_conf_i, desc_conf_j=pred.desc_conf_j)
+
+
+def _stacked(tensors: list) -> torch.Tensor:
+    """torch.stack(tensors), but a view (no copy) when they are consecutive rows of one buffer."""
+    t0 = tensors[0]
+    step = t0.numel()
+    ptr = t0.untyped_storage().data_ptr()
+    consecutive = all(
+        t.is_contiguous() and t.dtype == t0.dtype and t.device == t0.device and t.shape == t0.shape
+        and t.untyped_storage().data_ptr() == ptr and t.storage_offset() == t0.storage_offset() + k * step
+        for k, t in enumerate(tensors))
+    if not consecutive:
+        return torch.stack(tensors)
+    stride = (step, *t0.stride())
+    return t0.as_strided((len(tensors), *t0.shape), stride, t0.storage_offset())
+
+
+def build_groups(pred, device, stream: bool = False) -> list[ViewGroup]:
+    """Group the predictions' observations by image shape; index tensors on `device`.
+
+    The pointmaps / confidences are moved to `device` unless `stream` (then they stay where they are and
+    `ViewGroup.sample` brings pixels over on demand). Predictions in `PairStorage` layout on their target
+    device are grouped without a copy.
+    """
     edges = np.asarray(pred.edges, np.int64).reshape(-1, 2)
     n = pred.n_images
     shapes = [tuple(int(x) for x in s) for s in pred.image_shapes]
@@ -78,15 +197,13 @@ def build_groups(pred, device) -> list[ViewGroup]:
                 raise PointmapError(f"Pair predictions: edge {e} ({i}, {j}) side {side} has pointmap shape "
                                     f"{tuple(p.shape)} / confidence {tuple(c.shape)}, expected image {k}'s {shapes[k]}.")
     groups = []
-    for shape in sorted(set(shapes)):
+    for shape, rows in observation_rows(edges, shapes).items():
         views = [k for k in range(n) if shapes[k] == shape]
         local = {k: a for a, k in enumerate(views)}
-        rows = [(e, int(i), True) for e, (i, _) in enumerate(edges) if shapes[i] == shape]
-        rows += [(e, int(j), False) for e, (_, j) in enumerate(edges) if shapes[j] == shape]
-        if not rows:
-            continue
-        pts = torch.stack([(pred.pts_i if own else pred.pts_j)[e].to(device) for e, _, own in rows])
-        conf = torch.stack([(pred.conf_i if own else pred.conf_j)[e].to(device) for e, _, own in rows])
+        pts = _stacked([(pred.pts_i if own else pred.pts_j)[e] for e, _, own in rows])
+        conf = _stacked([(pred.conf_i if own else pred.conf_j)[e] for e, _, own in rows])
+        if not stream:
+            pts, conf = pts.to(device), conf.to(device)
         if not pts.is_floating_point():
             pts, conf = pts.float(), conf.float()
         lt = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
@@ -125,7 +242,7 @@ def initialise(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf: flo
     pp: (N, 2) principal points; focal_group: (N,) index of the focal each view estimates into (views
     sharing a focal share an index); n_focal: number of focal groups.
     """
-    dev = groups[0].pts.device
+    dev = groups[0].device
     ne = len(edges)
     samples = []
     for g in groups:

@@ -8,7 +8,13 @@
 The encoder output of an image does not depend on its partner, so it is computed once per image and
 reused by every pair (the reference re-encodes both views of every pair). Pairs whose two views have the
 same shapes are decoded together in batches sized to the free GPU memory; on CUDA out-of-memory the
-batch is halved and retried. Outputs are float32, on the compute device unless `out_device` says otherwise.
+batch is halved and retried.
+
+Outputs are written batch by batch straight into per-shape-group buffers (`align_init.PairStorage`), so
+the aligner groups them without a copy and no batch tensor outlives its batch. Storage dtype: float16
+when the network runs in bf16/fp16 (its outputs carry no more precision than that; half the bytes of
+float32), float32 when it runs in fp32; on the compute device unless `out_device` says otherwise (e.g.
+pinned host memory when the predictions would not fit on the GPU).
 """
 
 from __future__ import annotations
@@ -173,24 +179,42 @@ class PairInference:
         pooled = torch.stack([t.float().mean(dim=0) for t in encoded.tokens])
         return torch.nn.functional.normalize(pooled, dim=-1)
 
-    @torch.inference_mode()
+    @property
+    def storage_dtype(self) -> torch.dtype:
+        """dtype `run_pairs` stores predictions in by default (float16 unless the network runs in fp32)."""
+        return torch.float32 if self.dtype == torch.float32 else torch.float16
+
+    def outputs_finite(self) -> bool:
+        """False when the last `run_pairs` produced a NaN / infinite pointmap or confidence (broken
+        weights); checked on the network's float32 outputs, before storage clamps them."""
+        bad = getattr(self, "_nonfinite", None)
+        return bad is None or not bool(bad)
+
     def run_pairs(self, encoded: EncodedImages, edges, progress: ProgressFn | None = None,
-                  cancel: CancelToken | None = None, out_device=None) -> PairPredictions:
+                  cancel: CancelToken | None = None, out_device=None, out_dtype=None) -> PairPredictions:
         """Decode every directed edge (i, j) → PairPredictions (view i's and view j's pointmaps in i's frame).
 
-        edges: (E, 2) integer array-like. out_device: where the float32 outputs are put (default: the
-        compute device).
+        edges: (E, 2) integer array-like. out_device: where the outputs are stored (default: the compute
+        device; host storage is pinned when CUDA is available). out_dtype: storage dtype (default
+        `storage_dtype`). Pointmaps / confidences are views into one `PairStorage` buffer per image shape.
         """
+        from .align_init import PairStorage
+
         edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
         n = len(encoded)
         if len(edges) and (edges.min() < 0 or edges.max() >= n):
             raise ValueError(f"edge indices must lie in [0, {n}), got {edges.min()}..{edges.max()}")
         out_device = torch.device(out_device) if out_device is not None else self.device
+        out_dtype = out_dtype or self.storage_dtype
         model = self.model
         mast3r = model.desc_dim is not None
-        fields = ["pts_i", "pts_j", "conf_i", "conf_j"] + (
-            ["desc_i", "desc_j", "desc_conf_i", "desc_conf_j"] if mast3r else [])
-        out = {f: [None] * len(edges) for f in fields}
+        # Allocated outside inference mode: the aligner differentiates through views of these buffers,
+        # which inference tensors forbid (in-place writes from inference mode are allowed).
+        store = PairStorage(edges, encoded.shapes, out_dtype, out_device,
+                            pin_memory=out_device.type == "cpu" and self.device.type == "cuda")
+        desc_fields = ["desc_i", "desc_j", "desc_conf_i", "desc_conf_j"] if mast3r else []
+        out = {f: [None] * len(edges) for f in desc_fields}
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         groups: OrderedDict = OrderedDict()
         for e, (i, j) in enumerate(edges):
             groups.setdefault((encoded.shapes[i], encoded.shapes[j]), []).append(e)
@@ -202,23 +226,27 @@ class PairInference:
             f2 = torch.stack([encoded.tokens[j] for j in j_idx])
             dec1, dec2 = model.decode(f1, model.grid(size1), f2, model.grid(size2))
             res1, res2 = model.predict(dec1, size1, dec2, size2, fp32_last=self.dtype != torch.float32)
-            pairs = {"pts_i": res1["pts3d"], "pts_j": res2["pts3d"], "conf_i": res1["conf"], "conf_j": res2["conf"]}
+            for r in (res1, res2):   # one flag on the device: no host sync per batch
+                self._nonfinite |= ~(torch.isfinite(r["pts3d"]).all() & torch.isfinite(r["conf"]).all())
+            store.write("i", chunk, res1["pts3d"], res1["conf"])
+            store.write("j", chunk, res2["pts3d"], res2["conf"])
             if mast3r:
-                pairs.update(desc_i=res1["desc"], desc_j=res2["desc"],
+                pairs = dict(desc_i=res1["desc"], desc_j=res2["desc"],
                              desc_conf_i=res1["desc_conf"], desc_conf_j=res2["desc_conf"])
-            for f, t in pairs.items():
-                t = t.to(out_device, torch.float32)
-                for b, e in enumerate(chunk):
-                    out[f][e] = t[b]
+                for f, t in pairs.items():
+                    t = t.to(out_device, out_dtype)
+                    for b, e in enumerate(chunk):
+                        out[f][e] = t[b]
 
         total = max(1, len(edges))
         report(progress, "pairs", 0, total)
         done = 0
-        for (s1, s2), idx in groups.items():
-            batch = self._memory_batch((s1[0] * s1[1] + s2[0] * s2[1]) // 2, _PAIR_BYTES_PER_PIXEL[self.dtype])
-            done = self._run_chunks(idx, batch, run, "pairs", progress, cancel, done, total)
-        return PairPredictions(edges=edges, image_shapes=list(encoded.shapes),
-                               **{f: out.get(f) for f in fields})
+        with torch.inference_mode():
+            for (s1, s2), idx in groups.items():
+                batch = self._memory_batch((s1[0] * s1[1] + s2[0] * s2[1]) // 2, _PAIR_BYTES_PER_PIXEL[self.dtype])
+                done = self._run_chunks(idx, batch, run, "pairs", progress, cancel, done, total)
+        return PairPredictions(edges=edges, image_shapes=list(encoded.shapes), **store.views(),
+                               **{f: out[f] for f in desc_fields})
 
 
 def infer_pairs(model: torch.nn.Module, images, edges, progress: ProgressFn | None = None,

@@ -11,7 +11,7 @@ Everything heavy is imported inside the function so `import pointmap.core` stays
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,8 @@ def reconstruct(
     vggt_points: str = "depth",
     vggt_mode: str = "crop",
     vggt_fused: bool = False,
+    memory_budget: int | None = None,
+    offload: bool | None = None,
     cache_dir: str | Path | None = None,
     progress: ProgressFn | None = None,
     cancel=None,
@@ -69,6 +71,11 @@ def reconstruct(
     vggt_points:     "depth" (depth map + camera, the reference's recommendation) or "head" (point head).
     vggt_mode:       VGGT preprocessing, "crop" or "pad".
     vggt_fused:      compile VGGT's blocks (CUDA; ~4 % faster on long runs, ~15 s one-time compile).
+    memory_budget:   pairwise models: bytes the pair predictions + alignment may take on the device (None:
+                     the free GPU memory; on the CPU: the available RAM). Above it the predictions are
+                     kept in host memory and streamed to the GPU (a warning says so).
+    offload:         pairwise models: True keeps the predictions in host memory whatever the estimate,
+                     False never does, None decides from `memory_budget`.
     progress:        callback receiving `core.progress.Progress` (with `overall` filled in).
     cancel:          `core.errors.CancelToken`; checked between batches and steps.
 
@@ -114,7 +121,8 @@ def reconstruct(
         meta = {"graph": None}
     else:
         recon, meta = _pairwise(model, model_name, images.images, graph, device, precision, iterations, shared_focal,
-                                known_focal_mm, sensor_width_mm, min_conf, report, cancel, timings, warnings)
+                                known_focal_mm, sensor_width_mm, min_conf, report, cancel, timings, warnings,
+                                memory_budget, offload)
 
     _check_cameras(recon, model_name)
     timings["total"] = time.perf_counter() - t_start
@@ -127,8 +135,8 @@ def reconstruct(
 
 
 def _pairwise(model, model_name, images, graph, device, precision, iterations, shared_focal, known_focal_mm,
-              sensor_width_mm, min_conf, report, cancel, timings, warnings):
-    """Encode → scene graph → pair inference → global alignment → Reconstruction."""
+              sensor_width_mm, min_conf, report, cancel, timings, warnings, memory_budget=None, offload=None):
+    """Encode → scene graph → memory plan → pair inference → global alignment → Reconstruction."""
     from .align import AlignOptions, global_align
     from .inference import PairInference
     from .pairs import make_pairs
@@ -144,13 +152,22 @@ def _pairwise(model, model_name, images, graph, device, precision, iterations, s
     pair_graph = make_pairs(len(images), graph, descriptors=descriptors)
     warnings.extend(pair_graph.notes)
 
+    estimate = estimate_pairwise_memory(encoded.shapes, pair_graph.edges, engine.storage_dtype,
+                                        desc_dim=getattr(model, "desc_dim", None) or 0)
+    plan = plan_pairwise_memory(estimate, engine.device, memory_budget, offload, graph)
+    if plan.warning:
+        warnings.append(plan.warning)
+
     t = time.perf_counter()
-    pred = engine.run_pairs(encoded, pair_graph.edges, progress=report, cancel=cancel)
+    pred = engine.run_pairs(encoded, pair_graph.edges, progress=report, cancel=cancel,
+                            out_device=plan.storage_device)
     timings["pairs"] = time.perf_counter() - t
     del encoded
-    _check_pointmaps(pred, model_name)
+    if not engine.outputs_finite():
+        raise PointmapError(f"The network returned invalid pointmaps (NaN or infinite values). The checkpoint "
+                            f"{model_name} may be damaged or not a trained model.")
 
-    options = AlignOptions(shared_focal=shared_focal)
+    options = AlignOptions(shared_focal=shared_focal, device=str(plan.align_device))
     if iterations is not None:
         options.iterations = int(iterations)
     if min_conf is not None:
@@ -176,18 +193,141 @@ def _pairwise(model, model_name, images, graph, device, precision, iterations, s
         conf=aligned.conf,
         colors=[im.rgb for im in images],
     )
-    meta = {"graph": graph, "n_pairs": int(len(pair_graph.edges)), "align": _jsonable(aligned.info)}
+    meta = {"graph": graph, "n_pairs": int(len(pair_graph.edges)), "align": _jsonable(aligned.info),
+            "memory": {**estimate.as_dict(), "plan": plan.mode}}
     return recon, meta
 
 
-def _check_pointmaps(pred, model_name: str) -> None:
-    """Non-finite pointmaps mean broken weights; say so instead of failing deep inside the alignment."""
+# -- memory planning of the pairwise path -------------------------------------------------------------
+
+_GIB = 2 ** 30
+
+
+@dataclass
+class PairwiseMemory:
+    """Estimated bytes of a pairwise run (see `estimate_pairwise_memory`)."""
+
+    predictions: int   # stored pointmaps + confidences (+ MASt3R descriptors) of every directed pair
+    alignment: int     # the aligner's working set besides the predictions (init, refinement, depth solve)
+    inference: int     # decoder + head activations of a batch of one pair
+    n_images: int
+    n_pairs: int
+
+    @property
+    def total(self) -> int:
+        return self.predictions + self.alignment + self.inference
+
+    def as_dict(self) -> dict:
+        return {"predictions_gib": round(self.predictions / _GIB, 3), "alignment_gib": round(self.alignment / _GIB, 3),
+                "inference_gib": round(self.inference / _GIB, 3)}
+
+
+@dataclass
+class MemoryPlan:
+    """Where the predictions are stored and where the alignment runs."""
+
+    mode: str              # "device" (all on the compute device), "offload" (predictions in host memory)
+    storage_device: object
+    align_device: object
+    warning: str | None = None
+
+
+def estimate_pairwise_memory(shapes, edges, storage_dtype=None, desc_dim: int = 0,
+                             fine_samples: int = 8192, init_samples: int = 1024) -> PairwiseMemory:
+    """Bytes the pair predictions and the global alignment need, before any pair is run.
+
+    shapes: per image (H, W) at network resolution; edges: (E, 2) directed pairs; storage_dtype: the
+    engine's storage dtype (default float16). The alignment term follows the aligner's layout: per
+    observation the refinement's sampled pixels (~30 float32 values each with autograd), the
+    initialisation's float64 samples, one depth-solve chunk, and per view its full-size depth / ray maps.
+    """
     import torch
 
-    finite = torch.stack([torch.isfinite(t).all() for t in (*pred.pts_i, *pred.pts_j, *pred.conf_i, *pred.conf_j)])
-    if not bool(finite.all()):   # one host sync for all edges
-        raise PointmapError(f"The network returned invalid pointmaps (NaN or infinite values). The checkpoint "
-                            f"{model_name} may be damaged or not a trained model.")
+    from .align import _SOLVE_CHUNK_PIXELS
+    from .inference import _PAIR_BYTES_PER_PIXEL
+
+    elt = torch.empty((), dtype=storage_dtype or torch.float16).element_size()
+    px = np.array([h * w for h, w in shapes], np.int64)
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    obs_px = px[edges].reshape(-1) if len(edges) else np.zeros(0, np.int64)
+    per_px = (4 + (desc_dim + 1 if desc_dim else 0)) * elt
+    predictions = int(obs_px.sum()) * per_px
+    alignment = (int(np.minimum(obs_px, fine_samples).sum()) * 120 + int(np.minimum(obs_px, init_samples).sum()) * 150
+                 + min(int(obs_px.sum()), _SOLVE_CHUNK_PIXELS) * 80 + int(px.sum()) * 32)
+    inference = int(px.max(initial=0)) * _PAIR_BYTES_PER_PIXEL[torch.bfloat16]
+    return PairwiseMemory(int(predictions), int(alignment), int(inference), len(shapes), len(edges))
+
+
+def plan_pairwise_memory(est: PairwiseMemory, device, budget: int | None = None, offload: bool | None = None,
+                         graph: str = "complete", host_available: int | None = None) -> MemoryPlan:
+    """Decide where predictions live and where the alignment runs (see `reconstruct`'s memory_budget).
+
+    device: the compute device; budget: bytes allowed on it (None: measured free memory; on a non-CUDA
+    device, host RAM). host_available: bytes of free host RAM (None: measured; unknown = unlimited).
+    Raises PointmapError when even host memory cannot hold the run.
+    """
+    import torch
+
+    dev = torch.device(device)
+    host = host_available if host_available is not None else _host_available_bytes()
+    if dev.type != "cuda":
+        avail = budget if budget is not None else host
+        if avail is not None and est.total > avail:
+            raise _too_big(est, avail, "memory", graph)
+        return MemoryPlan("offload" if offload else "device", dev, dev)
+    free = budget if budget is not None else _cuda_free_bytes(dev)
+    if offload is False or (offload is None and est.total <= free):
+        return MemoryPlan("device", dev, dev)
+    if host is not None and est.predictions > 0.9 * host:
+        raise _too_big(est, host, "host memory", graph)
+    if est.alignment + est.inference <= free:
+        align_dev, how = dev, "streamed to the GPU during the alignment (somewhat slower)"
+    else:
+        align_dev, how = torch.device("cpu"), "the alignment runs on the CPU (much slower)"
+    why = "as requested" if offload else f"they do not fit in the {free / _GIB:.1f} GiB free on {dev}"
+    warning = (f"Low GPU memory: the pair predictions ({est.predictions / _GIB:.1f} GiB for {est.n_pairs} pairs) "
+               f"and alignment ({est.alignment / _GIB:.1f} GiB) are kept in host memory ({why}); {how}. A sparse "
+               f"scene graph (swin-K, logwin-K, retrieval-K) keeps everything on the GPU.")
+    return MemoryPlan("offload", torch.device("cpu"), align_dev, warning)
+
+
+def _too_big(est: PairwiseMemory, avail: int, where: str, graph: str) -> PointmapError:
+    per_pair = (est.predictions + est.alignment) / max(est.n_pairs, 1)
+    # swin-K pairs each image with K neighbours both ways: about 2·K·N directed pairs.
+    k = int(0.8 * avail // max(per_pair * 2 * max(est.n_images, 1), 1))
+    hint = (f"e.g. graph='swin-{min(k, 8)}' (about {2 * min(k, 8) * est.n_images * per_pair / _GIB:.1f} GiB)"
+            if k >= 1 else "and fewer images or a smaller image size")
+    return PointmapError(
+        f"Not enough {where} for {est.n_images} images with the '{graph}' scene graph ({est.n_pairs} pairs): the "
+        f"pair predictions need about {est.predictions / _GIB:.1f} GiB and the alignment {est.alignment / _GIB:.1f} "
+        f"GiB, but only {avail / _GIB:.1f} GiB is available. Use a sparse scene graph (swin-K, logwin-K or "
+        f"retrieval-K), {hint}.")
+
+
+def _cuda_free_bytes(dev) -> int:
+    """Free memory on a CUDA device, counting the allocator's cached but unused blocks, less 10 % headroom."""
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(dev)
+    free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+    return int(0.9 * free)
+
+
+def _host_available_bytes() -> int | None:
+    """Available host RAM (Linux MemAvailable, else free physical pages); None when unknown."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _check_cameras(recon: Reconstruction, model_name: str) -> None:
@@ -301,4 +441,4 @@ def _jsonable(info: dict) -> dict:
     return out
 
 
-__all__ = ["reconstruct", "focal_mm_to_net_px"]
+__all__ = ["reconstruct", "focal_mm_to_net_px", "estimate_pairwise_memory", "plan_pairwise_memory"]

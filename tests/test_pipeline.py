@@ -133,3 +133,68 @@ def test_broken_weights_give_a_clear_error():
             p.fill_(float("nan"))
     with pytest.raises(PointmapError, match="invalid cameras|NaN"):
         reconstruct([str(p) for p in IMAGES], model, image_size=64, iterations=5)
+
+
+def test_offloaded_predictions_give_the_same_result(tiny_dust3r):
+    """offload=True keeps the predictions in host storage (pinned when CUDA exists): same cameras."""
+    paths = [str(p) for p in IMAGES]
+    ref = reconstruct(paths, tiny_dust3r, image_size=64, iterations=20)
+    off = reconstruct(paths, tiny_dust3r, image_size=64, iterations=20, offload=True)
+    assert ref.meta["memory"]["plan"] == "device" and off.meta["memory"]["plan"] == "offload"
+    np.testing.assert_allclose(off.cam2world, ref.cam2world, atol=1e-6)
+    np.testing.assert_allclose(off.K, ref.K, rtol=1e-6)
+    for a, b in zip(off.depth, ref.depth, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_memory_estimate_is_sane():
+    from pointmap.core.pairs import make_pairs
+    from pointmap.core.pipeline import estimate_pairwise_memory
+
+    shapes = [(384, 512)] * 32
+    full = estimate_pairwise_memory(shapes, make_pairs(32, "complete").edges)
+    # 992 pairs x 2 views x (3 + 1) float16 x 196,608 px
+    assert full.n_pairs == 992 and full.predictions == 992 * 2 * 4 * 2 * 384 * 512
+    assert 0.5 * 2**30 < full.alignment < 8 * 2**30 and full.inference > 0
+    sparse = estimate_pairwise_memory(shapes, make_pairs(32, "swin-4").edges)
+    assert sparse.predictions < full.predictions / 3 and sparse.alignment < full.alignment
+    f32 = estimate_pairwise_memory(shapes, make_pairs(32, "complete").edges, torch_dtype("float32"))
+    assert f32.predictions == 2 * full.predictions
+    mast3r = estimate_pairwise_memory(shapes, make_pairs(32, "complete").edges, desc_dim=24)
+    assert mast3r.predictions == full.predictions * (4 + 25) // 4
+
+
+def torch_dtype(name):
+    import torch
+
+    return getattr(torch, name)
+
+
+def test_memory_plan_decisions():
+    from pointmap.core import PointmapError
+    from pointmap.core.pairs import make_pairs
+    from pointmap.core.pipeline import estimate_pairwise_memory, plan_pairwise_memory
+
+    gib = 2**30
+    est = estimate_pairwise_memory([(384, 512)] * 32, make_pairs(32, "complete").edges)
+    on_gpu = plan_pairwise_memory(est, "cuda", budget=80 * gib, host_available=64 * gib)
+    assert on_gpu.mode == "device" and on_gpu.warning is None
+    small = plan_pairwise_memory(est, "cuda", budget=est.alignment + est.inference + gib // 2, host_available=64 * gib)
+    assert small.mode == "offload" and small.storage_device.type == "cpu" and small.align_device.type == "cuda"
+    assert "host memory" in small.warning and "swin-K" in small.warning
+    tiny = plan_pairwise_memory(est, "cuda", budget=gib // 4, host_available=64 * gib)
+    assert tiny.mode == "offload" and tiny.align_device.type == "cpu"
+    forced = plan_pairwise_memory(est, "cuda", budget=80 * gib, offload=True, host_available=64 * gib)
+    assert forced.mode == "offload" and "as requested" in forced.warning
+    with pytest.raises(PointmapError, match=r"swin-\d.*GiB|GiB.*swin"):
+        plan_pairwise_memory(est, "cuda", budget=gib, host_available=2 * gib)
+    assert plan_pairwise_memory(est, "cpu", host_available=64 * gib).mode == "device"
+    with pytest.raises(PointmapError, match="Not enough memory"):
+        plan_pairwise_memory(est, "cpu", host_available=2 * gib)
+
+
+def test_memory_budget_too_small_on_cpu_is_a_clear_error(tiny_dust3r):
+    from pointmap.core import PointmapError
+
+    with pytest.raises(PointmapError, match="scene graph"):
+        reconstruct([str(p) for p in IMAGES], tiny_dust3r, image_size=64, memory_budget=1000)
