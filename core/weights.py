@@ -8,7 +8,7 @@ Accepted layouts (details in tests/fixtures/README.md and tests/fixtures/vggt/RE
 * Hugging Face folder (`PyTorchModelHubMixin`): `config.json` (constructor kwargs, `Infinity` tokens) and
   `model.safetensors`, which lacks the 8 DPT alias keys `downstream_head{1,2}.dpt.scratch.layer_rn.{0..3}.weight`.
 * VGGT: a flat state_dict (`model.pt`), `model.safetensors`, or a folder holding either; keys start with
-  `aggregator.`, `camera_head.`, `depth_head.`, `point_head.` (and `track_head.`, dropped when our model has none).
+  `aggregator.`, `camera_head.`, `depth_head.`, `point_head.` and `track_head.` (dropped: our model has none).
 
 Files are memory-mapped (`torch.load(mmap=True)`, a mapped safetensors reader) and the network is built on
 the `meta` device, then the mapped tensors are assigned to it (`load_state_dict(assign=True)`), so a 2-5 GB
@@ -24,7 +24,7 @@ import json
 import math
 import re
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +37,7 @@ MAST3R_CLASS = "AsymmetricMASt3R"
 VGGT_CLASS = "VGGT"
 FAMILY_OF_CLASS = {DUST3R_CLASS: "dust3r", MAST3R_CLASS: "mast3r", VGGT_CLASS: "vggt"}
 
-VGGT_PREFIXES = ("aggregator.", "camera_head.", "depth_head.", "point_head.", "track_head.")
-VGGT_INPUT_SIZE = 518
+VGGT_AGGREGATOR = "aggregator."
 
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -262,7 +261,7 @@ def _torch_load(path: Path, zip_format: bool):
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if unsafe is None:   # torch reports every failure of the weights-only unpickler this way
             detail = next((line for line in lines if "error:" in line), lines[-1] if lines else "")
-            raise CheckpointError(f"{path} could not be read as a PyTorch checkpoint; it is probably truncated or "
+            raise CheckpointError(f"Cannot read {path} as a PyTorch checkpoint: it is probably truncated or "
                                   f"corrupt ({detail[:200]}). Delete it and download it again.") from None
         raise CheckpointError(f"{path} contains Python objects other than tensors and plain values, which are not "
                               f"loaded for safety (it needs {unsafe.group(1)}). Use the official checkpoint or a "
@@ -270,7 +269,7 @@ def _torch_load(path: Path, zip_format: bool):
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         msg = msg.split(". This is an internal", 1)[0][:200]   # miniz appends a long generic hint
-        raise CheckpointError(f"{path} could not be read as a PyTorch checkpoint; it is probably truncated or "
+        raise CheckpointError(f"Cannot read {path} as a PyTorch checkpoint: it is probably truncated or "
                               f"corrupt ({msg}). Delete it and download it again.") from None
 
 
@@ -288,8 +287,9 @@ def _sniff(path: Path) -> str:
 
 
 def _is_vggt(keys) -> bool:
-    keys = list(keys)
-    return bool(keys) and all(k.startswith(VGGT_PREFIXES) for k in keys)
+    """VGGT state_dicts hold `aggregator.*` tensors, which no DUSt3R/MASt3R key starts with. One such key is
+    enough: the strict check then names any foreign key instead of calling the whole file unknown."""
+    return any(k.startswith(VGGT_AGGREGATOR) for k in keys)
 
 
 def _tensor_dict(obj, path: Path) -> dict[str, torch.Tensor]:
@@ -362,7 +362,7 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise CheckpointError(f"Checkpoint not found: {p}")
+        raise CheckpointError(f"Checkpoint {p} does not exist.")
     if p.is_dir():
         if (p / "model.safetensors").is_file():
             if (p / "config.json").is_file():
@@ -416,7 +416,7 @@ def prepare_state_dict(state_dict: Mapping[str, torch.Tensor], family: str,
                        if k.startswith("dec_blocks.")})
             notes.append("copied dec_blocks.* to dec_blocks2.* (checkpoint has a single decoder)")
         _fill_dpt_aliases(sd, expected, notes)
-    if family == "vggt" and not any(k.startswith("track_head.") for k in expected):
+    if family == "vggt":   # our VGGT has no track head (point tracking is not implemented)
         dropped = [k for k in sd if k.startswith("track_head.")]
         for k in dropped:
             del sd[k]
@@ -435,10 +435,10 @@ def check_state_dict(sd: Mapping[str, torch.Tensor], expected: Mapping[str, torc
     for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
         if items:
             more = f" and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
-            problems.append(f"{len(items)} {label} keys ({'; '.join(items[:_SHOW])}{more})")
+            problems.append(f"{len(items)} {label} keys: {', '.join(items[:_SHOW])}{more}")
     if problems:
-        raise CheckpointError(f"{where} does not fit the network built from its configuration: "
-                              + ", ".join(problems) + ".")
+        raise CheckpointError(f"{where} does not fit the network built from its configuration ("
+                              + "; ".join(problems) + ").")
 
 
 def load_state_dict_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], family: str,
@@ -460,34 +460,28 @@ def load_state_dict_into(model: torch.nn.Module, state_dict: Mapping[str, torch.
 # Building and loading
 # --------------------------------------------------------------------------------------------------
 
-def _builder(raw: RawCheckpoint, vggt_config: dict | None, vggt_track: bool) -> Callable[[], torch.nn.Module]:
-    if raw.family == "vggt":
-        from .models.vggt import build_vggt
-
-        return lambda: build_vggt(vggt_config, enable_track=vggt_track)
+def _build(raw: RawCheckpoint, vggt_config: dict | None) -> torch.nn.Module:
+    """The network `raw` describes, built on the meta device (no memory, no random init)."""
+    # Imported before entering the meta context so that nothing created at import time lands on meta.
     from .models import build_model
+    from .models.vggt import build_vggt
 
-    return lambda: build_model(raw.class_name, dict(raw.kwargs))
-
-
-def _build(build: Callable[[], torch.nn.Module], where: str, on_meta: bool) -> torch.nn.Module:
     try:
-        if on_meta:
-            with torch.device("meta"):
-                return build()
-        return build()
+        with torch.device("meta"):
+            if raw.family == "vggt":
+                return build_vggt(vggt_config)
+            return build_model(raw.class_name, dict(raw.kwargs))
     except CheckpointError as err:
-        raise CheckpointError(f"{where}: {err}") from None
+        raise CheckpointError(f"{raw.path}: {err}") from None
     except (TypeError, ValueError, AssertionError, KeyError, NotImplementedError) as err:
-        raise CheckpointError(f"{where}: the network described by this checkpoint cannot be built "
+        raise CheckpointError(f"{raw.path}: the network described by this checkpoint cannot be built "
                               f"({type(err).__name__}: {err}).") from None
 
 
-def _input_size(raw: RawCheckpoint, vggt_config: dict | None) -> int:
-    if raw.family == "vggt":
-        return int((vggt_config or {}).get("img_size", VGGT_INPUT_SIZE))
-    size = raw.kwargs.get("img_size", 512)
-    return int(max(size) if isinstance(size, tuple) else size)
+def _input_size(model: torch.nn.Module, family: str) -> int:
+    """Long side the network was trained for, from the built model's resolved settings (defaults filled in)."""
+    size = model.config["img_size"] if family == "vggt" else model.settings["img_size"]
+    return int(max(size) if isinstance(size, tuple | list) else size)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -495,27 +489,23 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, vggt_config: dict | None = None,
-                    vggt_track: bool = False) -> tuple[torch.nn.Module, CheckpointInfo]:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
+                    vggt_config: dict | None = None) -> tuple[torch.nn.Module, CheckpointInfo]:
     """Load a DUSt3R / MASt3R / VGGT checkpoint (file or folder, any layout above) into a new model in eval mode.
 
     vggt_config: config for `build_vggt` (None = full VGGT-1B); VGGT files record no architecture.
-    vggt_track:  build VGGT's track head too (its `track_head.*` tensors are otherwise ignored).
     The model also gets `checkpoint_notes` (= info.notes). Raises CheckpointError naming the path for
     missing, unreadable or non-matching checkpoints.
     """
-    raw = read_checkpoint(path)
+    return load_raw_checkpoint(read_checkpoint(path), device, vggt_config=vggt_config)
+
+
+def load_raw_checkpoint(raw: RawCheckpoint, device: str | torch.device = "cpu", *,
+                        vggt_config: dict | None = None) -> tuple[torch.nn.Module, CheckpointInfo]:
+    """`load_checkpoint` for a checkpoint already read by `read_checkpoint` (same arguments and errors)."""
     where = str(raw.path)
-    build = _builder(raw, vggt_config, vggt_track)
-    model = _build(build, where, on_meta=True)
+    model = _build(raw, vggt_config)
     notes = load_state_dict_into(model, raw.state_dict, raw.family, where)
-    leftover = [n for n, b in model.named_buffers() if b.is_meta]
-    if leftover:
-        # Non-persistent buffers are computed at construction and absent from checkpoints; a model that has
-        # them cannot stay on meta, so pay for one ordinary construction.
-        model = _build(build, where, on_meta=False)
-        load_state_dict_into(model, raw.state_dict, raw.family, where)
-        notes.append(f"built on CPU because of non-persistent buffers ({', '.join(leftover[:_SHOW])})")
     model.eval()
     model.checkpoint_notes = list(notes)   # read by the backends to tell the user (e.g. track head ignored)
     if torch.device(device) != torch.device("cpu"):
@@ -523,5 +513,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, vgg
     info = CheckpointInfo(path=where, family=raw.family, class_name=raw.class_name,
                           kwargs=dict(vggt_config) if raw.family == "vggt" and vggt_config else raw.kwargs,
                           source_format=raw.source_format, num_params=count_parameters(model),
-                          input_size=_input_size(raw, vggt_config), notes=notes)
+                          input_size=_input_size(model, raw.family), notes=notes)
     return model, info

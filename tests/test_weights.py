@@ -11,25 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES, fixture_dir
 from helpers_recipe import recipe_state_dict
 from pointmap.core import weights as W
 from pointmap.core.errors import CheckpointError
 from pointmap.core.models import build_model
 from pointmap.core.models.vggt import build_vggt
 
-FIXTURES = Path(__file__).parent / "fixtures"
-KEYS_DIR = Path(os.environ.get("POINTMAP_CKPT_KEYS_DIR", FIXTURES / "checkpoint_keys"))
-PARITY_DIR = Path(os.environ.get("POINTMAP_PARITY_DIR", FIXTURES / "parity"))
-VGGT_PARITY_DIR = Path(os.environ.get("POINTMAP_VGGT_PARITY_DIR", FIXTURES / "vggt" / "parity"))
-VGGT_KEYS = Path(os.environ.get("POINTMAP_VGGT_KEYS", FIXTURES / "vggt" / "checkpoint_keys.json"))
+KEYS_DIR = fixture_dir("POINTMAP_CKPT_KEYS_DIR", FIXTURES / "checkpoint_keys")
+PARITY_DIR = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")
+VGGT_PARITY_DIR = fixture_dir("POINTMAP_VGGT_PARITY_DIR", FIXTURES / "vggt" / "parity")
+VGGT_KEYS = fixture_dir("POINTMAP_VGGT_KEYS", FIXTURES / "vggt" / "checkpoint_keys.json")
 LINEAR = PARITY_DIR / "dust3r_tiny_linear"
 KEY_FILES = sorted(KEYS_DIR.glob("*.json"))
 
@@ -234,11 +232,39 @@ def test_tiny_vggt_pt_and_safetensors(tmp_path):
     _, info = W.load_checkpoint(tmp_path, vggt_config=config)     # a folder holding model.pt
     assert info.source_format == "vggt_pt" and any("track_head" in n for n in info.notes)
     assert W.load_checkpoint(tmp_path, vggt_config=config)[0].checkpoint_notes == info.notes
-    # ...but any other foreign key is an error.
+    # ...but any other foreign key is an error naming it, whatever its prefix.
     sd["aggregator.bogus"] = torch.zeros(2)
+    sd["foo.bar"] = torch.zeros(1)
     torch.save(sd, tmp_path / "model.pt")
-    with pytest.raises(CheckpointError, match="1 unexpected keys.*aggregator.bogus"):
+    with pytest.raises(CheckpointError, match="2 unexpected keys: aggregator.bogus, foo.bar"):
         W.load_checkpoint(tmp_path / "model.pt", vggt_config=config)
+
+
+def test_load_vggt_is_the_vggt_front_of_load_checkpoint(tmp_path):
+    """load_vggt gives the same weights as load_checkpoint and refuses a DUSt3R file with a clear error."""
+    from pointmap.core.models.vggt import VGGT, load_vggt, read_state_dict
+
+    config = _tiny_vggt_config()
+    path = VGGT_PARITY_DIR / "tiny_vggt.safetensors"
+    model = load_vggt(path, config=config)
+    ref = W.load_checkpoint(path, vggt_config=config)[0].state_dict()
+    assert isinstance(model, VGGT) and not model.training and model.checkpoint_notes == []
+    assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
+    assert not model.aggregator.patch_embed.mask_token.requires_grad     # as the module declares it
+    assert list(read_state_dict(path)) == W.safetensors_keys(path)
+    for fn in (load_vggt, read_state_dict):
+        with pytest.raises(CheckpointError, match="dust3r checkpoint.*not a VGGT"):
+            fn(LINEAR / "model.pth")
+
+
+def test_input_size_defaults_to_the_reference_constructor(tmp_path):
+    """A config.json without img_size builds the reference default (224), and that is the input size."""
+    shutil.copytree(LINEAR / "hf", tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    del config["img_size"]
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+    assert W.load_checkpoint(tmp_path / "hf")[1].input_size == 224
+    assert W.load_checkpoint(LINEAR / "hf")[1].input_size == 64
 
 
 def test_vggt_with_wrong_config_is_rejected():
@@ -257,7 +283,7 @@ def _expect(path, *words):
 
 
 def test_missing_and_empty(tmp_path):
-    _expect(tmp_path / "nope.pth", "not found")
+    _expect(tmp_path / "nope.pth", "does not exist")
     (tmp_path / "empty.pth").write_bytes(b"")
     _expect(tmp_path / "empty.pth", "empty")
     (tmp_path / "folder").mkdir()
