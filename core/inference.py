@@ -88,6 +88,7 @@ class PairInference:
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)  # DPT convs: cuDNN's fast layout
         self.model = model
+        self._nonfinite = None   # (device bool) set by run_pairs, read by outputs_finite
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -187,8 +188,7 @@ class PairInference:
     def outputs_finite(self) -> bool:
         """False when the last `run_pairs` produced a NaN / infinite pointmap or confidence (broken
         weights); checked on the network's float32 outputs, before storage clamps them."""
-        bad = getattr(self, "_nonfinite", None)
-        return bad is None or not bool(bad)
+        return self._nonfinite is None or not bool(self._nonfinite)
 
     def run_pairs(self, encoded: EncodedImages, edges, progress: ProgressFn | None = None,
                   cancel: CancelToken | None = None, out_device=None, out_dtype=None) -> PairPredictions:

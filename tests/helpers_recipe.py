@@ -65,26 +65,3 @@ def recipe_state_dict(folder: Path, check: bool = True):
         sd[e["key"]] = torch.from_numpy(w)
     return sd
 
-
-def parse_constructor(text: str) -> tuple[str, dict]:
-    """"Cls(a=1, b=('exp', -inf, inf), ...)" → ("Cls", kwargs), literals only (no eval)."""
-    import ast
-    import math
-
-    def value(node):
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name) and node.id in ("inf", "nan"):
-            return math.inf if node.id == "inf" else math.nan
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            v = value(node.operand)
-            return -v if isinstance(node.op, ast.USub) else v
-        if isinstance(node, (ast.Tuple, ast.List)):
-            items = [value(e) for e in node.elts]
-            return tuple(items) if isinstance(node, ast.Tuple) else items
-        raise ValueError(f"not a literal: {ast.dump(node)}")
-
-    call = ast.parse(text.strip(), mode="eval").body
-    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.args:
-        raise ValueError(f"not a keyword-only constructor call: {text!r}")
-    return call.func.id, {k.arg: value(k.value) for k in call.keywords}

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import FIXTURES, fixture_dir
-from helpers_recipe import parse_constructor, recipe_state_dict
+from helpers_recipe import recipe_state_dict
 from pointmap.core.errors import Cancelled, CancelToken
 from pointmap.core.inference import PairInference, infer_pairs
+from pointmap.core.weights import parse_constructor
 
 PARITY = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")
 PREPROC = fixture_dir("POINTMAP_PREPROC_DIR", FIXTURES / "preprocessing")
@@ -25,7 +26,7 @@ def _model(name):
 
     folder = PARITY / name
     info = json.loads((folder / "info.json").read_text())
-    model = build_model(*parse_constructor(info["load_model_instantiation_string"]))
+    model = build_model(*parse_constructor(info["load_model_instantiation_string"], rewrite=False))
     model.load_state_dict(recipe_state_dict(folder), strict=True)
     return model.eval()
 
@@ -183,3 +184,17 @@ def test_bf16_precision_runs_close_to_fp32():
     assert ref.pts_i[0].dtype == torch.float32 and got.pts_i[0].dtype == torch.float16   # storage dtype
     rel = (got.conf_i[0].float() - ref.conf_i[0]).abs().max() / ref.conf_i[0].abs().max()
     assert float(rel) < 0.05
+
+
+def test_outputs_finite_flags_damaged_weights():
+    """The pipeline's 'damaged weights' error rests on this flag: clear for good weights, set by one NaN."""
+    model = _model("dust3r_tiny_linear")  # a private copy: one weight is damaged below
+    imgs = [np.full((32, 32, 3), 50 * k, np.uint8) for k in range(2)]
+    engine = PairInference(model, device="cpu")
+    assert engine.outputs_finite()                      # nothing run yet
+    engine.run_pairs(engine.encode(imgs), [(0, 1), (1, 0)])
+    assert engine.outputs_finite()
+    with torch.no_grad():
+        model.downstream_head2.proj.bias[5] = float("nan")
+    engine.run_pairs(engine.encode(imgs), [(0, 1), (1, 0)])
+    assert not engine.outputs_finite()

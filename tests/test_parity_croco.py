@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import FIXTURES, fixture_dir
-from helpers_recipe import parse_constructor, recipe_state_dict
+from helpers_recipe import recipe_state_dict
 from pointmap.core.errors import CheckpointError
 from pointmap.core.models import build_model
 from pointmap.core.models.rope import patch_positions
+from pointmap.core.weights import parse_constructor
 
 PARITY = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")
 MODELS = sorted(p.name for p in PARITY.glob("*") if (p / "weights_recipe.json").exists())
@@ -39,7 +40,7 @@ def _close(name: str, got, ref, errors: dict, rel: float = 1e-4) -> None:
 def tiny(request):
     folder = PARITY / request.param
     info = json.loads((folder / "info.json").read_text())
-    cls, kwargs = parse_constructor(info["load_model_instantiation_string"])
+    cls, kwargs = parse_constructor(info["load_model_instantiation_string"], rewrite=False)
     model = build_model(cls, kwargs).eval()
     model.load_state_dict(recipe_state_dict(folder), strict=True)
     return request.param, folder, model
@@ -158,7 +159,7 @@ def test_linear_recipe_equals_pth():
     assert list(ckpt["model"]) == list(sd)
     for k, v in sd.items():
         assert torch.equal(ckpt["model"][k], v), k
-    cls, kwargs = parse_constructor(ckpt["args"].model)
+    cls, kwargs = parse_constructor(ckpt["args"].model, rewrite=False)
     assert cls == "AsymmetricCroCo3DStereo" and kwargs["head_type"] == "linear"
     model = build_model(cls, kwargs)  # the training string (ManyAR_PatchEmbed) is accepted as well
     model.load_state_dict(ckpt["model"], strict=True)

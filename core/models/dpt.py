@@ -60,6 +60,7 @@ def _up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
 
 
+# Not shared with core/models/vggt/dpt.py: VGGT's reference ReLU is in place (its skip adds relu(x), not x).
 class ResidualConvUnit(nn.Module):
     """x + conv2(relu(conv1(relu(x)))), 3x3 convs with bias."""
 
