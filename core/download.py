@@ -25,7 +25,7 @@ from .progress import ProgressFn, report
 USER_AGENT = "pointmap/0.1 (checkpoint downloader)"
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
-_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+_TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 
 
 class DownloadError(PointmapError):
@@ -72,7 +72,7 @@ def _default_verify(name: str) -> Callable[[Path], None] | None:
             if not safetensors_keys(path):
                 raise CheckpointError(f"{path} holds no tensors.")
         return check_safetensors
-    if name.endswith(_CHECKPOINT_SUFFIXES):
+    if name.endswith(_TORCH_SUFFIXES):
         def check_torch(path: Path) -> None:
             from .weights import read_checkpoint
 
@@ -234,12 +234,14 @@ def download_checkpoint(name: str, cache_dir: str | Path | None = None, progress
     spec = registry.get(name)
     source = source or spec.default_source
     folder = Path(cache_dir or default_cache_dir()) / spec.name
-    for f in spec.files(source):
+    files = spec.files(source)
+    for f in files:
         dest = folder / f.filename
         if not dest.is_file():   # files reach their final name only once verified
             download(f.url, dest, progress, cancel, label=f"{spec.name}/{f.filename}")
     target = _target(spec, folder, source)
-    from .weights import read_checkpoint
+    if len(files) > 1:           # each file was verified alone; together they must also fit (config + weights)
+        from .weights import read_checkpoint
 
-    read_checkpoint(target)      # the files of a source must also fit together (config.json + weights)
+        read_checkpoint(target)
     return target

@@ -13,16 +13,15 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+from conftest import FIXTURES, fixture_dir
 from pointmap.core import download as D
 from pointmap.core import registry
 from pointmap.core.errors import Cancelled, CancelToken, CheckpointError
 
-FIXTURES = Path(__file__).parent / "fixtures"
-KEYS_DIR = Path(os.environ.get("POINTMAP_CKPT_KEYS_DIR", FIXTURES / "checkpoint_keys"))
-VGGT_KEYS = Path(os.environ.get("POINTMAP_VGGT_KEYS", FIXTURES / "vggt" / "checkpoint_keys.json"))
+KEYS_DIR = fixture_dir("POINTMAP_CKPT_KEYS_DIR", FIXTURES / "checkpoint_keys")
+VGGT_KEYS = fixture_dir("POINTMAP_VGGT_KEYS", FIXTURES / "vggt" / "checkpoint_keys.json")
 
 
 # ------------------------------------------------------------------ registry
@@ -83,7 +82,7 @@ def test_registry_lookup_errors(tmp_path):
 
 # ------------------------------------------------------------------ download (local server)
 
-LINEAR = Path(os.environ.get("POINTMAP_PARITY_DIR", FIXTURES / "parity")) / "dust3r_tiny_linear"
+LINEAR = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity") / "dust3r_tiny_linear"
 PTH = (LINEAR / "model.pth").read_bytes()
 
 
@@ -225,8 +224,9 @@ def test_size_mismatch_http_errors_and_custom_verify(server, tmp_path):
     assert not (tmp_path / "c.pth").exists()
 
 
-def test_download_checkpoint_from_registry(server, tmp_path, monkeypatch):
-    files = {"/tiny/config.json": (LINEAR / "hf" / "config.json").read_bytes(),
+def _serve_tiny_registry(server, monkeypatch, config: bytes) -> None:
+    """Registers checkpoint "Tiny": source "hf" (config.json + model.safetensors) and "naver" (tiny.pth)."""
+    files = {"/tiny/config.json": config,
              "/tiny/model.safetensors": (LINEAR / "hf" / "model.safetensors").read_bytes(),
              "/tiny/tiny.pth": PTH}
     server.files.update(files)
@@ -238,6 +238,10 @@ def test_download_checkpoint_from_registry(server, tmp_path, monkeypatch):
         default_source="hf", license="test (non-commercial)", approx_size=len(PTH), input_size=64,
         description="tiny test model")
     monkeypatch.setattr(registry, "_BY_NAME", {"Tiny": spec})
+
+
+def test_download_checkpoint_from_registry(server, tmp_path, monkeypatch):
+    _serve_tiny_registry(server, monkeypatch, (LINEAR / "hf" / "config.json").read_bytes())
     assert D.cached_checkpoint("Tiny", tmp_path) is None
     seen = []
     path = D.download_checkpoint("Tiny", tmp_path, progress=seen.append)
@@ -250,6 +254,13 @@ def test_download_checkpoint_from_registry(server, tmp_path, monkeypatch):
     from pointmap.core.weights import load_checkpoint
 
     assert load_checkpoint(path)[1].source_format == "hf" and load_checkpoint(pth)[1].source_format == "pth"
+
+
+def test_download_checkpoint_rejects_files_that_do_not_fit_together(server, tmp_path, monkeypatch):
+    """Each file is fine alone (valid JSON, valid safetensors), but the config describes no DUSt3R network."""
+    _serve_tiny_registry(server, monkeypatch, b'{"model_type": "something else"}')
+    with pytest.raises(CheckpointError, match="config.json does not describe a DUSt3R/MASt3R network"):
+        D.download_checkpoint("Tiny", tmp_path)
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
