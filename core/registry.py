@@ -146,6 +146,5 @@ def resolve(name_or_path: str | Path) -> CheckpointSpec | Path:
     try:
         return get(text)
     except CheckpointError:
-        pass
-    raise CheckpointError(f"{text!r} is neither an existing checkpoint file/folder nor a known checkpoint name "
-                          f"({', '.join(names())}).")
+        raise CheckpointError(f"{text!r} is neither an existing checkpoint file/folder nor a known checkpoint name "
+                              f"({', '.join(names())}).") from None
