@@ -10,7 +10,7 @@ import textwrap
 
 import bpy
 
-from ..core.errors import Cancelled, PointmapError
+from ..core.errors import CheckpointError
 from ..ui.preferences import get_prefs, weights_dir
 from . import job as jobs
 
@@ -51,15 +51,14 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
         layout = self.layout
         try:
             info = _info(self.name)
-        except Exception as err:
+        except CheckpointError as err:
             layout.label(text=str(err), icon="ERROR")
             return
-        size = getattr(info, "approx_size", 0)
-        layout.label(text=f"{info.name}: about {size / 1e9:.1f} GB" if size else info.name)
-        layout.label(text=f"From: {getattr(info, 'hf_url', '')}")
+        layout.label(text=f"{info.name}: about {info.approx_size / 1e9:.1f} GB")
+        layout.label(text=f"From: {info.hf_url}")
         layout.label(text="Licence:")
         col = layout.box().column(align=True)
-        for para in str(getattr(info, "license", "") or "No licence text available.").splitlines():
+        for para in info.license.splitlines():
             for line in textwrap.wrap(para, 90) or [""]:
                 col.label(text=line)
 
@@ -73,7 +72,7 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
             return False
         try:
             _info(self.name)
-        except Exception:
+        except CheckpointError:
             self.report({"ERROR"}, f"'{self.name}' is not a checkpoint pointmap knows how to download.")
             return False
         return True
@@ -91,21 +90,10 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
             self._outcome = ("done", {"INFO"}, f"Downloaded '{name}' to {path}.")
 
         def on_error(err, tb):
-            if isinstance(err, Cancelled):
-                self._outcome = ("cancelled", {"WARNING"}, "Download cancelled.")
-            elif isinstance(err, PointmapError):
-                self._outcome = ("failed", {"ERROR"}, str(err))
-            else:
-                print(f"pointmap: download failed\n{tb}", flush=True)
-                self._outcome = ("failed", {"ERROR"}, f"Download failed ({type(err).__name__}: {err}).")
+            self._outcome = jobs.error_outcome(err, tb, "Download", "Download cancelled.")
 
         _job = jobs.Job(work, on_done=on_done, on_error=on_error, name="pointmap-download")
         return _job
-
-    def _finish(self):
-        status, level, message = self._outcome
-        self.report(level, message)
-        return {"FINISHED"} if status == "done" else {"CANCELLED"}
 
     def execute(self, context):
         if not self._check(context):
@@ -114,31 +102,23 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
         if bpy.app.background:
             job.run_inline()
             job.drain()
-            return self._finish()
+            return jobs.report_outcome(self, self._outcome)
         job.start()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.2, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+        return jobs.start_modal_timer(self, context, 0.2)
 
     def modal(self, context, event):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        for area in context.screen.areas if context.screen else []:
-            area.tag_redraw()
-        if _job.cancelled and not _job.state.finished:
-            _job.state.finished = True
-            self._outcome = ("cancelled", {"WARNING"}, "Download cancelled.")
-        elif not _job.drain():
+        jobs.redraw(context)
+        if not _job.drain_or_stop():
             return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        return self._finish()
+        jobs.stop_modal_timer(self, context)
+        return jobs.report_outcome(self, self._outcome)
 
     def cancel(self, context):
         if _job is not None:
             _job.cancel()
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
+        jobs.stop_modal_timer(self, context)
 
 
 classes = (POINTMAP_OT_download_weights,)

@@ -15,8 +15,6 @@ import bpy
 
 from ..core.errors import InputError
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".tga"}
-
 
 def resolve_inputs(op, context) -> str | list[str]:
     """The `inputs` argument for core.reconstruct: a folder path or a list of image paths."""
@@ -76,9 +74,15 @@ def sequence_files(first_file: str) -> list[str]:
     return [p for _, p in sorted(numbered)]
 
 
+def beside_blend(folder: str) -> str:
+    """`folder` next to the saved .blend (`//folder`), or inside Blender's temp folder for an unsaved file."""
+    if bpy.data.filepath:
+        return bpy.path.abspath(f"//{folder}")
+    return os.path.join(bpy.app.tempdir or "/tmp", folder)
+
+
 def frames_dir(clip_name: str) -> str:
-    base = bpy.path.abspath("//pointmap_frames") if bpy.data.filepath else os.path.join(bpy.app.tempdir or "/tmp",
-                                                                                      "pointmap_frames")
+    base = beside_blend("pointmap_frames")
     safe = re.sub(r"[^\w.-]+", "_", clip_name) or "clip"
     path = os.path.join(base, safe)
     os.makedirs(path, exist_ok=True)

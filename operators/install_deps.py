@@ -10,6 +10,7 @@ import bpy
 
 from .. import deps
 from ..ui.preferences import get_prefs, site_packages_dir
+from . import job as jobs
 
 LOG_TEXT = "pointmap_install_log"
 
@@ -79,19 +80,15 @@ class POINTMAP_OT_install_dependencies(bpy.types.Operator):
             return self.execute(context)
         if not self._start(context):
             return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.25, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
+        return jobs.start_modal_timer(self, context, 0.25)
 
     def modal(self, context, event):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        for area in context.screen.areas if context.screen else []:
-            area.tag_redraw()
+        jobs.redraw(context)
         if _pip.running:
             return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
+        jobs.stop_modal_timer(self, context)
         return self._finish(context)
 
     def _finish(self, _context):
@@ -109,8 +106,7 @@ class POINTMAP_OT_install_dependencies(bpy.types.Operator):
     def cancel(self, context):
         if _pip is not None:
             _pip.cancel()
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
+        jobs.stop_modal_timer(self, context)
 
 
 classes = (POINTMAP_OT_install_dependencies,)

@@ -7,7 +7,8 @@ event through the callbacks, so `on_done` may build Blender data safely. Timers 
 `blender -b` or the bpy module, so `run_inline()` runs the same work synchronously and `drain()` is
 called right after: one code path either way.
 
-No bpy import here; the current job is a module-level singleton that the panel reads.
+No bpy import here; the current job is a module-level singleton that the panel reads. The modal
+helpers at the end (timer start/stop, redraw) only use the `context` an operator is handed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import Cancelled, CancelToken
+from ..core.errors import Cancelled, CancelToken, PointmapError
 from ..core.progress import Progress
 
 
@@ -152,6 +153,16 @@ class Job:
                 self._call(self.on_error, err, tb)
         return self.state.finished
 
+    def drain_or_stop(self) -> bool:
+        """`drain()` for interactive runs: once a cancel is asked for, finish as cancelled at once
+        (on_error gets `Cancelled()`) instead of waiting for the worker's next check; whatever the
+        worker still sends is never applied. True once the job has finished."""
+        if self.token.cancelled and not self.state.finished:
+            self._finish("cancelled")
+            self._call(self.on_error, Cancelled(), "")
+            return True
+        return self.drain()
+
     def _apply_progress(self, p: Progress) -> None:
         now = time.monotonic()
         if p.stage != self.state.stage:
@@ -201,3 +212,52 @@ def shutdown(timeout: float = 2.0) -> None:
         job.cancel()
         if job.thread is not None:
             job.thread.join(timeout)
+
+
+# -- modal operators: the timer that drains a job, and redrawing what shows its progress --
+
+def start_modal_timer(op, context, interval: float) -> set:
+    """Add a window timer (kept as `op._timer`) and `op` as modal handler; returns {"RUNNING_MODAL"}."""
+    wm = context.window_manager
+    op._timer = wm.event_timer_add(interval, window=context.window)
+    wm.modal_handler_add(op)
+    return {"RUNNING_MODAL"}
+
+
+def stop_modal_timer(op, context) -> None:
+    """Remove the timer `start_modal_timer` added (safe to call twice)."""
+    if op._timer is not None:
+        context.window_manager.event_timer_remove(op._timer)
+        op._timer = None
+
+
+def redraw(context) -> None:
+    """Redraw every 3D View (the sidebar panel) and Preferences area (download / install progress)."""
+    wm = context.window_manager if context is not None else None
+    for win in getattr(wm, "windows", []):
+        for area in win.screen.areas:
+            if area.type in {"VIEW_3D", "PREFERENCES"}:
+                area.tag_redraw()
+
+
+# -- what an operator reports when its job ends --
+
+Outcome = tuple[str, set, str]   # (status "done" | "cancelled" | "failed", report level, message)
+
+
+def error_outcome(err: BaseException, tb: str, what: str, cancelled_message: str) -> Outcome:
+    """The report for a job that raised: a PointmapError's own sentence, never a traceback; anything
+    unexpected gets one line in the UI and its traceback on the console. `what`: "Reconstruction", ..."""
+    if isinstance(err, Cancelled):
+        return ("cancelled", {"WARNING"}, cancelled_message)
+    if isinstance(err, PointmapError):
+        return ("failed", {"ERROR"}, str(err))
+    print(f"pointmap: {what.lower()} failed\n{tb}", flush=True)
+    return ("failed", {"ERROR"}, f"{what} failed ({type(err).__name__}: {err}); details are in the system console.")
+
+
+def report_outcome(op, outcome: Outcome) -> set:
+    """Report `outcome` through the operator and return its result set."""
+    status, level, message = outcome
+    op.report(level, message)
+    return {"FINISHED"} if status == "done" else {"CANCELLED"}

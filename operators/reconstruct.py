@@ -9,19 +9,16 @@ A failed or cancelled run builds nothing, so the scene is untouched (build_scene
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import time
 import traceback
 
 import bpy
 
-from ..core.errors import Cancelled, PointmapError
+from ..core.errors import PointmapError
 from ..ui.preferences import get_settings
 from ..ui.properties import ReconstructOptions, copy_options
 from . import job as jobs
 from .checkpoint import resolve_checkpoint
-from .inputs import resolve_inputs
+from .inputs import beside_blend, resolve_inputs
 
 
 def graph_string(kind: str, k: int) -> str:
@@ -49,37 +46,21 @@ def core_kwargs(op, settings) -> dict:
 
 
 def scene_options(op):
-    """SceneOptions from the operator's output options (only the fields the scene builder defines)."""
+    """SceneOptions from the operator's output options."""
     from ..scene import SceneOptions
 
-    if op.texture_dir:
-        texture_dir = bpy.path.abspath(op.texture_dir)
-    elif bpy.data.filepath:
-        texture_dir = bpy.path.abspath("//pointmap_textures")
-    else:
-        texture_dir = os.path.join(bpy.app.tempdir or "/tmp", "pointmap_textures")
-    wanted = dict(
+    return SceneOptions(
         name=op.name or None, point_cloud=op.point_cloud, min_conf=op.min_conf,
         point_radius=op.point_radius or None, voxel_size=op.voxel_size, cameras=op.cameras,
         background_images=op.background_images, set_render_resolution=op.set_render_resolution,
         depth_textures=None if op.depth_textures == "NONE" else op.depth_textures.lower(),
-        texture_dir=texture_dir, per_view_meshes=op.per_view_meshes,
-        sensor_mm=op.sensor_mm if op.sensor_mm > 0 else 36.0,
+        texture_dir=bpy.path.abspath(op.texture_dir) if op.texture_dir else beside_blend("pointmap_textures"),
+        per_view_meshes=op.per_view_meshes, sensor_mm=op.sensor_mm,
     )
-    known = {f.name for f in dataclasses.fields(SceneOptions)}
-    return SceneOptions(**{k: v for k, v in wanted.items() if k in known})
 
 
 # The Reconstruction of the last successful run (for the CLI's exports and for scripts).
 last_reconstruction = None
-
-
-def _redraw(context) -> None:
-    wm = context.window_manager if context is not None else None
-    for win in getattr(wm, "windows", []):
-        for area in win.screen.areas:
-            if area.type in {"VIEW_3D", "PREFERENCES"}:
-                area.tag_redraw()
 
 
 def _console_progress():
@@ -115,21 +96,20 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
 
     def invoke(self, context, _event):
         # The panel keeps its options on the scene; explicitly passed options win.
-        self._fill_from_scene(context, force=True)
+        self._fill_from_scene(context)
         if bpy.app.background:
             return self._run_sync(context)
         return self._start_async(context)
 
     def execute(self, context):
         if self.use_scene_settings:
-            self._fill_from_scene(context, force=False)
+            self._fill_from_scene(context)
         return self._run_sync(context)
 
-    def _fill_from_scene(self, context, force: bool) -> None:
+    def _fill_from_scene(self, context) -> None:
         settings = getattr(context.scene, "pointmap", None)
-        if settings is None or (not force and not self.use_scene_settings):
-            return
-        copy_options(settings, self, skip=lambda name: self.properties.is_property_set(name))
+        if settings is not None:
+            copy_options(settings, self, skip=self.properties.is_property_set)
 
     # -- shared preparation (main thread) --
 
@@ -152,10 +132,7 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
         def on_done(recon):
             self._apply(recon, scene, options)
 
-        def on_error(err, tb):
-            self._failed(err, tb)
-
-        return jobs.Job(work, on_done=on_done, on_error=on_error, on_progress=progress_extra)
+        return jobs.Job(work, on_done=on_done, on_error=self._failed, on_progress=progress_extra)
 
     def _apply(self, recon, scene, options) -> None:
         from ..scene import build_scene
@@ -164,34 +141,18 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
 
         try:
             coll = build_scene(recon, scene=scene, options=options)
-        except PointmapError as err:
-            self._outcome = ("failed", {"ERROR"}, str(err))
-            return
-        except Exception as err:
+        except Exception as err:   # build_scene has undone its work; a SceneError reports its sentence
             self._failed(err, traceback.format_exc())
             return
         last_reconstruction = recon
         for w in recon.warnings:
             self.report({"WARNING"}, w)
-        seconds = time.monotonic() - self._job.state.started if self._job else 0.0
         self._outcome = ("done", {"INFO"}, f"Reconstructed {recon.n_views} views into collection "
-                                          f"'{coll.name}' in {jobs.format_seconds(seconds)}.")
+                                          f"'{coll.name}' in {jobs.format_seconds(self._job.state.elapsed())}.")
 
     def _failed(self, err, tb) -> None:
-        if isinstance(err, Cancelled):
-            self._outcome = ("cancelled", {"WARNING"}, "Reconstruction cancelled; the scene was not changed.")
-        elif isinstance(err, PointmapError):
-            self._outcome = ("failed", {"ERROR"}, str(err))
-        else:
-            # Unexpected: the full story goes to the console, the UI gets one line.
-            print(f"pointmap: reconstruction failed\n{tb}", flush=True)
-            self._outcome = ("failed", {"ERROR"}, f"Reconstruction failed ({type(err).__name__}: {err}); "
-                                                  "details are in the system console.")
-
-    def _finish(self) -> set:
-        status, level, message = self._outcome
-        self.report(level, message)
-        return {"FINISHED"} if status == "done" else {"CANCELLED"}
+        self._outcome = jobs.error_outcome(err, tb, "Reconstruction",
+                                           "Reconstruction cancelled; the scene was not changed.")
 
     # -- synchronous (headless, scripts) --
 
@@ -213,23 +174,20 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
             if not bpy.app.background:
                 wm.progress_end()
             jobs.set_current(None)
-        return self._finish()
+        return jobs.report_outcome(self, self._outcome)
 
     # -- asynchronous (interactive UI) --
 
     def _start_async(self, context):
         try:
-            self._job = self._make_job(context, lambda _p: _redraw(bpy.context))
+            self._job = self._make_job(context, lambda _p: jobs.redraw(bpy.context))
         except PointmapError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
         jobs.set_current(self._job)
         self._job.start()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        _redraw(context)
-        return {"RUNNING_MODAL"}
+        jobs.redraw(context)
+        return jobs.start_modal_timer(self, context, 0.1)
 
     def modal(self, context, event):
         job = self._job
@@ -237,25 +195,18 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
             job.cancel()
         if event.type != "TIMER" and not job.cancelled:
             return {"PASS_THROUGH"}
-        if job.cancelled and not job.state.finished:
-            # Stop now; the worker notices the token at its next check and its result is dropped.
-            job.state.finished, job.state.outcome = True, "cancelled"
-            self._failed(Cancelled(), "")
-        else:
-            job.drain()
-        if not job.state.finished:
+        # A cancel stops the run now; the worker notices the token at its next check, its result is dropped.
+        if not job.drain_or_stop():
             return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        context.workspace.status_text_set(None) if context.workspace else None
-        _redraw(context)
-        return self._finish()
+        jobs.stop_modal_timer(self, context)
+        jobs.redraw(context)
+        return jobs.report_outcome(self, self._outcome)
 
     def cancel(self, context):
         # Called when Blender drops the modal handler (file load, quit): stop the worker too.
         if self._job is not None:
             self._job.cancel()
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
+        jobs.stop_modal_timer(self, context)
 
 
 classes = (POINTMAP_OT_reconstruct,)

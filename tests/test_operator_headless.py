@@ -7,6 +7,7 @@ directly, exactly as the modal operator's TIMER handler does.
 import threading
 
 import pytest
+from helpers_bpydata import datablock_names
 from pointmap.core.errors import Cancelled, InputError
 from pointmap.core.progress import Progress
 from pointmap.operators import job as jobs
@@ -103,6 +104,41 @@ def test_errors_reach_the_main_thread_with_traceback():
     assert job.state.outcome == "failed"
 
 
+def test_drain_or_stop_finishes_a_cancelled_job_at_once():
+    """The interactive path: Cancel ends the run now, whatever the worker still sends is ignored."""
+    release = threading.Event()
+
+    def work(progress, cancel):
+        release.wait(10)
+        progress(Progress("pairs", 1, 2))
+        return "late"
+
+    seen, kw = _collector()
+    job = jobs.Job(work, **kw)
+    job.start()
+    assert job.drain_or_stop() is False and not job.state.finished
+    job.cancel()
+    assert job.drain_or_stop() is True and job.state.outcome == "cancelled"
+    assert len(seen["error"]) == 1 and isinstance(seen["error"][0][0], Cancelled)
+    release.set()
+    job.thread.join(10)
+    assert job.drain_or_stop() is True
+    assert len(seen["error"]) == 1 and seen["done"] == [] and seen["progress"] == []
+
+
+def test_error_outcome_shows_the_sentence_not_the_traceback(capsys):
+    err = InputError("The image 'x.png' is corrupt.", "x.png")
+    assert jobs.error_outcome(err, "Traceback (most recent call last): ...", "Reconstruction", "-") == (
+        "failed", {"ERROR"}, "The image 'x.png' is corrupt.")
+    assert capsys.readouterr().out == ""
+    assert jobs.error_outcome(Cancelled(), "", "Download", "Download cancelled.") == (
+        "cancelled", {"WARNING"}, "Download cancelled.")
+    status, level, message = jobs.error_outcome(ZeroDivisionError("boom"), "TB-TEXT", "Download", "-")
+    assert (status, level) == ("failed", {"ERROR"})
+    assert message.startswith("Download failed (ZeroDivisionError: boom)") and "TB-TEXT" not in message
+    assert "TB-TEXT" in capsys.readouterr().out     # the details go to the console
+
+
 def test_busy_and_shutdown():
     release = threading.Event()
     job = jobs.Job(lambda p, c: release.wait(10))
@@ -131,10 +167,10 @@ def test_missing_checkpoint_is_a_clear_report(registered, tmp_path):
 
     for i in range(2):
         Image.new("RGB", (64, 48), (40 * i, 90, 160)).save(tmp_path / f"img{i}.png")
-    objects_before = len(bpy.data.objects)
+    before = datablock_names()
     with pytest.raises(RuntimeError, match=r"checkpoint '.*missing\.pth' does not exist"):
         bpy.ops.pointmap.reconstruct(directory=str(tmp_path), checkpoint=str(tmp_path / "missing.pth"))
-    assert len(bpy.data.objects) == objects_before
+    assert datablock_names() == before
 
 
 # -- end to end through core.reconstruct and scene.build_scene, tiny random-weight DUSt3R --
@@ -157,16 +193,11 @@ def photos(tmp_path):
     return tmp_path
 
 
-def _snapshot():
-    return (len(bpy.data.objects), len(bpy.data.collections), len(bpy.data.meshes), len(bpy.data.cameras),
-            len(bpy.data.images))
-
-
 RUN = dict(image_size=64, iterations=10, device="CPU")
 
 
 def test_reconstruct_builds_cameras_and_points(registered, photos):
-    before = _snapshot()
+    before = datablock_names()
     res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), name="tiny", **RUN)
     assert res == {"FINISHED"}
     coll = bpy.data.collections["tiny"]
@@ -174,7 +205,7 @@ def test_reconstruct_builds_cameras_and_points(registered, photos):
     assert sum(o.type == "CAMERA" for o in objs) == 3
     meshes = [o for o in objs if o.type == "MESH"]
     assert meshes and max(len(o.data.vertices) for o in meshes) > 0
-    assert _snapshot() != before
+    assert datablock_names() != before
 
 
 def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
@@ -198,16 +229,29 @@ def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
 
 def test_corrupt_image_skip_and_stop(registered, photos):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
-    before = _snapshot()
+    before = datablock_names()
     with pytest.raises(RuntimeError, match="broken.jpg"):
         bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), on_bad_image="STOP",
                                      name="stopped", **RUN)
-    assert _snapshot() == before and "stopped" not in bpy.data.collections
+    assert datablock_names() == before and "stopped" not in bpy.data.collections
     res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), on_bad_image="SKIP",
                                        name="skipped", **RUN)
     assert res == {"FINISHED"}
     cams = [o for o in bpy.data.collections["skipped"].all_objects if o.type == "CAMERA"]
     assert len(cams) == 3
+
+
+def test_failed_scene_build_leaves_blender_unchanged(registered, photos, tmp_path_factory):
+    """The reconstruction succeeds, then building fails late (after points and cameras were made):
+    the operator reports the SceneError's sentence and every datablock it made is gone."""
+    not_a_folder = tmp_path_factory.mktemp("tex") / "blocked"
+    not_a_folder.write_text("a file where the texture folder should go")
+    before = datablock_names()
+    with pytest.raises(RuntimeError, match="Could not create the texture folder") as info:
+        bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), name="failed",
+                                     depth_textures="EXR", texture_dir=str(not_a_folder), **RUN)
+    assert "Traceback" not in str(info.value)
+    assert datablock_names() == before
 
 
 @pytest.mark.parametrize("when", ["before", "during"])
@@ -230,12 +274,12 @@ def test_cancel_leaves_scene_untouched(registered, photos, when):
                    on_error=lambda e, tb: seen["error"].append(e))
     if when == "before":
         job.cancel()
-    before = _snapshot()
+    before = datablock_names()
     job.run_inline()
     job.drain()
     assert seen["done"] == [] and isinstance(seen["error"][0], Cancelled)
     assert ("pairs" in seen["stages"]) == (when == "during")
-    assert _snapshot() == before
+    assert datablock_names() == before
 
 
 def test_look_through_camera_uses_its_photo_size(registered):

@@ -6,6 +6,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
+from helpers_bpydata import datablock_names  # noqa: E402
 from helpers_synthrecon import make_synthetic_recon, net_pixels_in_orig  # noqa: E402
 from mathutils import Vector  # noqa: E402
 from pointmap.core import Cancelled, CancelToken  # noqa: E402
@@ -149,18 +150,22 @@ def test_point_attributes(recon):
 
 @pytest.mark.parametrize("as_mesh", [False, True])
 def test_live_confidence_threshold(recon, as_mesh):
-    coll = build_scene(recon, options=SceneOptions(cameras=False, mesh_points=as_mesh))
+    coll = build_scene(recon, options=SceneOptions(cameras=False, mesh_points=as_mesh, min_conf=0.5,
+                                                   point_radius=0.03))
     obj = _points_object(coll)
     mod = obj.modifiers[0]
-    for name in (geonodes.INPUT_RADIUS, geonodes.INPUT_MIN_CONF, geonodes.INPUT_AS_MESH):
-        geonodes.get_modifier_input(mod, name)
+    # The modifier shows the options' values (not the node group's defaults).
+    assert geonodes.get_modifier_input(mod, geonodes.INPUT_RADIUS) == pytest.approx(0.03)
+    assert geonodes.get_modifier_input(mod, geonodes.INPUT_MIN_CONF) == pytest.approx(0.5)
+    assert bool(geonodes.get_modifier_input(mod, geonodes.INPUT_AS_MESH)) is as_mesh
     n = len(obj.data.vertices)
     conf = np.concatenate([c.reshape(-1) for c in recon.conf])
     per_point = 12 if as_mesh else 1
     extra = lambda k: k if as_mesh else 0   # noqa: E731 - mesh display keeps the source vertices
+    shown = int((conf >= 0.5).sum())
     count, kind = _evaluated_count(obj)
     assert kind == ("mesh" if as_mesh else "points")
-    assert count == n * per_point + extra(n)
+    assert count == shown * per_point + extra(shown)
     mesh_before = obj.data.as_pointer()
     geonodes.set_modifier_input(obj, mod, geonodes.INPUT_MIN_CONF, 2.0)
     keep = int((conf >= 2.0).sum())
@@ -244,15 +249,6 @@ def test_per_view_meshes_do_not_bridge_depth_jumps(recon):
         assert tex.image == cams[i].data.background_images[0].image
 
 
-def _counts():
-    out = {}
-    for name in dir(bpy.data):
-        coll = getattr(bpy.data, name, None)
-        if isinstance(coll, bpy.types.bpy_prop_collection):
-            out[name] = len(coll)
-    return out
-
-
 def _render_state(scene):
     r = scene.render
     return (r.resolution_x, r.resolution_y, r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y,
@@ -263,7 +259,7 @@ def _render_state(scene):
 def test_failed_build_leaves_blender_unchanged(recon, fail_at, tmp_path):
     scene = bpy.context.scene
     tex_dir = tmp_path / "tex"
-    before, render_before = _counts(), _render_state(scene)
+    before, render_before = datablock_names(), _render_state(scene)
 
     def progress(p):
         if p.done == fail_at:
@@ -272,13 +268,13 @@ def test_failed_build_leaves_blender_unchanged(recon, fail_at, tmp_path):
     with pytest.raises(RuntimeError, match="forced failure"):
         build_scene(recon, scene, SceneOptions(per_view_meshes=True, depth_textures="exr",
                                                texture_dir=str(tex_dir)), progress=progress)
-    assert _counts() == before
+    assert datablock_names() == before
     assert _render_state(scene) == render_before
     assert not list(tex_dir.glob("*.exr"))
 
 
 def test_cancel_leaves_blender_unchanged(recon):
-    before = _counts()
+    before = datablock_names()
     token = CancelToken()
 
     def progress(p):
@@ -287,7 +283,7 @@ def test_cancel_leaves_blender_unchanged(recon):
 
     with pytest.raises(Cancelled):
         build_scene(recon, options=SceneOptions(per_view_meshes=True), progress=progress, cancel=token)
-    assert _counts() == before
+    assert datablock_names() == before
 
 
 def test_bad_input_raises_scene_error(recon):
