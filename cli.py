@@ -50,11 +50,14 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
 
 
 def _split_graph(graph: str) -> tuple[str, int]:
+    """"swin-3" → ("SWIN", 3): the operator's graph and graph_k options (K defaults to 4)."""
+    from .ui.properties import GRAPH_ITEMS
+
     kind, _, k = graph.partition("-")
     kind = kind.upper()
-    if kind not in {"COMPLETE", "SWIN", "LOGWIN", "ONEREF", "RETRIEVAL"}:
-        raise ValueError(f"unknown scene graph '{graph}'")
-    return kind, int(k.split("-")[0]) if k else 4
+    if kind not in {item[0] for item in GRAPH_ITEMS} or (k and not k.isdigit()):
+        raise ValueError(f"unknown scene graph '{graph}' (use complete, swin-K, logwin-K, oneref-K or retrieval-K)")
+    return kind, int(k) if k else 4
 
 
 def run(args: argparse.Namespace, online: bool | None = None) -> int:

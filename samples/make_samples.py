@@ -159,10 +159,9 @@ def build_still_life():
     box.rotation_euler = (0, 0, math.radians(30))
     monkey = _add(m.primitive_monkey_add, _material("magic", _magic), size=0.7, location=(-1.35, -0.55, 0.4))
     monkey.rotation_euler = (math.radians(-15), 0, math.radians(25))
-    for o in (monkey,):
-        mod = o.modifiers.new("smooth", "SUBSURF")
-        mod.levels = mod.render_levels = 1
-        o.data.polygons.foreach_set("use_smooth", [True] * len(o.data.polygons))
+    smooth = monkey.modifiers.new("smooth", "SUBSURF")
+    smooth.levels = smooth.render_levels = 1
+    monkey.data.polygons.foreach_set("use_smooth", [True] * len(monkey.data.polygons))
 
     sun = bpy.data.lights.new("sun", "SUN")
     sun.energy = 2.5

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .convention import SRGB_TO_LINEAR
+from .convention import srgb8_to_linear_rgba, transform_points
 from .voxel import voxel_downsample
 
 # Not "color": Cycles treats that attribute name specially and renders it black.
@@ -33,8 +33,6 @@ class PointData:
 
 def gather_points(recon, W: np.ndarray, voxel_size: float = 0.0) -> PointData:
     """All views' valid pixels (finite point and confidence) as one cloud in the Blender world."""
-    R = np.ascontiguousarray(W[:3, :3].T, np.float32)
-    t = W[:3, 3].astype(np.float32)
     masks, counts = [], []
     for i in range(recon.n_views):
         p = np.asarray(recon.points[i]).reshape(-1, 3)
@@ -43,7 +41,7 @@ def gather_points(recon, W: np.ndarray, voxel_size: float = 0.0) -> PointData:
         masks.append(None if valid.all() else valid)
         counts.append(int(valid.sum()))
     n = int(sum(counts))
-    # Fill preallocated outputs view by view: no concatenated temporaries at 10 M-point scale.
+    # Fill preallocated outputs view by view: no concatenation of all views at 10 M-point scale.
     P = np.empty((n, 3), np.float32)
     rgba = np.empty((n, 4), np.float32)
     conf = np.empty(n, np.float32)
@@ -56,14 +54,11 @@ def gather_points(recon, W: np.ndarray, voxel_size: float = 0.0) -> PointData:
         c = np.asarray(recon.conf[i], np.float32).reshape(-1)
         if valid is not None:
             p, rgb, c = p[valid], rgb[valid], c[valid]
-        np.matmul(p, R, out=P[s:e])
-        if np.any(t):
-            P[s:e] += t
-        rgba[s:e, :3] = SRGB_TO_LINEAR[rgb]
+        P[s:e] = transform_points(p, W)
+        rgba[s:e] = srgb8_to_linear_rgba(rgb)
         conf[s:e] = c
         view[s:e] = i
         s = e
-    rgba[:, 3] = 1.0
     if voxel_size > 0:
         P, rgba, conf, view = voxel_downsample(P, rgba, conf, view, voxel_size)
     return PointData(np.ascontiguousarray(P, np.float32), np.ascontiguousarray(rgba, np.float32),

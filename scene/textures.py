@@ -15,13 +15,13 @@ from .convention import flip_rows
 from .options import SceneError
 
 
-def _flipped_rgba(values: np.ndarray) -> np.ndarray:
-    """(h, w) scalar map → flat float32 RGBA (value in R, G, B; alpha 1) with Blender's row order."""
-    h, w = values.shape
-    out = np.empty((h, w, 4), np.float32)
-    out[..., :3] = values[::-1, :, None]
-    out[..., 3] = 1.0
-    return out.reshape(-1)
+def _blender_pixels(rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 3) colours, or (h, w, 1) values repeated in R, G, B → flat float32 RGBA (alpha 1) in
+    Blender's bottom-to-top row order, as `Image.pixels.foreach_set` takes them."""
+    h, w = rgb.shape[:2]
+    rgba = np.ones((h, w, 4), np.float32)
+    rgba[..., :3] = rgb
+    return flip_rows(rgba).reshape(-1)
 
 
 def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | None, created):
@@ -32,7 +32,7 @@ def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | N
     img = created.add(bpy.data.images.new(name, w, h, alpha=False, float_buffer=True))
     # Colour space first: changing it afterwards reloads the (generated) buffer and loses the pixels.
     img.colorspace_settings.name = "Non-Color"
-    img.pixels.foreach_set(_flipped_rgba(np.asarray(values, np.float32)))
+    img.pixels.foreach_set(_blender_pixels(np.asarray(values, np.float32)[..., None]))
     if mode == "pack":
         img.pack()
     elif mode == "exr":
@@ -104,9 +104,6 @@ def photo_image(recon, i: int, name: str, created, warnings: list[str]):
     arr = network_photo_array(np.asarray(recon.colors[i]), recon.net_to_orig[i], tuple(recon.image_sizes[i]))
     h, w = arr.shape[:2]
     img = created.add(bpy.data.images.new(name, w, h, alpha=False))
-    rgba = np.empty((h, w, 4), np.float32)
-    rgba[..., :3] = arr / np.float32(255.0)   # byte images take sRGB-encoded values directly
-    rgba[..., 3] = 1.0
-    img.pixels.foreach_set(flip_rows(rgba).reshape(-1))
+    img.pixels.foreach_set(_blender_pixels(arr / np.float32(255.0)))   # byte images take sRGB values as is
     img.pack()    # generated pixels would be lost on save otherwise
     return img

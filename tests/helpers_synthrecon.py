@@ -53,7 +53,7 @@ DEFAULT_VIEWS = [
 ]
 
 
-def _pattern(p: np.ndarray, which: np.ndarray, n_surfaces: int) -> np.ndarray:
+def _pattern(p: np.ndarray, which: np.ndarray) -> np.ndarray:
     """A checker/stripe pattern selector in {0, 1} per hit point, different per surface."""
     k = which.astype(np.float64) + 1.0
     s = np.floor(p[:, 0] * (1.3 + 0.2 * k)) + np.floor(p[:, 1] * 1.7) + np.floor(p[:, 2] * (1.1 + 0.1 * k))
@@ -91,7 +91,7 @@ def raycast_room(origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, np.
     base = np.array([s[2] for s in surfaces] + [(0, 0, 0)], np.float64)
     alt = np.array([s[3] for s in surfaces] + [(0, 0, 0)], np.float64)
     p = origins + dirs * np.where(np.isfinite(best_t), best_t, 0.0)[:, None]
-    sel = _pattern(p, which, len(surfaces))[:, None]
+    sel = _pattern(p, which)[:, None]
     col = base[which] * (1 - sel) + alt[which] * sel
     return best_t, which, np.clip(np.rint(col), 0, 255).astype(np.uint8)
 
@@ -194,14 +194,6 @@ def make_synthetic_recon(views: list[ViewSpec] | None = None, n_views: int | Non
     )
     rec.validate()
     return rec
-
-
-def project_cv(rec: Reconstruction, i: int, pts_world: np.ndarray) -> np.ndarray:
-    """Project world points (M, 3) through view i's OpenCV camera → original pixels (M, 2)."""
-    w2c = np.linalg.inv(rec.cam2world[i])
-    pc = pts_world @ w2c[:3, :3].T + w2c[:3, 3]
-    uvw = pc @ rec.K[i].T
-    return uvw[:, :2] / uvw[:, 2:3]
 
 
 def net_pixels_in_orig(rec: Reconstruction, i: int) -> np.ndarray:

@@ -10,14 +10,19 @@ from PIL import Image  # noqa: E402
 from pointmap.scene import SceneOptions, build_scene, use_camera_render_settings  # noqa: E402
 
 
-def test_workbench_render_shows_coloured_points(tmp_path):
+def _scene_seen_from_first_camera(mesh_points: bool):
+    """A fresh file with the synthetic room built in it, its first camera (400x300) the render camera."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    recon = make_synthetic_recon()
-    coll = build_scene(recon, scene, SceneOptions(depth_textures=None, background_images=False,
-                                                  mesh_points=True))
+    coll = build_scene(make_synthetic_recon(), scene, SceneOptions(depth_textures=None, background_images=False,
+                                                                   mesh_points=mesh_points))
     cam = next(o for o in coll.objects if o.type == "CAMERA" and o["pointmap_view"] == 0)
-    use_camera_render_settings(scene, cam)       # 400x300 ...
+    use_camera_render_settings(scene, cam)
+    return scene
+
+
+def test_workbench_render_shows_coloured_points(tmp_path):
+    scene = _scene_seen_from_first_camera(mesh_points=True)   # 400x300 ...
     scene.render.resolution_percentage = 80      # ... rendered at 320x240
     scene.render.engine = "BLENDER_WORKBENCH"
     scene.display.shading.light = "FLAT"
@@ -42,13 +47,7 @@ def test_cycles_render_shows_point_colours(tmp_path):
 
     Guards the attribute name: Cycles renders an attribute called "color" black.
     """
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    recon = make_synthetic_recon()
-    coll = build_scene(recon, scene, SceneOptions(depth_textures=None, background_images=False,
-                                                  mesh_points=False))
-    cam = next(o for o in coll.objects if o.type == "CAMERA" and o["pointmap_view"] == 0)
-    use_camera_render_settings(scene, cam)
+    scene = _scene_seen_from_first_camera(mesh_points=False)
     scene.render.resolution_percentage = 30
     world = bpy.data.worlds.new("white")
     scene.world = world

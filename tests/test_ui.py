@@ -1,6 +1,5 @@
 """Registration, settings, preferences helpers, dependency helpers and CLI wiring in real bpy."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -89,6 +88,26 @@ def test_core_kwargs_mapping(registered):
     assert kw["on_bad_image"] == "raise" and kw["device"] == "cpu" and kw["precision"] == "fp32"
 
 
+def test_cli_graph_spec_maps_to_operator_options(registered):
+    from pointmap import cli
+
+    assert cli._split_graph("complete") == ("COMPLETE", 4)
+    assert cli._split_graph("swin-3") == ("SWIN", 3) and cli._split_graph("Retrieval-10") == ("RETRIEVAL", 10)
+    for bad in ("ring-3", "swin-4-noncyclic", "logwin-x"):   # nothing silently dropped or guessed
+        with pytest.raises(ValueError, match="unknown scene graph"):
+            cli._split_graph(bad)
+
+
+def test_checkpoint_choices_are_the_registry_and_a_local_file(registered):
+    from pointmap.core import registry
+    from pointmap.ui.preferences import LOCAL, _checkpoint_items
+
+    items = _checkpoint_items(None, None)
+    assert [item[0] for item in items] == [*registry.names(), LOCAL]
+    assert all(item[2] for item in items)                    # every choice has a tooltip
+    assert _checkpoint_items(None, None) == items            # asking again adds nothing
+
+
 def test_offline_refusals(registered):
     assert not bpy.app.online_access
     with pytest.raises(RuntimeError, match="offline"):
@@ -143,6 +162,5 @@ def test_demo_without_weights_exits_2(tmp_path):
     assert res.returncode == 2, res.stdout + res.stderr
     assert "online access is off" in res.stdout
     assert "--checkpoint" in res.stdout
-    if importlib.util.find_spec("pointmap.core.registry") is not None:
-        assert "Download Weights" in res.stdout and "https://" in res.stdout
+    assert "Download Weights" in res.stdout and "https://" in res.stdout
     assert not (tmp_path / "demo.blend").exists()

@@ -54,17 +54,13 @@ _registry_items: list[tuple[str, str, str]] = []
 
 
 def _checkpoint_items(_self, _context):
-    # Blender keeps pointers into this list: it must outlive the call, hence the module global.
-    _registry_items.clear()
-    try:
+    # Blender keeps pointers into these strings: the list must outlive the call, hence the module global,
+    # filled once (the registry is fixed).
+    if not _registry_items:
         from ..core import registry
 
-        for name in registry.names():
-            info = registry.get(name)
-            _registry_items.append((name, name, getattr(info, "description", "")))
-    except Exception as err:  # the registry is optional while developing; never break the UI
-        print(f"pointmap: checkpoint registry unavailable: {err}")
-    _registry_items.append((LOCAL, "Local file or folder", "A checkpoint already on disk"))
+        _registry_items.extend((name, name, registry.get(name).description) for name in registry.names())
+        _registry_items.append((LOCAL, "Local file or folder", "A checkpoint already on disk"))
     return _registry_items
 
 

@@ -126,9 +126,6 @@ def copy_options(src, dst, skip=lambda name: False) -> None:
 class POINTMAP_PG_settings(ReconstructOptions, bpy.types.PropertyGroup):
     """Per-scene pointmap settings (`scene.pointmap`)."""
 
-    show_alignment: BoolProperty(name="Alignment", default=False)
-    show_outputs: BoolProperty(name="Outputs", default=True)
-
 
 classes = (POINTMAP_PG_settings,)
 
