@@ -81,8 +81,8 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
         checkpoint = _download(explicit or settings.checkpoint, cache_dir, online) if args.download else None
         if checkpoint is None:
             print(f"pointmap: {err}", flush=True)
-            print("pointmap: pass --checkpoint /path/to/model.pth or set POINTMAP_CHECKPOINT to use local "
-                  "weights, or --download to fetch them.", flush=True)
+            print("pointmap: pass --checkpoint /path/to/model.pth or set POINTMAP_CHECKPOINT to use local weights"
+                  + ("." if args.download else ", or --download to fetch them."), flush=True)
             return EXIT_NO_WEIGHTS
     try:
         graph, graph_k = _split_graph(args.graph)
@@ -135,7 +135,10 @@ def _download(name: str, cache_dir: str, online: bool | None) -> str | None:
         spec = registry.get(name or default_name())
     except PointmapError:
         return None   # a local path that does not exist: nothing to download
-    if not (bpy.app.online_access if online is None else online):
+    if online is False:   # the caller forbade it (the demo with POINTMAP_OFFLINE set)
+        print("pointmap: downloads are disabled (POINTMAP_OFFLINE is set), so nothing is downloaded.", flush=True)
+        return None
+    if online is None and not bpy.app.online_access:
         print("pointmap: Blender's online access is off, so nothing is downloaded (run blender with "
               "--online-mode, or allow online access in Preferences > System).", flush=True)
         return None

@@ -160,7 +160,7 @@ def test_demo_without_weights_exits_2(tmp_path):
                          env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PATH": "/usr/bin:/bin",
                               "POINTMAP_OFFLINE": "1"})
     assert res.returncode == 2, res.stdout + res.stderr
-    assert "online access is off" in res.stdout
+    assert "POINTMAP_OFFLINE is set" in res.stdout and "--download to fetch" not in res.stdout
     assert "--checkpoint" in res.stdout
     assert "Download Weights" in res.stdout and "https://" in res.stdout
     assert not (tmp_path / "demo.blend").exists()
