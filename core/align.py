@@ -300,7 +300,7 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
     """
     import torch
 
-    from .align_init import conf_weight
+    from .align_init import conf_weight, sample_stride
     from .geometry import axis_angle_to_matrix
 
     dev = state.cam_R.device
@@ -392,7 +392,7 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
             continue
         data = []
         for g in groups:
-            stride = max(1, int(round((g.shape[0] * g.shape[1] / samples) ** 0.5)))
+            stride = sample_stride(g.shape, samples)
             x, c = g.sample(stride)
             w = conf_weight(c, opt.min_conf)
             u, v = g.grid(stride, dev)
@@ -413,8 +413,7 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
         graph = static_loss = None
         prev = None
         for it in range(iters):
-            if cancel is not None and cancel.cancelled:
-                check_cancel(cancel)
+            check_cancel(cancel)
             set_lr(it, iters, lr_hi, lr_lo)
             if graph is not None:
                 graph.replay()
@@ -484,7 +483,9 @@ def _solve_depths(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, n:
     edge_s, edge_R, edge_t = state.edge_s.float(), state.edge_R.float(), state.edge_t.float()
     focal = state.focal.float()
     depth, conf = [None] * n, [None] * n
-    loss_num, loss_den = 0.0, 0.0
+    # Summed on the device and read once at the end (no host sync per chunk).
+    loss_num = torch.zeros((), device=dev)
+    loss_den = torch.zeros((), device=dev)
     sigma = state.sigma
     for g in groups:
         h, w = g.shape
@@ -517,8 +518,8 @@ def _solve_depths(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, n:
                     rel = e2 / sigma ** 2
                     om = wt / (1 + rel)
                     if it == passes - 1:
-                        loss_num += float((wt * torch.log1p(rel)).sum()) * sigma ** 2
-                        loss_den += float(wt.sum())
+                        loss_num += (wt * torch.log1p(rel)).sum()
+                        loss_den += wt.sum()
                 rq = (q * r_o).sum(-1) / (r_o * r_o).sum(-1)
                 num.index_add_(0, loc, om * rq)
                 den.index_add_(0, loc, om)
@@ -532,7 +533,7 @@ def _solve_depths(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, n:
         for a, k in enumerate(g.views.tolist()):
             depth[k] = d[a].reshape(h, w)
             conf[k] = cmean[a].reshape(h, w)
-    return depth, conf, loss_num / max(loss_den, 1e-30)
+    return depth, conf, float(loss_num) * sigma ** 2 / max(float(loss_den), 1e-30)
 
 
 def _outputs(state: _State, cam: _Intrinsics, depth, conf) -> AlignResult:

@@ -213,8 +213,11 @@ def build_groups(pred, device, stream: bool = False) -> list[ViewGroup]:
     return groups
 
 
-def init_stride(shape: tuple[int, int], target: int = 1024) -> int:
-    """Stride giving about `target` samples per observation (initialisation needs few)."""
+INIT_SAMPLES = 1024   # pixels per observation the initialisation samples (it needs few)
+
+
+def sample_stride(shape: tuple[int, int], target: int) -> int:
+    """Pixel stride giving about `target` samples of an (H, W) image (`ViewGroup.sample` / `grid`)."""
     return max(1, int(round((shape[0] * shape[1] / target) ** 0.5)))
 
 
@@ -246,8 +249,9 @@ def initialise(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf: flo
     ne = len(edges)
     samples = []
     for g in groups:
-        x, c = g.sample(init_stride(g.shape))
-        samples.append((x, conf_weight(c, min_conf), g.grid(init_stride(g.shape), dev)))
+        stride = sample_stride(g.shape, INIT_SAMPLES)
+        x, c = g.sample(stride)
+        samples.append((x, conf_weight(c, min_conf), g.grid(stride, dev)))
 
     # Edge score: product of the two views' mean confidence weights (both must be trustworthy).
     side_score = torch.zeros(ne, 2, dtype=torch.float64, device=dev)

@@ -42,7 +42,7 @@ def similarity_stats(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor):
             torch.einsum("bp,bpi,bpj->bij", w, dst, src), torch.einsum("bp,bpi,bpi->b", w, src, src))
 
 
-def umeyama_from_stats(stats, with_scale: bool = True):
+def umeyama_from_stats(stats):
     """Least-squares similarity dst ≈ s R src + t from `similarity_stats` (Umeyama 1991).
 
     Returns s (B,), R (B, 3, 3), t (B, 3) in float64. Entries with no weight get the identity.
@@ -57,33 +57,13 @@ def umeyama_from_stats(stats, with_scale: bool = True):
     d = torch.ones_like(sig)
     d[:, 2] = torch.where(det < 0, -1.0, 1.0).to(sig.dtype)
     r = u @ (d[..., None] * vh)
-    s = (sig * d).sum(-1) / var_s.clamp_min(1e-30) if with_scale else torch.ones_like(var_s)
+    s = (sig * d).sum(-1) / var_s.clamp_min(1e-30)
     bad = (sw <= 0) | ~torch.isfinite(s) | (s <= 0) | ~torch.isfinite(r).all(-1).all(-1)
     if bad.any():
         r = torch.where(bad[:, None, None], torch.eye(3, dtype=r.dtype, device=r.device), r)
         s = torch.where(bad, torch.ones_like(s), s)
     t = mu_d - s[:, None] * (r @ mu_s[..., None])[..., 0]
     return s, r, t
-
-
-def umeyama(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor, with_scale: bool = True):
-    """Weighted similarity dst ≈ s R src + t, batched: src, dst (B, P, 3), w (B, P). See umeyama_from_stats."""
-    return umeyama_from_stats(similarity_stats(src, dst, w), with_scale)
-
-
-def pixel_offsets(h: int, w: int, stride: int, cx: torch.Tensor, cy: torch.Tensor, dtype, device):
-    """Pixel offsets from the principal point on a strided grid.
-
-    Samples pixel rows/columns `stride//2 + k*stride`. cx, cy: (V,) principal points of V views.
-    Returns (du, dv), each (V, h', w') where (h', w') is the strided grid size.
-    """
-    off = stride // 2
-    us = torch.arange(off, w, stride, dtype=dtype, device=device)
-    vs = torch.arange(off, h, stride, dtype=dtype, device=device)
-    du = us[None, None, :] - cx[:, None, None].to(dtype)
-    dv = vs[None, :, None] - cy[:, None, None].to(dtype)
-    hh, ww = len(vs), len(us)
-    return du.expand(-1, hh, ww), dv.expand(-1, hh, ww)
 
 
 def weiszfeld_focal(pts: torch.Tensor, du: torch.Tensor, dv: torch.Tensor, w: torch.Tensor,

@@ -50,16 +50,14 @@ class PairGraph:
         return self.edges[keep]
 
 
-def make_pairs(n: int, graph: str = "complete", descriptors=None, seed: int | None = None) -> PairGraph:
+def make_pairs(n: int, graph: str = "complete", descriptors=None) -> PairGraph:
     """Build the pair graph of `n` images.
 
     graph:       one of the strings in the module docstring.
     descriptors: (n, C) global image descriptors (e.g. pooled encoder tokens); required by "retrieval-K",
                  also used by every graph to choose the edges that join separate groups.
-    seed:        accepted for API stability; every graph here is deterministic (ties go to lower indices).
     Raises ValueError for an unknown graph string, a bad K/R, or missing/mis-shaped descriptors.
     """
-    del seed  # deterministic by design: the same photos always give the same graph
     if n < 1:
         raise ValueError(f"cannot build pairs of {n} images; at least one image is needed")
     spec = graph.strip().lower()

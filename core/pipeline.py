@@ -11,7 +11,7 @@ Everything heavy is imported inside the function so `import pointmap.core` stays
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +139,7 @@ def _pairwise(model, model_name, images, graph, device, precision, iterations, s
     """Encode → scene graph → memory plan → pair inference → global alignment → Reconstruction."""
     from .align import AlignOptions, global_align
     from .inference import PairInference
+    from .memory_plan import estimate_pairwise_memory, plan_pairwise_memory
     from .pairs import make_pairs
 
     engine = PairInference(model, device=device, precision=precision)
@@ -193,141 +194,9 @@ def _pairwise(model, model_name, images, graph, device, precision, iterations, s
         conf=aligned.conf,
         colors=[im.rgb for im in images],
     )
-    meta = {"graph": graph, "n_pairs": int(len(pair_graph.edges)), "align": _jsonable(aligned.info),
+    meta = {"graph": graph, "n_pairs": pair_graph.n_edges, "align": _jsonable(aligned.info),
             "memory": {**estimate.as_dict(), "plan": plan.mode}}
     return recon, meta
-
-
-# -- memory planning of the pairwise path -------------------------------------------------------------
-
-_GIB = 2 ** 30
-
-
-@dataclass
-class PairwiseMemory:
-    """Estimated bytes of a pairwise run (see `estimate_pairwise_memory`)."""
-
-    predictions: int   # stored pointmaps + confidences (+ MASt3R descriptors) of every directed pair
-    alignment: int     # the aligner's working set besides the predictions (init, refinement, depth solve)
-    inference: int     # decoder + head activations of a batch of one pair
-    n_images: int
-    n_pairs: int
-
-    @property
-    def total(self) -> int:
-        return self.predictions + self.alignment + self.inference
-
-    def as_dict(self) -> dict:
-        return {"predictions_gib": round(self.predictions / _GIB, 3), "alignment_gib": round(self.alignment / _GIB, 3),
-                "inference_gib": round(self.inference / _GIB, 3)}
-
-
-@dataclass
-class MemoryPlan:
-    """Where the predictions are stored and where the alignment runs."""
-
-    mode: str              # "device" (all on the compute device), "offload" (predictions in host memory)
-    storage_device: object
-    align_device: object
-    warning: str | None = None
-
-
-def estimate_pairwise_memory(shapes, edges, storage_dtype=None, desc_dim: int = 0,
-                             fine_samples: int = 8192, init_samples: int = 1024) -> PairwiseMemory:
-    """Bytes the pair predictions and the global alignment need, before any pair is run.
-
-    shapes: per image (H, W) at network resolution; edges: (E, 2) directed pairs; storage_dtype: the
-    engine's storage dtype (default float16). The alignment term follows the aligner's layout: per
-    observation the refinement's sampled pixels (~30 float32 values each with autograd), the
-    initialisation's float64 samples, one depth-solve chunk, and per view its full-size depth / ray maps.
-    """
-    import torch
-
-    from .align import _SOLVE_CHUNK_PIXELS
-    from .inference import _PAIR_BYTES_PER_PIXEL
-
-    elt = torch.empty((), dtype=storage_dtype or torch.float16).element_size()
-    px = np.array([h * w for h, w in shapes], np.int64)
-    edges = np.asarray(edges, np.int64).reshape(-1, 2)
-    obs_px = px[edges].reshape(-1) if len(edges) else np.zeros(0, np.int64)
-    per_px = (4 + (desc_dim + 1 if desc_dim else 0)) * elt
-    predictions = int(obs_px.sum()) * per_px
-    alignment = (int(np.minimum(obs_px, fine_samples).sum()) * 120 + int(np.minimum(obs_px, init_samples).sum()) * 150
-                 + min(int(obs_px.sum()), _SOLVE_CHUNK_PIXELS) * 80 + int(px.sum()) * 32)
-    inference = int(px.max(initial=0)) * _PAIR_BYTES_PER_PIXEL[torch.bfloat16]
-    return PairwiseMemory(int(predictions), int(alignment), int(inference), len(shapes), len(edges))
-
-
-def plan_pairwise_memory(est: PairwiseMemory, device, budget: int | None = None, offload: bool | None = None,
-                         graph: str = "complete", host_available: int | None = None) -> MemoryPlan:
-    """Decide where predictions live and where the alignment runs (see `reconstruct`'s memory_budget).
-
-    device: the compute device; budget: bytes allowed on it (None: measured free memory; on a non-CUDA
-    device, host RAM). host_available: bytes of free host RAM (None: measured; unknown = unlimited).
-    Raises PointmapError when even host memory cannot hold the run.
-    """
-    import torch
-
-    dev = torch.device(device)
-    host = host_available if host_available is not None else _host_available_bytes()
-    if dev.type != "cuda":
-        avail = budget if budget is not None else host
-        if avail is not None and est.total > avail:
-            raise _too_big(est, avail, "memory", graph)
-        return MemoryPlan("offload" if offload else "device", dev, dev)
-    free = budget if budget is not None else _cuda_free_bytes(dev)
-    if offload is False or (offload is None and est.total <= free):
-        return MemoryPlan("device", dev, dev)
-    if host is not None and est.predictions > 0.9 * host:
-        raise _too_big(est, host, "host memory", graph)
-    if est.alignment + est.inference <= free:
-        align_dev, how = dev, "streamed to the GPU during the alignment (somewhat slower)"
-    else:
-        align_dev, how = torch.device("cpu"), "the alignment runs on the CPU (much slower)"
-    why = "as requested" if offload else f"they do not fit in the {free / _GIB:.1f} GiB free on {dev}"
-    warning = (f"Low GPU memory: the pair predictions ({est.predictions / _GIB:.1f} GiB for {est.n_pairs} pairs) "
-               f"and alignment ({est.alignment / _GIB:.1f} GiB) are kept in host memory ({why}); {how}. A sparse "
-               f"scene graph (swin-K, logwin-K, retrieval-K) keeps everything on the GPU.")
-    return MemoryPlan("offload", torch.device("cpu"), align_dev, warning)
-
-
-def _too_big(est: PairwiseMemory, avail: int, where: str, graph: str) -> PointmapError:
-    per_pair = (est.predictions + est.alignment) / max(est.n_pairs, 1)
-    # swin-K pairs each image with K neighbours both ways: about 2·K·N directed pairs.
-    k = int(0.8 * avail // max(per_pair * 2 * max(est.n_images, 1), 1))
-    hint = (f"e.g. graph='swin-{min(k, 8)}' (about {2 * min(k, 8) * est.n_images * per_pair / _GIB:.1f} GiB)"
-            if k >= 1 else "and fewer images or a smaller image size")
-    return PointmapError(
-        f"Not enough {where} for {est.n_images} images with the '{graph}' scene graph ({est.n_pairs} pairs): the "
-        f"pair predictions need about {est.predictions / _GIB:.1f} GiB and the alignment {est.alignment / _GIB:.1f} "
-        f"GiB, but only {avail / _GIB:.1f} GiB is available. Use a sparse scene graph (swin-K, logwin-K or "
-        f"retrieval-K), {hint}.")
-
-
-def _cuda_free_bytes(dev) -> int:
-    """Free memory on a CUDA device, counting the allocator's cached but unused blocks, less 10 % headroom."""
-    import torch
-
-    free, _ = torch.cuda.mem_get_info(dev)
-    free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
-    return int(0.9 * free)
-
-
-def _host_available_bytes() -> int | None:
-    """Available host RAM (Linux MemAvailable, else free physical pages); None when unknown."""
-    import os
-
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def _check_cameras(recon: Reconstruction, model_name: str) -> None:
@@ -441,4 +310,4 @@ def _jsonable(info: dict) -> dict:
     return out
 
 
-__all__ = ["reconstruct", "focal_mm_to_net_px", "estimate_pairwise_memory", "plan_pairwise_memory"]
+__all__ = ["reconstruct", "focal_mm_to_net_px"]

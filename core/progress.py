@@ -35,6 +35,6 @@ ProgressFn = Callable[[Progress], None]
 
 def report(progress: ProgressFn | None, stage: str, done: int, total: int, message: str = "",
            loss: float | None = None) -> None:
-    """Call `progress` if given; never lets a broken callback kill the computation's caller silently."""
+    """Call `progress` with a `Progress` built from the arguments, if a callback is given."""
     if progress is not None:
         progress(Progress(stage, int(done), int(total), message, loss))

@@ -19,23 +19,8 @@ import math
 
 import numpy as np
 import torch
+from pointmap.core.pairs import make_pairs
 from pointmap.core.predictions import PairPredictions
-
-
-def graph_edges(n: int, graph: str) -> np.ndarray:
-    """Directed edges, both directions: "complete", "swin-K" (window K, cyclic), "logwin-K"."""
-    if graph == "complete":
-        und = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    elif graph.startswith("swin-"):
-        k = int(graph.split("-")[1])
-        und = sorted({tuple(sorted((i, (i + d) % n))) for i in range(n) for d in range(1, k + 1) if (i + d) % n != i})
-    elif graph.startswith("logwin-"):
-        k = int(graph.split("-")[1])
-        und = sorted({tuple(sorted((i, (i + 2 ** d) % n))) for i in range(n) for d in range(k)
-                      if (i + 2 ** d) % n != i})
-    else:
-        raise ValueError(graph)
-    return np.array([e for a, b in und for e in ((a, b), (b, a))], np.int64).reshape(-1, 2)
 
 
 def _look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -122,6 +107,7 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
 
     path: "orbit" (an arc of 160–250° around the room's centre), "loop" (a full circle, for long
     sequences with cyclic graphs) or "forward" (a 1.6 m walk along x looking ahead).
+    graph: any `core.pairs.make_pairs` scene graph.
 
     Returns (PairPredictions, truth) where truth = {"cam2world": (N,4,4) float64, "K": (N,3,3) float64,
     "meta": dict}. Point/conf tensors have `dtype` on `device`.
@@ -145,7 +131,7 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
         u = (torch.arange(w, device=device) - (w - 1) / 2) / focal[k]
         v = (torch.arange(h, device=device) - (h - 1) / 2) / focal[k]
         rays.append(torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, device=device)), -1).float())
-    edges = graph_edges(n_views, graph)
+    edges = make_pairs(n_views, graph).edges
 
     def noisy_cam_points(k):
         d = depth[k] * (1 + noise * torch.randn(depth[k].shape, device=device, generator=gen))

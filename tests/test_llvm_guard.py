@@ -45,4 +45,5 @@ print("survived", llvm is not None)
 def test_guard_leaves_clean_processes_alone():
     res = _run("import pointmap.core.models.layers, sys; from pointmap.core.llvm_guard import triton_blocked; "
                "print(triton_blocked(), sys.modules.get('triton', 'absent') is not None)")
-    assert res.returncode == 0 and res.stdout.split()[0] == "None", res.stdout + res.stderr
+    # Not blocked, and `import triton` was not turned into a failure (sys.modules["triton"] is not None).
+    assert res.returncode == 0 and res.stdout.split() == ["None", "True"], res.stdout + res.stderr
