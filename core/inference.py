@@ -96,9 +96,10 @@ class PairInference:
         """Largest batch whose estimated activations fit in ~60% of the free device memory (≤ max_batch)."""
         if self.device.type != "cuda":
             return self.max_batch
-        free, _ = torch.cuda.mem_get_info(self.device)
-        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
-        return int(max(1, min(self.max_batch, 0.6 * free // max(1, pixels * per_pixel))))
+        from .memory_plan import cuda_free_bytes
+
+        free = cuda_free_bytes(self.device, headroom=0.4)
+        return int(max(1, min(self.max_batch, free // max(1, pixels * per_pixel))))
 
     def _run_chunks(self, items: list, batch: int, fn, stage: str, progress, cancel, done: int, total: int) -> int:
         """Calls fn(chunk) over consecutive chunks of `items`, halving `batch` on CUDA OOM."""

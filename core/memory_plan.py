@@ -97,7 +97,7 @@ def plan_pairwise_memory(est: PairwiseMemory, device, budget: int | None = None,
         if avail is not None and est.total > avail:
             raise _too_big(est, avail, "memory", graph)
         return MemoryPlan("offload" if offload else "device", dev, dev)
-    free = budget if budget is not None else _cuda_free_bytes(dev)
+    free = budget if budget is not None else cuda_free_bytes(dev)
     if offload is False or (offload is None and est.total <= free):
         return MemoryPlan("device", dev, dev)
     if host is not None and est.predictions > 0.9 * host:
@@ -126,13 +126,13 @@ def _too_big(est: PairwiseMemory, avail: int, where: str, graph: str) -> Pointma
         f"retrieval-K), {hint}.")
 
 
-def _cuda_free_bytes(dev) -> int:
-    """Free memory on a CUDA device, counting the allocator's cached but unused blocks, less 10 % headroom."""
+def cuda_free_bytes(dev, headroom: float = 0.1) -> int:
+    """Free memory on a CUDA device, counting the allocator's cached but unused blocks, less `headroom`."""
     import torch
 
     free, _ = torch.cuda.mem_get_info(dev)
     free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
-    return int(0.9 * free)
+    return int((1.0 - headroom) * free)
 
 
 def _host_available_bytes() -> int | None:
