@@ -123,12 +123,12 @@ def test_checkpoint_errors(tmp_path: Path):
 
 def test_fused_block_path_matches_eager(model):
     """The GPU fused path's two functions (run uncompiled here) equal the eager blocks in float32."""
-    from pointmap.core.models.vggt.rope import rope_tables, token_positions
+    from pointmap.core.models.vggt.rope import rope_tables
 
     agg = model.aggregator
     torch.manual_seed(0)
     x = torch.randn(2, agg.patch_start_idx + 6, agg.frame_blocks[0].norm1.weight.shape[0])
-    cos, sin = rope_tables(token_positions(2, 3, agg.patch_start_idx), agg.head_dim, agg.rope_freq)
+    cos, sin = rope_tables(agg.rope, 2, 3, agg.patch_start_idx, agg.head_dim, x.device)
     with torch.no_grad():
         for blk, rope in ((agg.frame_blocks[0], (cos, sin)), (agg.patch_embed.blocks[0], None)):
             ref = blk(x, rope)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..rope import RoPE2D
 from .blocks import Block
 from .dino import DinoViT
-from .rope import rope_tables, token_positions
+from .rope import rope_tables
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,7 +37,7 @@ class Aggregator(nn.Module):
         dino_cfg.update(dino or {})
         self.patch_size = patch_size
         self.depth = depth
-        self.rope_freq = rope_freq
+        self.rope = RoPE2D(rope_freq)  # no parameters: the state_dict keys stay the official ones
         self.head_dim = embed_dim // num_heads
         self.patch_embed = DinoViT(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, **dino_cfg)
         self.frame_blocks = nn.ModuleList([
@@ -77,8 +78,8 @@ class Aggregator(nn.Module):
                             self._special_tokens(self.register_token, b, s).to(dtype), patches], dim=1)
         del patches
         p, c = tokens.shape[1], tokens.shape[2]
-        pos = token_positions(h // self.patch_size, w // self.patch_size, self.patch_start_idx, tokens.device)
-        cos, sin = rope_tables(pos, self.head_dim, self.rope_freq, dtype)
+        cos, sin = rope_tables(self.rope, h // self.patch_size, w // self.patch_size, self.patch_start_idx,
+                               self.head_dim, tokens.device, dtype)
         frame_rope = (cos, sin)
         global_rope = (cos.repeat(s, 1), sin.repeat(s, 1))
 

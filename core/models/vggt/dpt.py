@@ -66,6 +66,7 @@ def cached_uv_embedding(h: int, w: int, aspect: float, channels: int, device, dt
 
 
 class ResidualConvUnit(nn.Module):
+    # Not core/models/dpt.py's unit: VGGT's reference ReLU is in place, so its skip adds relu(x), not x.
     def __init__(self, features: int):
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, 3, padding=1)

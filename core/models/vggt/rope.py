@@ -1,9 +1,10 @@
-"""2-D rotary position embedding (RoPE) of VGGT's aggregator, as precomputed cos/sin tables.
+"""2-D rotary position embedding (RoPE) of VGGT's aggregator, as cos/sin tables.
 
-Token positions are (row, col) integer pairs: special tokens (camera, registers) sit at (0, 0) and
-patch (r, c) at (r + 1, c + 1). A head vector of size D is split into two halves of d = D/2: the
-first half is rotated by the row position, the second by the column. Inside each half the layout is
-"rotate-half" (feature j pairs with j + d/2), with inv_freq_i = base^(-2i/d), i < d/2.
+The rotation is CroCo's RoPE2D (core/models/rope.py, base 100: the first half of a head is rotated by
+the row position, the second by the column, rotate-half layout inside each half); only the positions
+differ. VGGT puts its special tokens (camera, registers) at (0, 0) and patch (r, c) at (r + 1, c + 1),
+i.e. at rows of RoPE2D's table for a (rows + 1, cols + 1) patch grid, so the tables are gathered from
+that one (cached) table instead of being computed a second way.
 
 The tables depend only on the patch grid, so they are built once per forward and shared by every
 block (frame attention uses them as is, global attention tiles them S times).
@@ -12,6 +13,8 @@ block (frame attention uses them as is, global attention tiles them S times).
 from __future__ import annotations
 
 import torch
+
+from ..rope import RoPE2D, _swap_quarters
 
 
 def token_positions(grid_h: int, grid_w: int, n_special: int, device=None) -> torch.Tensor:
@@ -22,23 +25,18 @@ def token_positions(grid_h: int, grid_w: int, n_special: int, device=None) -> to
     return torch.cat([special, torch.stack([rows, cols], dim=-1)], dim=0)
 
 
-def rope_tables(positions: torch.Tensor, head_dim: int, base: float = 100.0,
+def rope_tables(rope: RoPE2D, grid_h: int, grid_w: int, n_special: int, head_dim: int, device,
                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (T, head_dim) for positions (T, 2); angles are computed in float32."""
-    d = head_dim // 2
-    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, device=positions.device).float() / d))
-    halves_cos, halves_sin = [], []
-    for axis in (0, 1):
-        ang = positions[:, axis].float()[:, None] * inv_freq[None, :]
-        ang = torch.cat([ang, ang], dim=-1)
-        halves_cos.append(ang.cos())
-        halves_sin.append(ang.sin())
-    return torch.cat(halves_cos, -1).to(dtype), torch.cat(halves_sin, -1).to(dtype)
+    """cos and signed-sin tables, each (n_special + grid_h*grid_w, head_dim), of one frame's tokens.
+
+    Angles are computed in float32 by `rope` (RoPE2D.tables) and cast to `dtype` at the end.
+    """
+    cos, sin = rope.tables(head_dim, (grid_h + 1, grid_w + 1), device, dtype)
+    pos = token_positions(grid_h, grid_w, n_special, device)
+    rows = pos[:, 0] * (grid_w + 1) + pos[:, 1]  # row-major index of (row, col) in the larger grid
+    return cos[rows], sin[rows]
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (..., T, D) by tables (T, D): x·cos + rotate_half_per_axis(x)·sin."""
-    q = x.shape[-1] // 4
-    x0, x1, x2, x3 = x.split(q, dim=-1)
-    rotated = torch.cat([-x1, x0, -x3, x2], dim=-1)
-    return x * cos + rotated * sin
+    """Rotate x (..., T, D) by tables (T, D) from `rope_tables` (RoPE2D's rotation, signs in `sin`)."""
+    return torch.addcmul(x * cos, _swap_quarters(x), sin)
