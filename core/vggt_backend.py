@@ -110,46 +110,39 @@ def fast_attention(device):
 
 
 def _images_tensor(images):
-    from .images import to_tensor_vggt
+    from .images import VGGT_PATCH, to_tensor_vggt
 
     if len(images) == 0:
         raise InputError("VGGT needs at least one image.")
-    shapes = {im.rgb.shape[:2] for im in images}
-    if len(shapes) != 1:
-        raise InputError("VGGT needs all images at one size after preprocessing; got sizes "
-                         + ", ".join(f"{w}x{h}" for h, w in sorted(shapes)) + ".")
-    h, w = next(iter(shapes))
-    if h % 14 or w % 14:
-        raise InputError(f"VGGT needs image sizes in multiples of 14 pixels; got {w}x{h}.")
+    first_of_shape: dict = {}
+    for im in images:
+        first_of_shape.setdefault(im.true_shape, im.name)
+    if len(first_of_shape) != 1:
+        raise InputError("VGGT needs all images at one size after preprocessing; got "
+                         + ", ".join(f"{w}x{h} ({name})" for (h, w), name in sorted(first_of_shape.items())) + ".")
+    h, w = next(iter(first_of_shape))
+    if h % VGGT_PATCH or w % VGGT_PATCH:
+        raise InputError(f"VGGT needs image sizes in multiples of {VGGT_PATCH} pixels; got {w}x{h} "
+                         "(load the photos with core.images.load_images_vggt).")
     return to_tensor_vggt(list(images))
 
 
 def _camera_matrices(pose_enc, h: int, w: int):
-    """cam2world (S, 4, 4) float64 with camera 0 at the identity, and K_net (S, 3, 3) float64."""
+    """VGGT's cameras as float64 numpy: world2cam (S, 4, 4) in VGGT's world frame, cam2world (S, 4, 4)
+    re-expressed in camera 0's frame (camera 0 exactly the identity), and K_net (S, 3, 3)."""
     from .models.vggt.pose import pose_encoding_to_extri_intri
 
     extrinsic, intrinsic = pose_encoding_to_extri_intri(pose_enc.float(), (h, w))
-    e = extrinsic.double().cpu().numpy()
-    s = e.shape[0]
+    s = extrinsic.shape[0]
     world2cam = np.tile(np.eye(4), (s, 1, 1))
-    world2cam[:, :3, :4] = e
-    r, t = e[:, :3, :3], e[:, :3, 3]
+    world2cam[:, :3, :4] = extrinsic.double().cpu().numpy()
+    r, t = world2cam[:, :3, :3], world2cam[:, :3, 3]
     cam2world = np.tile(np.eye(4), (s, 1, 1))
     cam2world[:, :3, :3] = np.transpose(r, (0, 2, 1))
     cam2world[:, :3, 3] = -np.einsum("sji,sj->si", r, t)
     cam2world = world2cam[0] @ cam2world
     cam2world[0] = np.eye(4)
-    return cam2world, intrinsic.double().cpu().numpy(), world2cam[0]
-
-
-def unproject_net_pixels(depth: np.ndarray, K_net: np.ndarray, cam2world: np.ndarray) -> np.ndarray:
-    """World points (H, W, 3) float64 of depth (H, W): pixel (u, v) at integer coordinates."""
-    h, w = depth.shape
-    u = np.arange(w, dtype=np.float64)[None, :]
-    v = np.arange(h, dtype=np.float64)[:, None]
-    d = depth.astype(np.float64)
-    cam = np.stack([(u - K_net[0, 2]) * d / K_net[0, 0], (v - K_net[1, 2]) * d / K_net[1, 1], d], axis=-1)
-    return cam @ cam2world[:3, :3].T + cam2world[:3, 3]
+    return world2cam, cam2world, intrinsic.double().cpu().numpy()
 
 
 def run_vggt(model, images, device=None, precision: str = "auto", points: str = "depth", frame_chunk: int = 8,
@@ -172,6 +165,9 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     Raises InputError (bad images), VGGTMemoryError (does not fit), Cancelled.
     """
     import torch
+
+    from .models.vggt.blocks import set_fused
+    from .models.vggt.pose import unproject_depth
 
     if head_precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"head_precision must be 'auto', 'fp32' or 'bf16', not {head_precision!r}")
@@ -205,8 +201,6 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     report(progress, "vggt", 0, total, f"{s} frames at {w}x{h}")
     with torch.inference_mode():
         x = x.to(device)[None]
-        from .models.vggt.blocks import set_fused
-
         set_fused(model.aggregator, fused and device.type == "cuda")
         try:
             with torch.autocast(device.type, dtype=torch.float16, enabled=precision == "fp16"), \
@@ -234,15 +228,15 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
         del layers
     t_heads = time.perf_counter()
 
-    cam2world, K_net, world2cam0 = _camera_matrices(pose_enc, h, w)
+    world2cam, cam2world, K_net = _camera_matrices(pose_enc, h, w)
     depth, depth_conf = maps["depth"]
     out_points, out_conf = [], []
-    for i in range(s):
+    for i in range(s):  # view by view: float64 points of every view at once would take GBs at 200 frames
         if points == "depth":
-            pts, conf = unproject_net_pixels(depth[i, ..., 0], K_net[i], cam2world[i]), depth_conf[i]
+            pts, conf = unproject_depth(depth[i:i + 1], world2cam[i:i + 1, :3], K_net[i:i + 1])[0], depth_conf[i]
         else:
-            pts = maps["points"][0][i].astype(np.float64) @ world2cam0[:3, :3].T + world2cam0[:3, 3]
-            conf = maps["points"][1][i]
+            pts, conf = maps["points"][0][i].astype(np.float64), maps["points"][1][i]
+        pts = pts @ world2cam[0, :3, :3].T + world2cam[0, :3, 3]  # VGGT's world frame -> camera 0's
         conf = np.array(conf, dtype=np.float32)
         if images[i].pad_mask is not None:
             conf[images[i].pad_mask] = 0.0

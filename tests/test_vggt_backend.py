@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers_vggt import VGGT_PARITY_DIR, assert_close, tiny_model
 from pointmap.core.errors import Cancelled, CancelToken, InputError
-from pointmap.core.images import load_images_vggt, to_tensor_vggt
+from pointmap.core.images import load_images, load_images_vggt, to_tensor_vggt
 from pointmap.core.vggt_backend import estimate_activation_bytes, run_vggt
 
 TINY_FRAMES = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i}.png") for i in range(3)]
@@ -92,8 +92,11 @@ def test_progress_cancel_and_errors(model):
         run_vggt(model, images, device="cpu", cancel=token)
 
     mixed = list(images) + list(load_images_vggt(PP_IMAGES[1:2], mode="crop", target=70))
-    with pytest.raises(InputError, match="one size"):
+    with pytest.raises(InputError, match=r"one size .*; got 70x56 \(tiny_frame0\), 70x70 \(pp_b_120x160\)"):
         run_vggt(model, mixed, device="cpu")
+    dust3r_sized = load_images(PP_IMAGES[:1], size=64)  # 64x48: multiples of 16, not of 14
+    with pytest.raises(InputError, match="multiples of 14 pixels; got 64x48"):
+        run_vggt(model, dust3r_sized.images, device="cpu")
     with pytest.raises(InputError, match="at least one"):
         run_vggt(model, [], device="cpu")
 

@@ -42,14 +42,14 @@ class CameraHead(nn.Module):
         self.adaln_norm = nn.LayerNorm(dim_in, elementwise_affine=False, eps=1e-6)
         self.pose_branch = Mlp(in_features=dim_in, hidden_features=dim_in // 2, out_features=POSE_DIM)
 
-    def forward(self, last_layer: torch.Tensor, num_iterations: int | None = None) -> list[torch.Tensor]:
+    def forward(self, last_layer: torch.Tensor) -> list[torch.Tensor]:
         """last_layer (B, S, P, 2C) -> list of (B, S, 9) activated encodings, one per iteration."""
         tokens = self.token_norm(last_layer[:, :, 0])
         b, s, _ = tokens.shape
         normed = self.adaln_norm(tokens)
         raw = None
         outputs = []
-        for _ in range(num_iterations or self.num_iterations):
+        for _ in range(self.num_iterations):
             cond = self.empty_pose_tokens.expand(b, s, -1) if raw is None else raw.detach()
             shift, scale, gate = self.poseLN_modulation(self.embed_pose(cond)).chunk(3, dim=-1)
             x = gate * (normed * (1 + scale) + shift) + tokens

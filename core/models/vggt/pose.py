@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...export import rotation_to_quaternion
+
 
 def quat_to_mat(q: torch.Tensor) -> torch.Tensor:
     """XYZW quaternions (..., 4), not necessarily unit -> rotation matrices (..., 3, 3)."""
@@ -22,29 +24,6 @@ def quat_to_mat(q: torch.Tensor) -> torch.Tensor:
         two_s * (x * z - y * w), two_s * (y * z + x * w), 1 - two_s * (x * x + y * y),
     ], dim=-1)
     return m.reshape(*q.shape[:-1], 3, 3)
-
-
-def mat_to_quat(r: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices (..., 3, 3) -> unit XYZW quaternions (..., 4) with qw >= 0.
-
-    Picks, per matrix, the best-conditioned of the four classic formulas (largest diagonal term).
-    """
-    m = r.reshape(*r.shape[:-2], 9)
-    m00, m01, m02, m10, m11, m12, m20, m21, m22 = m.unbind(-1)
-    sq = torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
-                      1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1).clamp_min(0).sqrt()
-    # Row k: the (w, x, y, z) quaternion scaled by 2·sq_k, derived from the k-th diagonal term.
-    cand = torch.stack([
-        torch.stack([sq[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], -1),
-        torch.stack([m21 - m12, sq[..., 1] ** 2, m10 + m01, m02 + m20], -1),
-        torch.stack([m02 - m20, m10 + m01, sq[..., 2] ** 2, m12 + m21], -1),
-        torch.stack([m10 - m01, m20 + m02, m21 + m12, sq[..., 3] ** 2], -1),
-    ], dim=-2)
-    cand = cand / (2.0 * sq[..., None].clamp_min(0.1))
-    best = sq.argmax(dim=-1)
-    wxyz = torch.gather(cand, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
-    xyzw = torch.cat([wxyz[..., 1:], wxyz[..., :1]], dim=-1)
-    return torch.where(xyzw[..., 3:] < 0, -xyzw, xyzw)
 
 
 def pose_encoding_to_extri_intri(pose_enc: torch.Tensor, image_hw: tuple[int, int]):
@@ -64,12 +43,14 @@ def pose_encoding_to_extri_intri(pose_enc: torch.Tensor, image_hw: tuple[int, in
 
 def extri_intri_to_pose_encoding(extrinsic: torch.Tensor, intrinsic: torch.Tensor,
                                  image_hw: tuple[int, int]) -> torch.Tensor:
-    """Inverse of `pose_encoding_to_extri_intri` (quaternion comes back unit-norm, qw >= 0)."""
+    """Inverse of `pose_encoding_to_extri_intri` (quaternion comes back unit-norm, qw >= 0), float32."""
     h, w = image_hw
     fov_h = 2 * torch.atan((h / 2) / intrinsic[..., 1, 1])
     fov_w = 2 * torch.atan((w / 2) / intrinsic[..., 0, 0])
-    return torch.cat([extrinsic[..., :3, 3], mat_to_quat(extrinsic[..., :3, :3]),
-                      fov_h[..., None], fov_w[..., None]], dim=-1).float()
+    wxyz = rotation_to_quaternion(extrinsic[..., :3, :3].detach().cpu().numpy())  # (N, 4) float64
+    xyzw = torch.from_numpy(wxyz[:, [1, 2, 3, 0]]).reshape(*extrinsic.shape[:-2], 4)
+    return torch.cat([extrinsic[..., :3, 3].float(), xyzw.to(extrinsic.device, torch.float32),
+                      fov_h[..., None].float(), fov_w[..., None].float()], dim=-1)
 
 
 def unproject_depth(depth: np.ndarray, extrinsic: np.ndarray, intrinsic: np.ndarray) -> np.ndarray:
