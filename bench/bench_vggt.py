@@ -37,6 +37,29 @@ VARIANTS = {
 }
 
 
+def build_bf16_model():
+    """VGGT-1B with random weights on the GPU in eval mode, its aggregator cast to bf16 as run_vggt does."""
+    with torch.device("cuda"):
+        model = build_vggt().eval()
+    model.aggregator.to(torch.bfloat16)
+    return model
+
+
+def gpu_seconds(fn, repeats: int) -> list[float]:
+    """Seconds of `repeats` synchronised calls of fn after one untimed warm-up call (kernel selection,
+    allocator, torch.compile); the peak-memory counter is reset after the warm-up. Outputs are dropped."""
+    fn()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def time_forward(model, n: int, h: int, w: int, variant: str, repeats: int) -> dict:
     x = torch.rand(1, n, 3, h, w, device="cuda")
     set_fused(model.aggregator, variant.startswith("fused"))
@@ -45,16 +68,7 @@ def time_forward(model, n: int, h: int, w: int, variant: str, repeats: int) -> d
     model.point_head.to(head_dtype)
     ctx = torch.autocast("cuda", enabled=False) if variant == "default-sdpa" else fast_attention(torch.device("cuda"))
     with torch.inference_mode(), ctx:
-        model(x)  # warm-up (kernel selection, allocator)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = model(x)
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-            del out
+        times = gpu_seconds(lambda: model(x), repeats)
     return {"frames": n, "seconds": round(min(times), 4), "seconds_all": [round(t, 4) for t in times],
             "peak_gib": round(torch.cuda.max_memory_allocated() / 1024 ** 3, 2)}
 
@@ -109,21 +123,19 @@ def main() -> None:
         result["parity_tiny_on_gpu"] = parity_on_gpu(args.parity)
         print(json.dumps(result["parity_tiny_on_gpu"]), flush=True)
 
-    with torch.device("cuda"):
-        model = build_vggt().eval()
-    model.aggregator.to(torch.bfloat16)
+    model = build_bf16_model()
     result["weights_gib"] = round(torch.cuda.memory_allocated() / 1024 ** 3, 2)
     result["variants"] = {v: VARIANTS[v] for v in args.variants.split(",")}
-    for attention in args.variants.split(","):
+    for variant in args.variants.split(","):
         rows = []
         for n in frames:
             try:
-                rows.append(time_forward(model, n, h, w, attention, args.repeats if n < 100 else 1))
+                rows.append(time_forward(model, n, h, w, variant, args.repeats if n < 100 else 1))
             except torch.cuda.OutOfMemoryError as err:
                 rows.append({"frames": n, "error": f"out of memory: {err}"[:300]})
                 torch.cuda.empty_cache()
-            print(attention, json.dumps(rows[-1]), flush=True)
-        result["runs"][attention] = rows
+            print(variant, json.dumps(rows[-1]), flush=True)
+        result["runs"][variant] = rows
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result, indent=1))

@@ -18,21 +18,14 @@ import time
 from functools import partial
 
 import torch
-from pointmap.core.models.vggt import build_vggt
+from bench_vggt import build_bf16_model, gpu_seconds  # run as a script: bench/ is on sys.path
 from pointmap.core.models.vggt.blocks import set_fused
 from pointmap.core.vggt_backend import fast_attention
 
 
 def timed(fn, repeats=2):
-    fn()
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return round(best, 4)
+    """Best of `repeats` synchronised calls after a warm-up, in seconds."""
+    return round(min(gpu_seconds(fn, repeats)), 4)
 
 
 def kernel_table(fn, title: str) -> None:
@@ -62,9 +55,7 @@ def main() -> None:
     ap.add_argument("--no-eager", action="store_true", help="skip the eager aggregator timing/profile")
     args = ap.parse_args()
     h, w = 392, 518
-    with torch.device("cuda"):
-        model = build_vggt().eval()
-    model.aggregator.to(torch.bfloat16)
+    model = build_bf16_model()
     head16 = copy.deepcopy(model.depth_head).to(torch.bfloat16)
     agg, start = model.aggregator, model.aggregator.patch_start_idx
     for n in (int(v) for v in args.frames.split(",")):
