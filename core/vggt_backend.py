@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from .errors import InputError, PointmapError, check_cancel
+from .memory_plan import cuda_free_bytes
 from .progress import report
 from .reconstruction import Reconstruction
 
@@ -79,8 +80,7 @@ def _check_memory(device, n_frames, h, w, model, precision, frame_chunk) -> None
 
     if device.type != "cuda":
         return
-    free, _total = torch.cuda.mem_get_info(device)
-    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    free = cuda_free_bytes(device, headroom=0.0)
     need = estimate_activation_bytes(n_frames, h, w, model.config["embed_dim"], model.aggregator.patch_size,
                                      model.aggregator.patch_start_idx, len(model.head_layers),
                                      4 if precision == "fp32" else 2, frame_chunk)
