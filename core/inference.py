@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .devices import resolve_device_precision
 from .errors import CancelToken, PointmapError, check_cancel
 from .predictions import PairPredictions
 from .progress import ProgressFn, report
@@ -68,17 +69,8 @@ class PairInference:
     """
 
     def __init__(self, model: torch.nn.Module, device=None, precision: str = "auto", max_batch: int | None = None):
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
-        if precision not in ("auto", *_DTYPES):
-            raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', not {precision!r}")
-        if precision == "auto":
-            if self.device.type == "cuda":
-                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-            else:
-                precision = "fp32"
-        self.precision = precision
-        self.dtype = _DTYPES[precision]
+        self.device, self.precision = resolve_device_precision(device, precision)
+        self.dtype = _DTYPES[self.precision]
         # On the CPU batching buys little throughput, and one pair per batch keeps Cancel responsive
         # (cancel is checked between batches; a full-size pair takes seconds there).
         self.max_batch = int(max_batch) if max_batch else (16 if self.device.type == "cuda" else 1)

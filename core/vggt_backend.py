@@ -32,12 +32,11 @@ import time
 
 import numpy as np
 
+from .devices import resolve_device_precision
 from .errors import InputError, PointmapError, check_cancel
 from .memory_plan import cuda_free_bytes
 from .progress import report
 from .reconstruction import Reconstruction
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class VGGTMemoryError(PointmapError):
@@ -59,20 +58,6 @@ def estimate_activation_bytes(n_frames: int, height: int, width: int, embed_dim:
     heads = min(frame_chunk, n_frames) * height * width * 4 * 600
     outputs = n_frames * height * width * 4 * 8
     return int(aggregator + heads + outputs)
-
-
-def _resolve_device_precision(device, precision: str):
-    import torch
-
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if precision == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "fp32"
-    return device, precision
 
 
 def _check_memory(device, n_frames, h, w, model, precision, frame_chunk) -> None:
@@ -175,7 +160,7 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
         raise ValueError(f"points must be 'depth' or 'head', not {points!r}")
     images = list(images)
     x = _images_tensor(images)
-    device, precision = _resolve_device_precision(device, precision)
+    device, precision = resolve_device_precision(device, precision)
     s, _, h, w = x.shape
     t0 = time.perf_counter()
 

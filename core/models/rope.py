@@ -24,7 +24,7 @@ def patch_positions(n_rows: int, n_cols: int, device=None) -> torch.Tensor:
     return torch.stack([ys, xs], dim=-1)
 
 
-def _swap_quarters(t: torch.Tensor) -> torch.Tensor:
+def swap_quarters(t: torch.Tensor) -> torch.Tensor:
     """(…, Dh) → the two quarters of each half swapped: [y2, y1, x2, x1] (signs live in the sin table)."""
     d = t.shape[-1] // 4
     return t.unflatten(-1, (2, 2, d)).flip(-2).flatten(-3)
@@ -68,4 +68,4 @@ class RoPE2D(nn.Module):
         (y, x) position of each token."""
         cos, sin = self.tables(t.shape[-1], grid, t.device, t.dtype)
         shape = (cos.shape[0],) + (1,) * (t.ndim - 3) + (cos.shape[1],)
-        return torch.addcmul(t * cos.view(shape), _swap_quarters(t), sin.view(shape))
+        return torch.addcmul(t * cos.view(shape), swap_quarters(t), sin.view(shape))

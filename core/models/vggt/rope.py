@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..rope import RoPE2D, _swap_quarters
+from ..rope import RoPE2D, swap_quarters
 
 
 def token_positions(grid_h: int, grid_w: int, n_special: int, device=None) -> torch.Tensor:
@@ -39,4 +39,4 @@ def rope_tables(rope: RoPE2D, grid_h: int, grid_w: int, n_special: int, head_dim
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x (..., T, D) by tables (T, D) from `rope_tables` (RoPE2D's rotation, signs in `sin`)."""
-    return torch.addcmul(x * cos, _swap_quarters(x), sin)
+    return torch.addcmul(x * cos, swap_quarters(x), sin)
