@@ -106,7 +106,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .core.export import write_colmap, write_ply
+    from .core.io.export import write_colmap, write_ply
     from .operators.reconstruct import last_reconstruction as rec
 
     if rec is None:
@@ -126,9 +126,9 @@ def _download(name: str, cache_dir: str, online: bool | None) -> str | None:
     """Download registry checkpoint `name` (default: the registry default) into `cache_dir`; None on failure."""
     import bpy
 
-    from .core import registry
-    from .core.download import download_checkpoint
     from .core.errors import PointmapError
+    from .core.weights import registry
+    from .core.weights.download import download_checkpoint
     from .operators.checkpoint import default_name
 
     try:

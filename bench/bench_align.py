@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # helpe
 
 import torch  # noqa: E402
 from helpers_synth import make_case, passes, score  # noqa: E402
-from pointmap.core.align import AlignOptions, global_align  # noqa: E402
+from pointmap.core.align.refine import AlignOptions, global_align  # noqa: E402
 
 REFERENCE = {"h200_512x384_complete_s": {"8": 4.3, "16": 9.7, "32": 35.1}, "cpu2_8x96x64_s": 73.0}
 TARGETS_S = {"gpu": {"8": 0.4, "16": 1.0, "32": 3.0}, "cpu2_8x96x64_s": 5.0}
@@ -29,7 +29,7 @@ def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeat
              **options) -> dict:
     pred, truth = make_case(n_views=n, size=size, graph=graph, path=path, seed=seed, device=device)
     if storage == "fp16":   # what the inference engine hands over: float16, one buffer per image shape
-        from pointmap.core.align_init import pack_predictions
+        from pointmap.core.align.init import pack_predictions
 
         pred = pack_predictions(pred, torch.float16)
     cuda = device.startswith("cuda")

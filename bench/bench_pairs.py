@@ -46,8 +46,8 @@ def main() -> None:
                     "(auto, interpolate, nchw, matmul)")
     args = ap.parse_args()
 
-    from pointmap.core.inference import PairInference
     from pointmap.core.models import build_model, dpt
+    from pointmap.core.pairwise.engine import PairInference
 
     device = torch.device(args.device)
     cfg = json.loads(CONFIG.read_text())["hf"]["config_json_reconstructed"]

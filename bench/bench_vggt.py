@@ -17,9 +17,9 @@ import json
 import time
 
 import torch
+from pointmap.core.backends.vggt import fast_attention
 from pointmap.core.models.vggt import build_vggt
 from pointmap.core.models.vggt.blocks import set_fused
-from pointmap.core.vggt_backend import fast_attention
 
 REFERENCE = {  # official code on H200: bf16 autocast aggregator, fp32 heads, PyTorch attention
     "device": "NVIDIA H200", "frames": [1, 10, 50, 100, 200],

@@ -19,8 +19,8 @@ from functools import partial
 
 import torch
 from bench_vggt import build_bf16_model, gpu_seconds  # run as a script: bench/ is on sys.path
+from pointmap.core.backends.vggt import fast_attention
 from pointmap.core.models.vggt.blocks import set_fused
-from pointmap.core.vggt_backend import fast_attention
 
 
 def timed(fn, repeats=2):

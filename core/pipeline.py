@@ -99,12 +99,12 @@ def reconstruct(
 
     t = time.perf_counter()
     if backend == "vggt":
-        from .images import load_images_vggt
+        from .io.images import load_images_vggt
 
         images = load_images_vggt(inputs, mode=vggt_mode, target=image_size or input_size,
                                   on_error=on_bad_image, progress=report, cancel=cancel)
     else:
-        from .images import load_images
+        from .io.images import load_images
 
         images = load_images(inputs, size=image_size or input_size, on_error=on_bad_image,
                              progress=report, cancel=cancel)
@@ -112,7 +112,7 @@ def reconstruct(
     warnings = [f"Skipped {path}: {message}" for path, message in images.failures]
 
     if backend == "vggt":
-        from .vggt_backend import run_vggt
+        from .backends.vggt import run_vggt
 
         t = time.perf_counter()
         recon = run_vggt(model, images.images, device=device, precision=precision, points=vggt_points,
@@ -137,10 +137,10 @@ def reconstruct(
 def _pairwise(model, model_name, images, graph, device, precision, iterations, shared_focal, known_focal_mm,
               sensor_width_mm, min_conf, report, cancel, timings, warnings, memory_budget=None, offload=None):
     """Encode → scene graph → memory plan → pair inference → global alignment → Reconstruction."""
-    from .align import AlignOptions, global_align
-    from .inference import PairInference
-    from .memory_plan import estimate_pairwise_memory, plan_pairwise_memory
-    from .pairs import make_pairs
+    from .align.refine import AlignOptions, global_align
+    from .pairwise.engine import PairInference
+    from .pairwise.graph import make_pairs
+    from .pairwise.memory import estimate_pairwise_memory, plan_pairwise_memory
 
     engine = PairInference(model, device=device, precision=precision)
     t = time.perf_counter()
@@ -253,12 +253,12 @@ def _resolve_model(checkpoint, device, precision, cache_dir):
             checkpoint.to(device)
         return checkpoint.eval(), type(checkpoint).__name__, family, size
 
-    from . import registry
-    from .weights import load_checkpoint
+    from .weights import registry
+    from .weights.checkpoint import load_checkpoint
 
     found = registry.resolve(checkpoint)
     if isinstance(found, registry.CheckpointSpec):
-        from .download import cached_checkpoint
+        from .weights.download import cached_checkpoint
 
         path = cached_checkpoint(found.name, cache_dir)
         if path is None:
@@ -266,7 +266,7 @@ def _resolve_model(checkpoint, device, precision, cache_dir):
             raise CheckpointError(
                 f"The weights of {found.name} are not downloaded yet (looked in {where / found.name}). "
                 f"Download them (Blender: Preferences > Add-ons > Pointmap > Download weights; Python: "
-                f"pointmap.core.download.download_checkpoint({found.name!r}, cache_dir)) or pass the path of "
+                f"pointmap.core.weights.download.download_checkpoint({found.name!r}, cache_dir)) or pass the path of "
                 f"a local checkpoint file. Licence: {found.license}")
         name = found.name
     else:
@@ -282,7 +282,7 @@ def _resolve_model(checkpoint, device, precision, cache_dir):
 
 
 def _default_cache_dir() -> Path:
-    from .download import default_cache_dir
+    from .weights.download import default_cache_dir
 
     return Path(default_cache_dir())
 

@@ -22,7 +22,7 @@ def current() -> jobs.Job | None:
 
 
 def _info(name: str):
-    from ..core import registry
+    from ..core.weights import registry
 
     return registry.get(name)
 
@@ -82,7 +82,7 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
         name, cache_dir = self.name, weights_dir(get_prefs(context))
 
         def work(progress, cancel):
-            from ..core.download import download_checkpoint
+            from ..core.weights.download import download_checkpoint
 
             return download_checkpoint(name, cache_dir, progress, cancel)
 

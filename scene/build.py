@@ -15,8 +15,8 @@ import numpy as np
 from ..core.errors import CancelToken, check_cancel
 from ..core.progress import ProgressFn, report
 from .convention import blender_intrinsics, camera_matrix_world, world_rotation
+from .ledger import Created
 from .options import SceneError, SceneOptions
-from .registry import Created
 
 STAGE = "build"
 

@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 import torch
-from pointmap.core.pairs import make_pairs
-from pointmap.core.predictions import PairPredictions
+from pointmap.core.pairwise.graph import make_pairs
+from pointmap.core.pairwise.predictions import PairPredictions
 
 
 def _look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:

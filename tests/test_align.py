@@ -8,8 +8,8 @@ import torch
 from conftest import FIXTURES, fixture_dir
 from helpers_synth import TARGETS, load_npz_case, make_case, passes, score
 from pointmap.core import Cancelled, CancelToken
-from pointmap.core.align import AlignOptions, global_align
-from pointmap.core.predictions import PairPredictions
+from pointmap.core.align.refine import AlignOptions, global_align
+from pointmap.core.pairwise.predictions import PairPredictions
 
 ALIGN_DIR = fixture_dir("POINTMAP_ALIGN_DIR", FIXTURES / "alignment")
 
@@ -192,7 +192,7 @@ def _rot_deg(a, b):
 @pytest.mark.parametrize("name", ["orbit6_complete", "orbit10_swin3_heavy"])
 def test_float16_group_storage_matches_float32(name):
     """Predictions packed as the engine stores them (float16, one buffer per shape) align like float32."""
-    from pointmap.core.align_init import build_groups, pack_predictions
+    from pointmap.core.align.init import build_groups, pack_predictions
 
     pred, truth = make_case(size=(48, 64), **SYNTH[name])
     packed = pack_predictions(pred, torch.float16)
@@ -212,8 +212,8 @@ def test_float16_group_storage_matches_float32(name):
 
 def test_mixed_shape_storage_and_smaller_solve_chunks(monkeypatch):
     """Mixed shapes in PairStorage layout, with a depth-solve chunk of a few observations: same result."""
-    import pointmap.core.align as align_mod
-    from pointmap.core.align_init import build_groups, pack_predictions
+    import pointmap.core.align.refine as align_mod
+    from pointmap.core.align.init import build_groups, pack_predictions
 
     shapes = [(48, 64), (64, 48), (48, 64), (64, 48), (48, 64)]
     pred, truth = make_case(n_views=5, shapes=shapes, seed=21)

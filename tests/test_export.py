@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers_synthrecon import make_synthetic_recon, net_pixels_in_orig
-from pointmap.core.export import point_cloud, rotation_to_quaternion, write_colmap, write_ply
+from pointmap.core.io.export import point_cloud, rotation_to_quaternion, write_colmap, write_ply
 
 
 @pytest.fixture(scope="module")

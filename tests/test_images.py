@@ -8,7 +8,7 @@ import pytest
 from conftest import FIXTURES, fixture_dir
 from PIL import Image
 from pointmap.core.errors import Cancelled, CancelToken, InputError
-from pointmap.core.images import (
+from pointmap.core.io.images import (
     ImageSet,
     dust3r_plan,
     load_images,

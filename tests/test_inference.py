@@ -11,8 +11,8 @@ import torch
 from conftest import FIXTURES, fixture_dir
 from helpers_recipe import recipe_state_dict
 from pointmap.core.errors import Cancelled, CancelToken
-from pointmap.core.inference import PairInference, infer_pairs
-from pointmap.core.weights import parse_constructor
+from pointmap.core.pairwise.engine import PairInference, infer_pairs
+from pointmap.core.weights.checkpoint import parse_constructor
 
 PARITY = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")
 PREPROC = fixture_dir("POINTMAP_PREPROC_DIR", FIXTURES / "preprocessing")

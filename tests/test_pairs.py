@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from pointmap.core.pairs import PairGraph, connected_components, make_pairs
+from pointmap.core.pairwise.graph import PairGraph, connected_components, make_pairs
 
 
 def _check_invariants(g: PairGraph, n: int):
@@ -102,7 +102,7 @@ def test_retrieval_accepts_torch_tensor():
 
 def test_groups_joined_by_neighbouring_indices_without_descriptors():
     # the built-in rules without descriptors are always connected, so the helper is exercised directly
-    from pointmap.core.pairs import _connect
+    from pointmap.core.pairwise.graph import _connect
 
     edges = np.array([[0, 1], [1, 0], [2, 3], [3, 2]], np.int64)
     joined, note = _connect(4, edges, None, "custom")

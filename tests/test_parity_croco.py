@@ -19,7 +19,7 @@ from helpers_recipe import recipe_state_dict
 from pointmap.core.errors import CheckpointError
 from pointmap.core.models import build_model
 from pointmap.core.models.rope import patch_positions
-from pointmap.core.weights import parse_constructor
+from pointmap.core.weights.checkpoint import parse_constructor
 
 PARITY = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")
 MODELS = sorted(p.name for p in PARITY.glob("*") if (p / "weights_recipe.json").exists())

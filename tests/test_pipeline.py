@@ -23,7 +23,7 @@ IMAGES = [PARITY / "images" / n for n in ("view_a_150x100.png", "view_b_150x100.
 
 @pytest.fixture(scope="module")
 def tiny_dust3r():
-    from pointmap.core.weights import load_checkpoint
+    from pointmap.core.weights.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(PARITY / "dust3r_tiny_linear" / "model.pth")
     return model
@@ -99,7 +99,7 @@ def test_cancel_and_missing_weights(tiny_dust3r, tmp_path):
 
 
 def test_known_focal_is_used(tiny_dust3r):
-    from pointmap.core.images import load_images
+    from pointmap.core.io.images import load_images
 
     im = load_images([str(IMAGES[0])], size=80)[0]
     f_net = focal_mm_to_net_px(50.0, 36.0, im)
@@ -125,7 +125,7 @@ def test_broken_weights_give_a_clear_error():
     """A model whose outputs are NaN (a damaged checkpoint) must not hand NaN cameras to Blender."""
     import torch
     from pointmap.core import PointmapError
-    from pointmap.core.weights import load_checkpoint
+    from pointmap.core.weights.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(PARITY / "dust3r_tiny_linear" / "model.pth")
     with torch.no_grad():
@@ -148,8 +148,8 @@ def test_offloaded_predictions_give_the_same_result(tiny_dust3r):
 
 
 def test_memory_estimate_is_sane():
-    from pointmap.core.memory_plan import estimate_pairwise_memory
-    from pointmap.core.pairs import make_pairs
+    from pointmap.core.pairwise.graph import make_pairs
+    from pointmap.core.pairwise.memory import estimate_pairwise_memory
 
     shapes = [(384, 512)] * 32
     full = estimate_pairwise_memory(shapes, make_pairs(32, "complete").edges)
@@ -173,8 +173,8 @@ def torch_dtype(name):
 
 def test_memory_plan_decisions():
     from pointmap.core import PointmapError
-    from pointmap.core.memory_plan import estimate_pairwise_memory, plan_pairwise_memory
-    from pointmap.core.pairs import make_pairs
+    from pointmap.core.pairwise.graph import make_pairs
+    from pointmap.core.pairwise.memory import estimate_pairwise_memory, plan_pairwise_memory
 
     gib = 2**30
     est = estimate_pairwise_memory([(384, 512)] * 32, make_pairs(32, "complete").edges)

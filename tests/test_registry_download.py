@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import FIXTURES, fixture_dir
-from pointmap.core import download as D
-from pointmap.core import registry
 from pointmap.core.errors import Cancelled, CancelToken, CheckpointError
+from pointmap.core.weights import download as D
+from pointmap.core.weights import registry
 
 KEYS_DIR = fixture_dir("POINTMAP_CKPT_KEYS_DIR", FIXTURES / "checkpoint_keys")
 VGGT_KEYS = fixture_dir("POINTMAP_VGGT_KEYS", FIXTURES / "vggt" / "checkpoint_keys.json")
@@ -251,7 +251,7 @@ def test_download_checkpoint_from_registry(server, tmp_path, monkeypatch):
     assert D.download_checkpoint("Tiny", tmp_path) == path and len(server.requests) == n   # already complete
     pth = D.download_checkpoint("Tiny", tmp_path, source="naver")
     assert pth == tmp_path / "Tiny" / "tiny.pth" and pth.read_bytes() == PTH
-    from pointmap.core.weights import load_checkpoint
+    from pointmap.core.weights.checkpoint import load_checkpoint
 
     assert load_checkpoint(path)[1].source_format == "hf" and load_checkpoint(pth)[1].source_format == "pth"
 
@@ -275,6 +275,6 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 def test_import_does_not_touch_network_or_torch():
     code = ("import socket, sys\n"
             "socket.socket.connect = lambda *a: (_ for _ in ()).throw(AssertionError('network at import'))\n"
-            "import pointmap.core.download, pointmap.core.registry\n"
+            "import pointmap.core.weights.download, pointmap.core.weights.registry\n"
             "assert 'torch' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)

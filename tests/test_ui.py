@@ -99,7 +99,7 @@ def test_cli_graph_spec_maps_to_operator_options(registered):
 
 
 def test_checkpoint_choices_are_the_registry_and_a_local_file(registered):
-    from pointmap.core import registry
+    from pointmap.core.weights import registry
     from pointmap.ui.preferences import LOCAL, _checkpoint_items
 
     items = _checkpoint_items(None, None)

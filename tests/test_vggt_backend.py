@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from helpers_vggt import VGGT_PARITY_DIR, assert_close, tiny_model
+from pointmap.core.backends.vggt import estimate_activation_bytes, run_vggt
 from pointmap.core.errors import Cancelled, CancelToken, InputError
-from pointmap.core.images import load_images, load_images_vggt, to_tensor_vggt
-from pointmap.core.vggt_backend import estimate_activation_bytes, run_vggt
+from pointmap.core.io.images import load_images, load_images_vggt, to_tensor_vggt
 
 TINY_FRAMES = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i}.png") for i in range(3)]
 PP_IMAGES = [str(VGGT_PARITY_DIR / "images" / n) for n in ("pp_a_160x120.png", "pp_b_120x160.png",

@@ -19,10 +19,10 @@ import pytest
 import torch
 from conftest import FIXTURES, fixture_dir
 from helpers_recipe import recipe_state_dict
-from pointmap.core import weights as W
 from pointmap.core.errors import CheckpointError
 from pointmap.core.models import build_model
 from pointmap.core.models.vggt import build_vggt
+from pointmap.core.weights import checkpoint as W
 
 KEYS_DIR = fixture_dir("POINTMAP_CKPT_KEYS_DIR", FIXTURES / "checkpoint_keys")
 PARITY_DIR = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")

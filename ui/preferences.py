@@ -57,7 +57,7 @@ def _checkpoint_items(_self, _context):
     # Blender keeps pointers into these strings: the list must outlive the call, hence the module global,
     # filled once (the registry is fixed).
     if not _registry_items:
-        from ..core import registry
+        from ..core.weights import registry
 
         _registry_items.extend((name, name, registry.get(name).description) for name in registry.names())
         _registry_items.append((LOCAL, "Local file or folder", "A checkpoint already on disk"))
@@ -160,7 +160,7 @@ def get_settings(context=None) -> Settings:
     prefs = get_prefs(context)
     if prefs is None:
         # Not enabled through Blender (scripts, the demo): share the core's cache ($POINTMAP_CACHE, ~/.cache).
-        from ..core.download import default_cache_dir
+        from ..core.weights.download import default_cache_dir
 
         return Settings(cache_dir=str(default_cache_dir()))
     ckpt = bpy.path.abspath(prefs.local_checkpoint) if prefs.checkpoint == LOCAL else prefs.checkpoint

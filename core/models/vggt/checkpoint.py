@@ -12,7 +12,7 @@ import os
 import torch
 
 from ...errors import CheckpointError
-from ...weights import RawCheckpoint, load_raw_checkpoint, read_checkpoint
+from ...weights.checkpoint import RawCheckpoint, load_raw_checkpoint, read_checkpoint
 from .model import VGGT
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .reconstruction import Reconstruction
+from ..reconstruction import Reconstruction
 
 
 def point_cloud(rec: Reconstruction, min_conf: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 DUST3R_CLASS = "AsymmetricCroCo3DStereo"
 MAST3R_CLASS = "AsymmetricMASt3R"
@@ -463,8 +463,8 @@ def load_state_dict_into(model: torch.nn.Module, state_dict: Mapping[str, torch.
 def _build(raw: RawCheckpoint, vggt_config: dict | None) -> torch.nn.Module:
     """The network `raw` describes, built on the meta device (no memory, no random init)."""
     # Imported before entering the meta context so that nothing created at import time lands on meta.
-    from .models import build_model
-    from .models.vggt import build_vggt
+    from ..models import build_model
+    from ..models.vggt import build_vggt
 
     try:
         with torch.device("meta"):

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import CancelToken, PointmapError, check_cancel
-from .progress import ProgressFn, report
+from ..errors import CancelToken, PointmapError, check_cancel
+from ..progress import ProgressFn, report
 
 
 @dataclass
@@ -76,7 +76,7 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     """Recover cameras, focals and depth maps from `PairPredictions` (see the module docstring)."""
     import torch
 
-    from .align_init import build_groups, initialise
+    from .init import build_groups, initialise
 
     opt = options or AlignOptions()
     t0 = time.perf_counter()
@@ -300,8 +300,8 @@ def _refine(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, fixed_sc
     """
     import torch
 
-    from .align_init import conf_weight, sample_stride
     from .geometry import axis_angle_to_matrix
+    from .init import conf_weight, sample_stride
 
     dev = state.cam_R.device
     n, ne = state.cam_R.shape[0], state.edge_s.shape[0]
@@ -476,7 +476,7 @@ def _solve_depths(state: _State, groups, cam: _Intrinsics, opt: AlignOptions, n:
     """
     import torch
 
-    from .align_init import conf_weight
+    from .init import conf_weight
 
     dev = state.cam_R.device
     cam_R, cam_t = state.cam_R.float(), state.cam_t.float()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import PointmapError
+from ..errors import PointmapError
 from .geometry import maximum_spanning_tree, similarity_stats, umeyama_from_stats, weiszfeld_focal
 
 
@@ -152,7 +152,7 @@ class PairStorage:
 def pack_predictions(pred, dtype=None, device=None, pin_memory: bool = False):
     """Copy any `PairPredictions` into `PairStorage` layout (dtype default float16, device default the
     predictions'); returns a new PairPredictions whose pointmaps / confidences are buffer views."""
-    from .predictions import PairPredictions
+    from ..pairwise.predictions import PairPredictions
 
     dev = device if device is not None else pred.pts_i[0].device
     store = PairStorage(pred.edges, pred.image_shapes, dtype, dev, pin_memory)

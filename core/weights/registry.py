@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 _HF = "https://huggingface.co/{repo}/resolve/main/{file}"
 _NAVER = "https://download.europe.naverlabs.com/ComputerVision/{project}/{name}.pth"

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .devices import resolve_device_precision
-from .errors import CancelToken, PointmapError, check_cancel
+from ..devices import resolve_device_precision
+from ..errors import CancelToken, PointmapError, check_cancel
+from ..progress import ProgressFn, report
 from .predictions import PairPredictions
-from .progress import ProgressFn, report
 
 # Rough peak activation bytes per pixel of one pair during decoding + heads (measured on the DPT head,
 # which dominates); used only to size batches against free memory.
@@ -88,7 +88,7 @@ class PairInference:
         """Largest batch whose estimated activations fit in ~60% of the free device memory (≤ max_batch)."""
         if self.device.type != "cuda":
             return self.max_batch
-        from .memory_plan import cuda_free_bytes
+        from .memory import cuda_free_bytes
 
         free = cuda_free_bytes(self.device, headroom=0.4)
         return int(max(1, min(self.max_batch, free // max(1, pixels * per_pixel))))
@@ -191,7 +191,7 @@ class PairInference:
         device; host storage is pinned when CUDA is available). out_dtype: storage dtype (default
         `storage_dtype`). Pointmaps / confidences are views into one `PairStorage` buffer per image shape.
         """
-        from .align_init import PairStorage
+        from ..align.init import PairStorage
 
         edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
         n = len(encoded)

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import CancelToken, InputError, check_cancel
-from .progress import ProgressFn, report
+from ..errors import CancelToken, InputError, check_cancel
+from ..progress import ProgressFn, report
 
 if TYPE_CHECKING:  # torch is imported only when tensors are asked for
     import torch

@@ -18,9 +18,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import CancelToken, CheckpointError, PointmapError, check_cancel
+from ..progress import ProgressFn, report
 from . import registry
-from .errors import CancelToken, CheckpointError, PointmapError, check_cancel
-from .progress import ProgressFn, report
 
 USER_AGENT = "pointmap/0.1 (checkpoint downloader)"
 CHUNK = 1 << 20
@@ -67,14 +67,14 @@ def _default_verify(name: str) -> Callable[[Path], None] | None:
         return check_json
     if name.endswith(".safetensors"):
         def check_safetensors(path: Path) -> None:
-            from .weights import safetensors_keys
+            from .checkpoint import safetensors_keys
 
             if not safetensors_keys(path):
                 raise CheckpointError(f"{path} holds no tensors.")
         return check_safetensors
     if name.endswith(_TORCH_SUFFIXES):
         def check_torch(path: Path) -> None:
-            from .weights import read_checkpoint
+            from .checkpoint import read_checkpoint
 
             read_checkpoint(path)
         return check_torch
@@ -241,7 +241,7 @@ def download_checkpoint(name: str, cache_dir: str | Path | None = None, progress
             download(f.url, dest, progress, cancel, label=f"{spec.name}/{f.filename}")
     target = _target(spec, folder, source)
     if len(files) > 1:           # each file was verified alone; together they must also fit (config + weights)
-        from .weights import read_checkpoint
+        from .checkpoint import read_checkpoint
 
         read_checkpoint(target)
     return target

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import PointmapError
+from ..errors import PointmapError
 
 _GIB = 2 ** 30
 
@@ -61,9 +61,9 @@ def estimate_pairwise_memory(shapes, edges, storage_dtype=None, desc_dim: int = 
     """
     import torch
 
-    from .align import _SOLVE_CHUNK_PIXELS, AlignOptions
-    from .align_init import INIT_SAMPLES
-    from .inference import _PAIR_BYTES_PER_PIXEL
+    from ..align.init import INIT_SAMPLES
+    from ..align.refine import _SOLVE_CHUNK_PIXELS, AlignOptions
+    from .engine import _PAIR_BYTES_PER_PIXEL
 
     dtype = storage_dtype or torch.float16
     fine_samples = fine_samples or AlignOptions.fine_samples

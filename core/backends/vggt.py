@@ -32,11 +32,11 @@ import time
 
 import numpy as np
 
-from .devices import resolve_device_precision
-from .errors import InputError, PointmapError, check_cancel
-from .memory_plan import cuda_free_bytes
-from .progress import report
-from .reconstruction import Reconstruction
+from ..devices import resolve_device_precision
+from ..errors import InputError, PointmapError, check_cancel
+from ..pairwise.memory import cuda_free_bytes
+from ..progress import report
+from ..reconstruction import Reconstruction
 
 
 class VGGTMemoryError(PointmapError):
@@ -95,7 +95,7 @@ def fast_attention(device):
 
 
 def _images_tensor(images):
-    from .images import VGGT_PATCH, to_tensor_vggt
+    from ..io.images import VGGT_PATCH, to_tensor_vggt
 
     if len(images) == 0:
         raise InputError("VGGT needs at least one image.")
@@ -115,7 +115,7 @@ def _images_tensor(images):
 def _camera_matrices(pose_enc, h: int, w: int):
     """VGGT's cameras as float64 numpy: world2cam (S, 4, 4) in VGGT's world frame, cam2world (S, 4, 4)
     re-expressed in camera 0's frame (camera 0 exactly the identity), and K_net (S, 3, 3)."""
-    from .models.vggt.pose import pose_encoding_to_extri_intri
+    from ..models.vggt.pose import pose_encoding_to_extri_intri
 
     extrinsic, intrinsic = pose_encoding_to_extri_intri(pose_enc.float(), (h, w))
     s = extrinsic.shape[0]
@@ -151,8 +151,8 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     """
     import torch
 
-    from .models.vggt.blocks import set_fused
-    from .models.vggt.pose import unproject_depth
+    from ..models.vggt.blocks import set_fused
+    from ..models.vggt.pose import unproject_depth
 
     if head_precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"head_precision must be 'auto', 'fp32' or 'bf16', not {head_precision!r}")

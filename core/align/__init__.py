@@ -1,0 +1,1 @@
+"""Global alignment: initialisation, refinement and geometry."""

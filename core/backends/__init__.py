@@ -1,0 +1,1 @@
+"""Backends: each turns loaded images into a `Reconstruction`."""

@@ -1,0 +1,1 @@
+"""Image loading and file formats (PLY, COLMAP, ...). No bpy."""

@@ -1,0 +1,1 @@
+"""Pairwise backend internals: scene graphs, the pair engine, prediction storage, memory plan."""

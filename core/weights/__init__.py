@@ -1,0 +1,1 @@
+"""Checkpoints: the registry of official weights, downloads, and the one strict reader."""
