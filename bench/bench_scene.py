@@ -45,7 +45,7 @@ def make_recon(n_views: int, h: int = 384, w: int = 512, sky_rows: int = 188, se
         names=[f"frame_{i:03d}" for i in range(n)], paths=[None] * n,
         image_sizes=np.array([[h, w]] * n, np.int32), cam2world=np.stack(poses),
         K=np.stack([K] * n), K_net=np.stack([K] * n), net_to_orig=np.stack([np.eye(3)] * n),
-        depth=depth, points=points, conf=conf, colors=colors, backend="bench")
+        depth=depth, points=points, conf=conf, colors=colors, family="bench")
 
 
 def main() -> None:

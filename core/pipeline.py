@@ -127,7 +127,7 @@ def reconstruct(
     _check_cameras(recon, model_name)
     timings["total"] = time.perf_counter() - t_start
     recon.model = model_name
-    recon.backend = family
+    recon.family = family
     recon.warnings = warnings + list(recon.warnings)
     recon.meta = {**recon.meta, **meta, "timings": timings, "precision": precision}
     recon.validate()

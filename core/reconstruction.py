@@ -39,8 +39,12 @@ class Reconstruction:
     points: list[np.ndarray]         # N x (H_i, W_i, 3) float32, world coordinates
     conf: list[np.ndarray]           # N x (H_i, W_i) float32, confidence (higher is better, >= 0)
     colors: list[np.ndarray]         # N x (H_i, W_i, 3) uint8, sRGB colour of each network pixel
-    backend: str = ""                # "dust3r", "mast3r", "vggt", "synthetic", ...
+    family: str = ""                 # model family: "dust3r", "mast3r", "vggt", "synthetic", ...
     model: str = ""                  # checkpoint name or path
+    frame_numbers: np.ndarray | None = None   # (N,) int64 frame number of each view in its clip / image
+                                              # sequence (e.g. 1001, 1003, ...); None for unordered photos
+    fps: float | None = None         # frame rate of the clip the views came from, when known
+    metric_scale: bool = False       # True when world units are metres (metric models); else arbitrary scale
     warnings: list[str] = field(default_factory=list)   # things the user should be told
     meta: dict = field(default_factory=dict)             # timings, graph, options (JSON-able)
 
@@ -65,6 +69,7 @@ class Reconstruction:
             (self.net_to_orig.shape == (n, 3, 3), "net_to_orig"),
             (len(self.depth) == n and len(self.points) == n, "depth/points"),
             (len(self.conf) == n and len(self.colors) == n, "conf/colors"),
+            (self.frame_numbers is None or np.shape(self.frame_numbers) == (n,), "frame_numbers"),
         ]
         for ok, name in checks:
             if not ok:
@@ -86,9 +91,12 @@ class Reconstruction:
             "paths": np.array(["" if p is None else p for p in self.paths]),
             "image_sizes": self.image_sizes, "cam2world": self.cam2world, "K": self.K,
             "K_net": self.K_net, "net_to_orig": self.net_to_orig,
-            "meta_json": np.array(json.dumps({"backend": self.backend, "model": self.model,
+            "meta_json": np.array(json.dumps({"family": self.family, "model": self.model,
+                                              "fps": self.fps, "metric_scale": self.metric_scale,
                                               "warnings": self.warnings, "meta": self.meta})),
         }
+        if self.frame_numbers is not None:
+            arrays["frame_numbers"] = np.asarray(self.frame_numbers, dtype=np.int64)
         for i in range(self.n_views):
             arrays[f"depth_{i}"] = self.depth[i]
             arrays[f"points_{i}"] = self.points[i]
@@ -113,6 +121,9 @@ class Reconstruction:
                 points=[z[f"points_{i}"] for i in range(n)],
                 conf=[z[f"conf_{i}"] for i in range(n)],
                 colors=[z[f"colors_{i}"] for i in range(n)],
-                backend=extra["backend"], model=extra["model"],
+                # files written before the rename stored the family under "backend"
+                family=extra.get("family", extra.get("backend", "")), model=extra["model"],
+                frame_numbers=z["frame_numbers"] if "frame_numbers" in z.files else None,
+                fps=extra.get("fps"), metric_scale=bool(extra.get("metric_scale", False)),
                 warnings=list(extra["warnings"]), meta=dict(extra["meta"]),
             )

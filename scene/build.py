@@ -29,7 +29,7 @@ def default_name(recon) -> str:
         base = os.path.basename(os.path.dirname(os.path.abspath(first))) or None
     if not base:
         base = recon.names[0] if recon.names else "pointmap"
-    return f"{base} ({recon.backend})" if recon.backend else base
+    return f"{base} ({recon.family})" if recon.family else base
 
 
 def _scene_scale(recon) -> tuple[float, float]:
@@ -120,7 +120,7 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
     step("collection")
     coll = created.add(bpy.data.collections.new(name))
     scene.collection.children.link(coll)
-    coll["pointmap_backend"] = recon.backend
+    coll["pointmap_family"] = recon.family
     coll["pointmap_model"] = recon.model
     coll["pointmap_source"] = os.path.dirname(os.path.abspath(recon.paths[0])) if recon.paths[0] else ""
     coll["pointmap_paths"] = [p or "" for p in recon.paths]

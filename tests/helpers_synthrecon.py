@@ -189,7 +189,7 @@ def make_synthetic_recon(views: list[ViewSpec] | None = None, n_views: int | Non
     rec = Reconstruction(
         names=list(names), paths=list(paths), image_sizes=np.array(sizes, np.int32),
         cam2world=poses, K=np.stack(K_all), K_net=np.stack(K_net_all), net_to_orig=np.stack(n2o_all),
-        depth=depth, points=points, conf=conf, colors=colors, backend="synthetic", model="raycast-room",
+        depth=depth, points=points, conf=conf, colors=colors, family="synthetic", model="raycast-room",
         meta={"seed": seed},
     )
     rec.validate()

@@ -35,7 +35,7 @@ def _tiny_recon(n=2, h=4, w=6):
         points=[rng.random((h, w, 3), dtype=np.float32) for _ in range(n)],
         conf=[rng.random((h, w), dtype=np.float32) for _ in range(n)],
         colors=[rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)],
-        backend="synthetic", warnings=["w"], meta={"a": 1},
+        family="synthetic", warnings=["w"], meta={"a": 1},
     )
 
 
@@ -48,3 +48,22 @@ def test_reconstruction_roundtrip(tmp_path):
     assert back.names == rec.names and back.paths == rec.paths and back.meta == {"a": 1}
     for a, b in zip(rec.points, back.points, strict=True):
         np.testing.assert_array_equal(a, b)
+    assert back.family == "synthetic" and back.frame_numbers is None and back.fps is None and not back.metric_scale
+
+
+def test_reconstruction_roundtrip_sequence_fields(tmp_path):
+    rec = _tiny_recon()
+    rec.frame_numbers = np.array([1001, 1003])
+    rec.fps, rec.metric_scale = 23.976, True
+    rec.validate()
+    rec.save(tmp_path / "r.npz")
+    back = Reconstruction.load(tmp_path / "r.npz")
+    np.testing.assert_array_equal(back.frame_numbers, [1001, 1003])
+    assert back.frame_numbers.dtype == np.int64 and back.fps == 23.976 and back.metric_scale
+    rec.frame_numbers = np.array([1, 2, 3])
+    try:
+        rec.validate()
+    except ValueError as e:
+        assert "frame_numbers" in str(e)
+    else:
+        raise AssertionError("a frame_numbers array of the wrong length must be refused")

@@ -117,7 +117,7 @@ def test_vggt_backend_end_to_end(tmp_path):
     Image.open(frames[0]).save(tmp_path / "extra.png")
     rec = reconstruct(frames, tiny_model("pt"), image_size=56, vggt_points="depth")
     _check_contract(rec, 3)
-    assert rec.backend == "vggt"
+    assert rec.family == "vggt"
     np.testing.assert_allclose(rec.cam2world[0], np.eye(4), atol=1e-5)
 
 

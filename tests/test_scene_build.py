@@ -112,7 +112,7 @@ def test_camera_settings(recon):
     assert any("differ in size" in w for w in coll["pointmap_warnings"])
     assert any("pixel aspect" in w for w in recon.warnings)
     assert coll.name == "view_00 (synthetic)"
-    assert coll["pointmap_backend"] == "synthetic"
+    assert coll["pointmap_family"] == "synthetic"
 
 
 def test_sensor_size_sets_lens_not_field_of_view(recon):

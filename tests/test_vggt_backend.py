@@ -32,7 +32,7 @@ def test_reconstruction_contract_and_geometry(model):
     images = load_images_vggt(PP_IMAGES[:2], mode="crop", target=70)
     rec = run_vggt(model, images, device="cpu")
     rec.validate()
-    assert rec.backend == "vggt" and rec.n_views == 2 and rec.meta["precision"] == "fp32"
+    assert rec.family == "vggt" and rec.n_views == 2 and rec.meta["precision"] == "fp32"
     np.testing.assert_array_equal(rec.cam2world[0], np.eye(4))
     for i, im in enumerate(images):
         h, w = im.true_shape

@@ -241,7 +241,7 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
         points=out_points,
         conf=out_conf,
         colors=[np.ascontiguousarray(im.rgb, dtype=np.uint8) for im in images],
-        backend="vggt",
+        family="vggt",
         model=str(getattr(model, "name", "")),
         meta={"checkpoint_notes": list(getattr(model, "checkpoint_notes", [])),
               "device": str(device), "precision": precision, "head_precision": head_precision,

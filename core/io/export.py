@@ -49,7 +49,7 @@ def write_ply(rec: Reconstruction, path: str | os.PathLike, min_conf: float = 0.
     vertex["confidence"], vertex["view"] = conf, view
     header = "\n".join([
         "ply", "format binary_little_endian 1.0",
-        f"comment pointmap {rec.backend} {rec.model}".rstrip(),
+        f"comment pointmap {rec.family} {rec.model}".rstrip(),
         f"element vertex {len(vertex)}",
         "property float x", "property float y", "property float z",
         "property uchar red", "property uchar green", "property uchar blue",
