@@ -1,6 +1,7 @@
 """Make the demo's sample photos and the README picture, in Blender (the bpy module).
 
   .venv/bin/python samples/make_samples.py photos    # samples/photos/*.jpg (7 views, 512x384)
+  .venv/bin/python samples/make_samples.py cameras   # samples/photos/cameras.json (true cameras, no render)
   .venv/bin/python samples/make_samples.py picture   # docs/scene.png (a built synthetic reconstruction)
   .venv/bin/python samples/make_samples.py           # both
 
@@ -178,10 +179,49 @@ def build_still_life():
     bg.inputs["Strength"].default_value = 0.6
 
 
+PHOTO_SIZE = (512, 384)      # width, height
+PHOTO_LENS_MM, PHOTO_SENSOR_MM = 30.0, 36.0   # Blender's default sensor width, horizontal fit
+
+
+def photo_poses(n: int = 7):
+    """(location, rotation quaternion) of each photo's Blender camera: a 60-degree arc around the still life."""
+    import bpy  # noqa: F401  (mathutils comes with the bpy module)
+    from mathutils import Vector
+
+    target = Vector((0.1, 0.6, 0.45))
+    poses = []
+    for k in range(n):
+        a = math.radians(-30 + 60 * k / max(1, n - 1))
+        eye = target + Vector((4.2 * math.sin(a), -4.2 * math.cos(a), 1.5 + 0.15 * math.cos(3 * a)))
+        poses.append((eye, (target - eye).to_track_quat("-Z", "Y")))
+    return poses
+
+
+def write_cameras(n: int = 7, path: Path = PHOTOS / "cameras.json") -> Path:
+    """The photos' true cameras (the ones `render_photos` used) in pointmap's convention: OpenCV camera axes
+    (x right, y down, z forward), cam2world in Blender's world frame (metres, z up), K in pixels with pixel
+    centres at integers."""
+    import json
+
+    import numpy as np
+
+    w, h = PHOTO_SIZE
+    f = PHOTO_LENS_MM / PHOTO_SENSOR_MM * w
+    K = [[f, 0.0, (w - 1) / 2], [0.0, f, (h - 1) / 2], [0.0, 0.0, 1.0]]
+    cams = {}
+    for k, (eye, rotation) in enumerate(photo_poses(n)):
+        R = np.array(rotation.to_matrix()) @ np.diag([1.0, -1.0, -1.0])   # Blender camera -> OpenCV axes
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, np.array(eye)
+        cams[f"still_life_{k + 1:02d}.jpg"] = {"cam2world": T.round(9).tolist(), "K": K, "width": w, "height": h}
+    path.write_text(json.dumps({"convention": "OpenCV camera axes; world z up (Blender); pixel centres at "
+                                "integers", "cameras": cams}, indent=1) + "\n")
+    return path
+
+
 def render_photos(n: int = 7, out_dir: Path = PHOTOS, samples: int = 24) -> list[Path]:
     """Render n JPEGs (512x384) from a 60-degree arc of cameras looking at the still life."""
     import bpy
-    from mathutils import Vector
 
     build_still_life()
     scene = bpy.context.scene
@@ -198,14 +238,11 @@ def render_photos(n: int = 7, out_dir: Path = PHOTOS, samples: int = 24) -> list
     cam = bpy.data.objects.new("photo", cam_data)
     scene.collection.objects.link(cam)
     scene.camera = cam
-    target = Vector((0.1, 0.6, 0.45))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for k in range(n):
-        a = math.radians(-30 + 60 * k / max(1, n - 1))
-        eye = target + Vector((4.2 * math.sin(a), -4.2 * math.cos(a), 1.5 + 0.15 * math.cos(3 * a)))
+    for k, (eye, rotation) in enumerate(photo_poses(n)):
         cam.location = eye
-        cam.rotation_euler = (target - eye).to_track_quat("-Z", "Y").to_euler()
+        cam.rotation_euler = rotation.to_euler()
         path = out_dir / f"still_life_{k + 1:02d}.jpg"
         scene.render.filepath = str(path)
         bpy.ops.render.render(write_still=True)
@@ -300,6 +337,8 @@ def main(argv: list[str]) -> None:
     if what in ("photos", "all"):
         for p in render_photos():
             print(p, os.path.getsize(p), "bytes")
+    if what in ("photos", "cameras", "all"):
+        print(write_cameras())
     if what in ("picture", "all"):
         p = render_picture()
         print(p, os.path.getsize(p), "bytes")

@@ -1,0 +1,136 @@
+"""The demo network's training code: scene generator, renderer, loss, checkpoints, export (tiny sizes, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pointmap.training.config import DEMO_CONFIG
+from pointmap.training.data import make_pairs_batch, render_views
+from pointmap.training.export import export
+from pointmap.training.loss import conf_regression_loss
+from pointmap.training.scenes import EVAL, TRAIN, sample_scene
+from pointmap.training.score_cameras import score
+from pointmap.training.train import load_checkpoint_parts, main, new_model, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"enc_embed_dim": 32, "enc_depth": 1, "enc_num_heads": 2, "dec_embed_dim": 16, "dec_depth": 1,
+        "dec_num_heads": 1, "img_size": [32, 32]}
+
+
+def test_scene_and_render_are_pure_functions_of_the_seed():
+    a = make_pairs_batch([3, 4], (32, 40), supersample=1)
+    b = make_pairs_batch([3, 4], (32, 40), supersample=1)
+    c = make_pairs_batch([5, 4], (32, 40), supersample=1)
+    assert torch.equal(a.img1, b.img1) and torch.equal(a.pts2, b.pts2)
+    assert not torch.equal(a.pts1[0], c.pts1[0]) and torch.equal(a.pts1[1], c.pts1[1])
+    assert a.img1.shape == (2, 3, 32, 40) and a.pts1.shape == (2, 32, 40, 3)
+    assert float(a.img1.min()) >= -1 and float(a.img1.max()) <= 1
+
+
+def test_points_project_onto_their_pixels_and_depth_is_z():
+    r, c2w, K = render_views([7], 3, (24, 30), supersample=1)
+    for v in range(3):
+        T = c2w[0, v]
+        cam = (r.points[0, v] - T[:3, 3]) @ T[:3, :3]               # world -> camera v
+        np.testing.assert_allclose(cam[..., 2].numpy(), r.depth[0, v].numpy(), rtol=1e-4, atol=1e-5)
+        uvw = cam @ K[0, v].T
+        uv = (uvw[..., :2] / uvw[..., 2:]).numpy()
+        vv, uu = np.mgrid[0:24, 0:30]
+        np.testing.assert_allclose(uv[..., 0], uu, atol=2e-3)
+        np.testing.assert_allclose(uv[..., 1], vv, atol=2e-3)
+        assert bool((r.depth[0, v] > 0).all())
+
+
+def test_evaluation_style_differs_from_training():
+    assert set(EVAL.textures) - set(TRAIN.textures), "evaluation must use a texture training never sees"
+    s_train, s_eval = sample_scene(1, TRAIN), sample_scene(1, EVAL)
+    assert not torch.equal(s_train.material, s_eval.material)
+
+
+def test_loss_is_scale_invariant_and_rewards_confidence_on_good_points():
+    b = make_pairs_batch([11], (16, 16), supersample=1)
+    one = torch.ones(b.pts1.shape[:-1])
+    exact, _ = conf_regression_loss(3 * b.pts1, one * 5, 3 * b.pts2, one * 5, b.pts1, b.pts2)
+    low_conf, _ = conf_regression_loss(b.pts1, one, b.pts2, one, b.pts1, b.pts2)
+    assert float(exact) < float(low_conf) <= 1e-6   # zero error: only the -alpha log c term remains
+    noisy, info = conf_regression_loss(b.pts1 + 0.3, one, b.pts2, one, b.pts1, b.pts2)
+    assert float(noisy) > 0 and float(info["regr"]) > 0
+
+
+def test_training_runs_saves_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    args = ["--rundir", str(run), "--size", "32", "--batch", "2", "--supersample", "1", "--total-steps", "3",
+            "--warmup", "1", "--log-every", "1", "--eval-every", "3", "--eval-pairs", "2",
+            "--model-config", json.dumps(TINY)]
+    main(args)
+    sd, step = load_checkpoint_parts(run / "ckpt")
+    assert step == 3
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if not r.get("final")] == [1, 2, 3] and "eval_regr" in log[-1]
+    main(args[:2] + ["--model-config", json.dumps(TINY), "--resume", str(run / "ckpt"), "--ckptdir", str(tmp_path / "c2"), "--total-steps", "4",
+                       "--size", "32", "--batch", "2", "--supersample", "1", "--warmup", "1", "--log-every", "1",
+                       "--eval-every", "9", "--eval-pairs", "2"])
+    sd2, step2 = load_checkpoint_parts(tmp_path / "c2")
+    assert step2 == 4 and set(sd2) == set(sd)
+    assert any(not torch.equal(sd[k], sd2[k]) for k in sd)   # the resumed step trained
+
+
+def test_checkpoint_roundtrip_and_export_loads_through_the_official_path(tmp_path, monkeypatch):
+    import pointmap.training.train as train_mod
+    from pointmap.core.weights.checkpoint import load_checkpoint
+
+    monkeypatch.setattr(train_mod, "PART_BYTES", 64 * 1024)
+
+    torch.manual_seed(0)
+    model = new_model("cpu", {**DEMO_CONFIG, **TINY})
+    save_checkpoint(model, 17, {"config": {**DEMO_CONFIG, **TINY}}, tmp_path / "ckpt")
+    sd, step = load_checkpoint_parts(tmp_path / "ckpt")
+    assert step == 17 and all(torch.equal(v, model.state_dict()[k].float()) for k, v in sd.items())
+    assert len(list((tmp_path / "ckpt").glob("part*.safetensors"))) > 1    # split under the size limit
+    out = export(tmp_path / "ckpt", tmp_path / "demo")
+    sd16, step16 = load_checkpoint_parts(out)          # training can resume from the shipped float16 folder
+    assert step16 == 17 and set(sd16) == set(sd) and all(v.dtype == torch.float32 for v in sd16.values())
+    loaded, info = load_checkpoint(out)
+    assert info.family == "dust3r" and info.input_size == 32
+    ref = model.state_dict()
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, ref[k].half().float())
+
+
+def test_camera_score_is_invariant_to_a_similarity_and_sees_errors():
+    rng = np.random.default_rng(0)
+    n = 6
+    T = np.tile(np.eye(4), (n, 1, 1))
+    for i in range(n):
+        q = rng.normal(size=4)
+        q /= np.linalg.norm(q)
+        w, x, y, z = q
+        T[i, :3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]]
+        T[i, :3, 3] = rng.normal(size=3)
+    K = np.tile(np.diag([500.0, 500.0, 1.0]), (n, 1, 1))
+    S = np.eye(4)
+    S[:3, :3] = 2.5 * T[1, :3, :3]
+    S[:3, 3] = [1, -2, 3]
+    moved = S @ T
+    moved[:, :3, :3] /= 2.5
+    s = score(moved, K, T, K)
+    assert s["rotation_deg_max"] < 1e-4 and s["focal_pct_max"] < 1e-9 and s["centre_err_of_spread_mean"] < 1e-9
+    K2 = K.copy()
+    K2[:, 0, 0] = K2[:, 1, 1] = 550
+    assert score(moved, K2, T, K)["focal_pct_mean"] == pytest.approx(10.0)
+
+
+def test_sample_cameras_match_the_photos():
+    truth = json.loads((ROOT / "samples" / "photos" / "cameras.json").read_text())["cameras"]
+    photos = sorted(p.name for p in (ROOT / "samples" / "photos").glob("*.jpg"))
+    assert sorted(truth) == photos
+    for cam in truth.values():
+        R = np.array(cam["cam2world"])[:3, :3]
+        np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-6)
+        assert cam["width"] == 512 and cam["height"] == 384

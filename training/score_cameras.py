@@ -1,0 +1,69 @@
+"""Score reconstructed cameras against true ones after a similarity fit.
+
+    python -m pointmap.training.score_cameras OUT.npz samples/photos/cameras.json
+
+OUT.npz is a saved `Reconstruction` (the CLI's --save-reconstruction); the JSON maps image file names to
+{"cam2world": 4x4 OpenCV, "K": 3x3} (see samples/make_samples.py). Views are matched by file name.
+The fit: one global rotation (chordal mean of R_true R_pred^T), then scale and translation by least squares
+on the camera centres. Reported: rotation error per view (degrees), focal error (%), centre error as a
+fraction of the true cameras' spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _project_rotation(M: np.ndarray) -> np.ndarray:
+    U, _, Vt = np.linalg.svd(M)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+def score(pred_c2w: np.ndarray, pred_K: np.ndarray, true_c2w: np.ndarray, true_K: np.ndarray) -> dict:
+    """(N, 4, 4), (N, 3, 3) each -> errors after the similarity fit (see module doc)."""
+    Rp, Rt = pred_c2w[:, :3, :3], true_c2w[:, :3, :3]
+    R = _project_rotation(np.einsum("nij,nkj->ik", Rt, Rp))
+    cp, ct = pred_c2w[:, :3, 3] @ R.T, true_c2w[:, :3, 3]
+    cp0, ct0 = cp - cp.mean(0), ct - ct.mean(0)
+    s = float((cp0 * ct0).sum() / max((cp0 * cp0).sum(), 1e-12))
+    centre_err = np.linalg.norm(s * cp0 - ct0, axis=1)
+    spread = float(np.linalg.norm(ct0, axis=1).mean())
+    rel = np.einsum("nji,jk,nkl->nil", Rt, R, Rp)
+    ang = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    f_pred = 0.5 * (pred_K[:, 0, 0] + pred_K[:, 1, 1])
+    f_true = 0.5 * (true_K[:, 0, 0] + true_K[:, 1, 1])
+    f_err = np.abs(f_pred / f_true - 1) * 100
+    return {"views": int(len(ang)), "rotation_deg_mean": float(ang.mean()), "rotation_deg_max": float(ang.max()),
+            "focal_pct_mean": float(f_err.mean()), "focal_pct_max": float(f_err.max()),
+            "centre_err_of_spread_mean": float(centre_err.mean() / spread), "rotation_deg": ang.round(3).tolist()}
+
+
+def score_files(recon_path: str | Path, cameras_json: str | Path) -> dict:
+    from ..core.reconstruction import Reconstruction
+
+    rec = Reconstruction.load(recon_path)
+    truth = json.loads(Path(cameras_json).read_text())["cameras"]
+    names = [Path(p).name if p else n for p, n in zip(rec.paths, rec.names, strict=True)]
+    missing = [n for n in names if n not in truth]
+    if missing:
+        raise SystemExit(f"{cameras_json} has no camera for {', '.join(missing)}")
+    true_c2w = np.array([truth[n]["cam2world"] for n in names], float)
+    true_K = np.array([truth[n]["K"] for n in names], float)
+    return score(rec.cam2world, rec.K, true_c2w, true_K)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("reconstruction", type=Path)
+    ap.add_argument("cameras", type=Path)
+    args = ap.parse_args(argv)
+    print(json.dumps(score_files(args.reconstruction, args.cameras), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Train the demo network on generated scenes; resumable across short GPU stretches.
+
+    python -m pointmap.training.train --rundir training/runs/demo224 --max-minutes 8 [--resume CKPT_DIR]
+    torchrun --nproc_per_node=4 -m pointmap.training.train ...      (several GPUs, DistributedDataParallel)
+
+Every batch is rendered on the fly from scene seeds derived from (global step, rank, index), so a resumed
+run continues with new scenes and no dataset lives on disk. Evaluation scenes use seeds from
+`scenes.EVAL_SEED_BASE` and the `scenes.EVAL` style (other objects, textures and lights), never trained on.
+
+Checkpoints (`<out>/ckpt/`): model weights in float32 split into parts of < 16 MiB (what the lent GPU machine
+can hand back), the step, and the run's settings. The AdamW moments are NOT kept (they would triple the size);
+after a resume they are rebuilt during a short re-warm-up of the learning rate. The loss curve is appended to
+`<run>/log.jsonl` (one JSON object per logged step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ..core.models import build_model
+from .config import DEMO_CLASS, DEMO_CONFIG
+from .data import make_pairs_batch
+from .loss import conf_regression_loss
+from .scenes import EVAL, EVAL_SEED_BASE
+
+PART_BYTES = 14 * 2**20
+
+
+def save_checkpoint(model: torch.nn.Module, step: int, settings: dict, folder: Path) -> None:
+    """Weights (float32, split into parts under PART_BYTES) + step.json. Written to a temp name, then renamed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    parts, cur, size = [], {}, 0
+    for k, v in sd.items():
+        nbytes = v.numel() * 4
+        if cur and size + nbytes > PART_BYTES:
+            parts.append(cur)
+            cur, size = {}, 0
+        cur[k] = v
+        size += nbytes
+    parts.append(cur)
+    for old in folder.glob("part*.safetensors"):
+        old.unlink()
+    for i, part in enumerate(parts):
+        tmp = folder / f"part{i}.safetensors.tmp"
+        save_file(part, str(tmp))
+        tmp.rename(folder / f"part{i}.safetensors")
+    (folder / "step.json").write_text(json.dumps({"step": step, "settings": settings, "parts": len(parts)}))
+
+
+def load_checkpoint_parts(folder: Path) -> tuple[dict, int]:
+    """(float32 state_dict, step) from a checkpoint folder, or from an exported (float16) demo-model folder."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not (folder / "step.json").is_file() and (folder / "model.safetensors").is_file():
+        with safe_open(str(folder / "model.safetensors"), "pt") as f:
+            step = int((f.metadata() or {}).get("training_step", 0))
+        return {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}, step
+    meta = json.loads((folder / "step.json").read_text())
+    sd = {}
+    for i in range(meta["parts"]):
+        sd.update(load_file(str(folder / f"part{i}.safetensors")))
+    return sd, int(meta["step"])
+
+
+def new_model(device, config: dict | None = None) -> torch.nn.Module:
+    """A freshly initialised DUSt3R of `config` (default: the demo architecture)."""
+    model = build_model(DEMO_CLASS, dict(config or DEMO_CONFIG))
+    # The reference initialises linear layers with xavier_uniform and LayerNorms to (1, 0).
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                torch.nn.init.zeros_(m.bias)
+        elif isinstance(m, torch.nn.LayerNorm):
+            torch.nn.init.ones_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    return model.to(device)
+
+
+def lr_at(step: int, total: int, base: float, warmup: int, resume_step: int, rewarm: int) -> float:
+    """Linear warm-up, cosine decay to 1 % over `total` steps; after a resume a short linear re-warm-up."""
+    if step < warmup:
+        f = (step + 1) / warmup
+    else:
+        f = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    if resume_step > 0 and step < resume_step + rewarm:
+        f *= (step - resume_step + 1) / rewarm
+    return base * f
+
+
+def forward_pair(model, img1, img2):
+    """Training forward: both images through the shared encoder, the two decoders and heads."""
+    res1, res2 = model({"img": img1}, {"img": img2})
+    return res1["pts3d"], res1["conf"], res2["pts3d_in_other_view"], res2["conf"]
+
+
+@torch.no_grad()
+def evaluate(model, device, n_pairs: int, batch: int, size=(224, 224)) -> dict:
+    """Mean normalised pointmap error on held-out evaluation scenes (EVAL style, EVAL seeds)."""
+    model.eval()
+    errs = []
+    for start in range(0, n_pairs, batch):
+        seeds = [EVAL_SEED_BASE + start + i for i in range(min(batch, n_pairs - start))]
+        b = make_pairs_batch(seeds, size, EVAL, device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            p1, c1, p2, c2 = forward_pair(model, b.img1, b.img2)
+        _, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
+        errs.append(float(info["regr"]) * len(seeds))
+    model.train()
+    return {"eval_regr": sum(errs) / n_pairs}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rundir", type=Path, required=True, help="run folder (log.jsonl, settings.json)")
+    ap.add_argument("--ckptdir", type=Path, default=None, help="checkpoint folder to write (default RUN/ckpt)")
+    ap.add_argument("--resume", type=Path, default=None, help="checkpoint folder to start from")
+    ap.add_argument("--max-minutes", type=float, default=8.0, help="stop (and save) after this wall time")
+    ap.add_argument("--total-steps", type=int, default=60000, help="length of the cosine schedule")
+    ap.add_argument("--batch", type=int, default=48, help="pairs per GPU per step")
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--rewarm", type=int, default=300)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--supersample", type=int, default=2)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--eval-pairs", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0, help="base of the training scene seeds")
+    ap.add_argument("--model-config", type=json.loads, default=None,
+                    help="JSON object of constructor arguments replacing config.DEMO_CONFIG entries")
+    args = ap.parse_args(argv)
+
+    distributed = "RANK" in os.environ
+    if distributed:
+        dist.init_process_group("nccl")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    else:
+        rank, world = 0, 1
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    torch.manual_seed(args.seed * 1000 + rank)
+    torch.backends.cuda.matmul.allow_tf32 = True
+
+    config = {**DEMO_CONFIG, **(args.model_config or {})}
+    model = new_model(device, config)
+    step = 0
+    if args.resume is not None:
+        sd, step = load_checkpoint_parts(args.resume)
+        model.load_state_dict(sd, strict=True)
+    resume_step = step
+    model.mask_token.requires_grad_(False)   # CroCo's masking token: unused by DUSt3R's forward (DDP needs no
+    #                                          gradient-less trainable parameters)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05,
+                            fused=device.type == "cuda")
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings.update(world_size=world, device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                    torch=torch.__version__, config=config, class_name=DEMO_CLASS)
+    ckpt_dir = args.ckptdir or args.rundir / "ckpt"
+    if rank == 0:
+        args.rundir.mkdir(parents=True, exist_ok=True)
+        with open(args.rundir / "settings.jsonl", "a") as f:
+            f.write(json.dumps({"resumed_at": step, **settings}) + "\n")
+    size = (args.size, args.size)
+    t0 = time.time()
+    deadline = t0 + 60 * args.max_minutes
+    log = open(args.rundir / "log.jsonl", "a") if rank == 0 else None
+    acc_loss, acc_regr, acc_n = 0.0, 0.0, 0
+    while True:
+        stop = torch.tensor([time.time() > deadline], device=device)
+        if distributed:
+            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        if bool(stop) or step >= args.total_steps:
+            break
+        # Seeds: disjoint per (step, rank, index) and always below EVAL_SEED_BASE.
+        base = args.seed * 100_000_000 + (step * world + rank) * args.batch
+        seeds = [base + i for i in range(args.batch)]
+        b = make_pairs_batch(seeds, size, device=device, supersample=args.supersample)
+        lr = lr_at(step, args.total_steps, args.lr, args.warmup, resume_step, args.rewarm)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            p1, c1, p2, c2 = forward_pair(ddp, b.img1, b.img2)
+        loss, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        acc_loss += float(loss.detach())
+        acc_regr += float(info["regr"])
+        acc_n += 1
+        if step % args.log_every == 0 and rank == 0:
+            rec = {"step": step, "loss": acc_loss / acc_n, "regr": acc_regr / acc_n, "lr": lr,
+                   "minutes": (time.time() - t0) / 60, "pairs_seen": step * world * args.batch}
+            if step % args.eval_every == 0:
+                rec.update(evaluate(model, device, args.eval_pairs, args.batch, size))
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(json.dumps(rec), flush=True)
+            acc_loss, acc_regr, acc_n = 0.0, 0.0, 0
+    if rank == 0:
+        final = {"step": step, "final": True, "minutes": (time.time() - t0) / 60}
+        final.update(evaluate(model, device, args.eval_pairs, args.batch, size))
+        log.write(json.dumps(final) + "\n")
+        log.close()
+        print(json.dumps(final), flush=True)
+        save_checkpoint(model, step, settings, ckpt_dir)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
