@@ -13,11 +13,11 @@ import traceback
 
 import bpy
 
+from .. import tasks as jobs
 from ..core.errors import PointmapError
 from ..core.progress import console_progress
 from ..ui.preferences import get_settings
 from ..ui.properties import ReconstructOptions, copy_options
-from . import job as jobs
 from .checkpoint import resolve_checkpoint
 from .inputs import beside_blend, resolve_inputs
 

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 from helpers_bpydata import datablock_names
+from pointmap import tasks as jobs
 from pointmap.core.errors import Cancelled, InputError
 from pointmap.core.progress import Progress
-from pointmap.operators import job as jobs
 
 
 def _collector():

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..operators import install_deps
-from ..operators import job as jobs
+from .. import tasks as jobs
 from .preferences import ADDON_ID
 
 
@@ -25,7 +24,7 @@ class POINTMAP_PT_main(_Sidebar, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        status = install_deps.cached_status()
+        status = jobs.dependency_status()
         if status.missing:
             box = layout.box()
             box.label(text=f"Missing: {', '.join(status.missing)}", icon="ERROR")

@@ -464,7 +464,7 @@ def _build(raw: RawCheckpoint, vggt_config: dict | None) -> torch.nn.Module:
     """The network `raw` describes, built on the meta device (no memory, no random init)."""
     # Imported before entering the meta context so that nothing created at import time lands on meta.
     from ..models import build_model
-    from ..models.vggt import build_vggt
+    from ..models.vggt.model import build_vggt
 
     try:
         with torch.device("meta"):
