@@ -9,6 +9,7 @@ from __future__ import annotations
 import bpy
 
 from .. import tasks as jobs
+from ..scene import keys
 from .preferences import ADDON_ID
 
 
@@ -49,7 +50,7 @@ def draw_run(layout, context) -> None:
     else:
         layout.operator("pointmap.reconstruct", text="Reconstruct", icon="PLAY")
     obj = context.active_object
-    if obj is not None and obj.type == "CAMERA" and "pointmap_width" in obj:
+    if obj is not None and obj.type == "CAMERA" and keys.WIDTH in obj:
         layout.operator("pointmap.use_camera", text=f"Look Through {obj.name}", icon="VIEW_CAMERA")
 
 
