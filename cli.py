@@ -107,7 +107,9 @@ def check_outputs(args: argparse.Namespace) -> None:
         folder = os.path.abspath(args.export_colmap)
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise UsageError(f"--export-colmap {args.export_colmap}: exists and is not a folder.")
-        _check_writable_parent(os.path.join(folder, "cameras.txt"), "--export-colmap")
+        # The model folder itself is created if missing; the folder it goes in must exist.
+        _check_writable_parent(os.path.join(folder, "cameras.txt") if os.path.isdir(folder) else folder,
+                               "--export-colmap")
 
 
 def _check_writable_parent(path: str, flag: str) -> None:

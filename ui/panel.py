@@ -101,6 +101,21 @@ class POINTMAP_PT_model(_Sidebar, bpy.types.Panel):
             layout.prop(s, "vggt_points")
 
 
+def runs_vggt(settings, context=None) -> bool:
+    """Whether a run with these panel settings uses VGGT: chosen explicitly, or AUTO with a registry
+    checkpoint of the VGGT family (a local file's family is only known once it is read)."""
+    if settings.backend != "AUTO":
+        return settings.backend == "VGGT"
+    from ..core.weights import registry
+    from .preferences import get_settings
+
+    name = settings.checkpoint or get_settings(context).checkpoint
+    try:
+        return registry.get(name).family == "vggt"
+    except Exception:   # a path or an unknown name: the run itself says what it is
+        return False
+
+
 class POINTMAP_PT_alignment(_Sidebar, bpy.types.Panel):
     bl_idname = "POINTMAP_PT_alignment"
     bl_label = "Alignment"
@@ -110,6 +125,11 @@ class POINTMAP_PT_alignment(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         s = context.scene.pointmap
         layout = self.layout
+        if runs_vggt(s, context):
+            # VGGT has no scene graph, alignment or focal constraint; the core refuses these options.
+            layout.label(text="VGGT predicts all cameras in one pass", icon="INFO")
+            layout = layout.column()
+            layout.enabled = False
         row = layout.row(align=True)
         row.prop(s, "graph", text="")
         sub = row.row(align=True)

@@ -1,5 +1,6 @@
 """Registration, settings, preferences helpers, dependency helpers and CLI wiring in real bpy."""
 
+import os
 import subprocess
 import sys
 
@@ -112,9 +113,12 @@ def test_cli_checks_every_output_path_first(registered, tmp_path, capsys):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        for out, extra, says in ((tmp_path, [], "is a folder"), (tmp_path / "nope" / "x.blend", [], "does not exist"),
-                                 (locked / "x.blend", [], "not writable"),
-                                 (tmp_path / "x.blend", ["--export-ply", str(locked / "c.ply")], "not writable")):
+        cases = [(tmp_path, [], "is a folder"), (tmp_path / "nope" / "x.blend", [], "does not exist"),
+                 (tmp_path / "x.blend", ["--export-colmap", str(tmp_path / "nope" / "sparse" / "0")], "does not exist")]
+        if os.geteuid() != 0:   # root may write into a read-only folder, so only other users can test it
+            cases += [(locked / "x.blend", [], "not writable"),
+                      (tmp_path / "x.blend", ["--export-ply", str(locked / "c.ply")], "not writable")]
+        for out, extra, says in cases:
             code = cli.main([str(photos), "-o", str(out), "--checkpoint", str(tmp_path / "no.pth"), *extra])
             assert code == cli.EXIT_USAGE, (out, extra)
             assert capsys.readouterr().out.count(says) == 1
@@ -201,3 +205,23 @@ def test_demo_without_weights_exits_3(tmp_path):
     assert "--checkpoint" in res.stdout
     assert "Download Weights" in res.stdout and "https://" in res.stdout
     assert not (tmp_path / "demo.blend").exists()
+
+
+def test_alignment_options_greyed_out_for_vggt(registered):
+    """The panel disables what VGGT cannot honour (the core refuses those options; see test_pipeline)."""
+    from pointmap.ui.panel import runs_vggt
+
+    s = bpy.context.scene.pointmap
+    s.backend = "VGGT"
+    assert runs_vggt(s)
+    s.backend = "PAIRS"
+    assert not runs_vggt(s)
+    s.backend = "AUTO"
+    from pointmap.core.weights import registry
+
+    vggt = next(n for n in registry.names() if registry.get(n).family == "vggt")
+    s.checkpoint = vggt
+    assert runs_vggt(s)
+    s.checkpoint = "DUSt3R_ViTLarge_BaseDecoder_512_dpt"
+    assert not runs_vggt(s)
+    s.checkpoint = ""
