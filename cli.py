@@ -155,7 +155,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
     import bpy
 
     from .core.errors import CheckpointError, PointmapError
-    from .operators.checkpoint import resolve_checkpoint
+    from .core.weights.resolve import resolve_checkpoint
     from .ui.preferences import get_settings
 
     try:
@@ -233,7 +233,7 @@ def _download(name: str, cache_dir: str, online: bool | None) -> str | None:
     from .core.errors import PointmapError
     from .core.weights import registry
     from .core.weights.download import download_checkpoint
-    from .operators.checkpoint import default_name
+    from .core.weights.resolve import default_name
 
     try:
         spec = registry.get(name or default_name())

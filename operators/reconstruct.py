@@ -16,9 +16,9 @@ import bpy
 from .. import tasks as jobs
 from ..core.errors import PointmapError
 from ..core.progress import console_progress
+from ..core.weights.resolve import resolve_checkpoint
 from ..ui.preferences import get_settings
 from ..ui.properties import ReconstructOptions, copy_options
-from .checkpoint import resolve_checkpoint
 from .inputs import beside_blend, resolve_inputs
 
 

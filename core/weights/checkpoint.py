@@ -478,9 +478,9 @@ def _build(raw: RawCheckpoint, vggt_config: dict | None) -> torch.nn.Module:
                               f"({type(err).__name__}: {err}).") from None
 
 
-def _input_size(model: torch.nn.Module, family: str) -> int:
+def model_input_size(model: torch.nn.Module) -> int:
     """Long side the network was trained for, from the built model's resolved settings (defaults filled in)."""
-    size = model.config["img_size"] if family == "vggt" else model.settings["img_size"]
+    size = model.config["img_size"] if model.family == "vggt" else model.settings["img_size"]
     return int(max(size) if isinstance(size, tuple | list) else size)
 
 
@@ -513,5 +513,5 @@ def load_raw_checkpoint(raw: RawCheckpoint, device: str | torch.device = "cpu", 
     info = CheckpointInfo(path=where, family=raw.family, class_name=raw.class_name,
                           kwargs=dict(vggt_config) if raw.family == "vggt" and vggt_config else raw.kwargs,
                           source_format=raw.source_format, num_params=count_parameters(model),
-                          input_size=_input_size(model, raw.family), notes=notes)
+                          input_size=model_input_size(model), notes=notes)
     return model, info
