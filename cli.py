@@ -193,6 +193,11 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
                   + ("." if args.download else ", or --download to fetch them."), flush=True)
             return EXIT_NO_WEIGHTS
 
+    from .core.weights.bundled import DEMO_LABEL, is_demo
+
+    if is_demo(checkpoint):
+        print(f"pointmap: using the {DEMO_LABEL}.", flush=True)
+
     from .core.pipeline import reconstruct
     from .core.progress import console_progress, count
     from .scene import build_scene

@@ -20,6 +20,7 @@ from .errors import CheckpointError, DependencyError, PointmapError, Unsupported
 from .options import AlignOptions, PairwiseOptions, ReconstructOptions
 from .progress import Progress, ProgressFn
 from .reconstruction import Reconstruction
+from .weights.bundled import DEMO_LABEL, DEMO_NAME, is_demo
 
 # Rough share of the wall time of each stage (used for the overall fraction and the ETA in the UI).
 _STAGE_WEIGHTS = {
@@ -81,6 +82,8 @@ def reconstruct(
                              progress=report, cancel=cancel)
     timings["load"] = time.perf_counter() - t
     warnings = [f"Skipped {path}: {message}" for path, message in images.failures]
+    if model_name == DEMO_NAME:
+        warnings.insert(0, DEMO_LABEL)
 
     if backend == "vggt":
         from .backends.vggt import run_vggt
@@ -174,6 +177,8 @@ def _resolve_model(checkpoint, device, precision, cache_dir):
 
     path = resolve_checkpoint(str(checkpoint), cache_dir=str(cache_dir or _default_cache_dir()))
     name = str(checkpoint) if not Path(str(checkpoint)).expanduser().exists() else path
+    if is_demo(path):
+        name = DEMO_NAME
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # The engines cast weights to the run's precision in place, so precision is part of the key.
     key = (str(Path(path).resolve()), Path(path).stat().st_mtime, str(dev), precision)

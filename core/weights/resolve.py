@@ -42,7 +42,9 @@ def how_to_get(name: str, cache_dir: str) -> str:
 
 
 def resolve_checkpoint(explicit: str, default: str = "", cache_dir: str = "") -> str:
-    """A local path to load: `explicit`, else `default` (preferences), else the registry default.
+    """A local path to load: `explicit`, else `default` (preferences), else the registry default; when
+    nothing is named explicitly and that default is not downloaded, the bundled demo model
+    (`bundled.DEMO_NAME` also names it explicitly).
 
     Raises CheckpointError naming the problem when nothing usable is on disk.
     """
@@ -53,7 +55,13 @@ def resolve_checkpoint(explicit: str, default: str = "", cache_dir: str = "") ->
     path = os.path.expanduser(name)
     if os.path.exists(path):
         return os.path.abspath(path)
-    from . import registry
+    from . import bundled, registry
+
+    if name.lower() == bundled.DEMO_NAME:
+        if not bundled.demo_available():
+            raise CheckpointError(f"The bundled demo model is missing from this installation "
+                                  f"(expected in {bundled.demo_path()}).")
+        return str(bundled.demo_path())
 
     if os.sep in name or "/" in name or name.endswith(WEIGHT_SUFFIXES):
         raise CheckpointError(f"The checkpoint '{name}' does not exist.")
@@ -65,4 +73,7 @@ def resolve_checkpoint(explicit: str, default: str = "", cache_dir: str = "") ->
     found = cached_path(name, cache_dir)
     if found:
         return found
+    if not explicit and bundled.demo_available():
+        # Nothing was asked for by name and the default official weights are not here: the offline default.
+        return str(bundled.demo_path())
     raise CheckpointError(how_to_get(name, cache_dir))

@@ -134,3 +134,35 @@ def test_sample_cameras_match_the_photos():
         R = np.array(cam["cam2world"])[:3, :3]
         np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-6)
         assert cam["width"] == 512 and cam["height"] == 384
+
+
+def test_demo_name_and_offline_default_resolve_to_the_bundled_model(tmp_path):
+    from pointmap.core.errors import CheckpointError
+    from pointmap.core.weights.bundled import demo_path, is_demo
+    from pointmap.core.weights.registry import DEFAULT
+    from pointmap.core.weights.resolve import resolve_checkpoint
+
+    assert is_demo(resolve_checkpoint("demo")) and is_demo(resolve_checkpoint("DEMO"))
+    # nothing chosen and the default official weights not downloaded: the offline default
+    assert is_demo(resolve_checkpoint("", DEFAULT, str(tmp_path)))
+    # an official checkpoint asked for by name is never silently replaced
+    with pytest.raises(CheckpointError, match="not downloaded"):
+        resolve_checkpoint(DEFAULT, "", str(tmp_path))
+    assert (demo_path() / "MODEL_CARD.md").is_file()
+
+
+def test_demo_model_reconstructs_the_sample_photos_end_to_end(tmp_path):
+    """images -> demo network -> alignment -> cameras, scored against the renders' true cameras.
+
+    The bounds are what version 0 of the demo model reaches (model card: 15.8 deg mean rotation error,
+    16.4 % focal error); they guard against regressions until a better version replaces it."""
+    from pointmap.core import reconstruct
+    from pointmap.core.options import ReconstructOptions
+    from pointmap.core.weights.bundled import DEMO_LABEL
+    from pointmap.training.score_cameras import score_files
+
+    rec = reconstruct(ROOT / "samples" / "photos", "demo", ReconstructOptions(device="cpu"))
+    assert rec.warnings[0] == DEMO_LABEL and rec.model == "demo" and rec.n_views == 7
+    rec.save(tmp_path / "r.npz")
+    s = score_files(tmp_path / "r.npz", ROOT / "samples" / "photos" / "cameras.json")
+    assert s["rotation_deg_mean"] <= 18.0 and s["focal_pct_mean"] <= 20.0, s
