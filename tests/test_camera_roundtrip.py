@@ -1,0 +1,87 @@
+"""The animated camera through Blender's own FBX and Alembic exporters, imported back: same world
+matrix and lens at every frame (relative error <= 1e-4)."""
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from helpers_synthshot import make_synthetic_shot  # noqa: E402
+from pointmap.scene import SceneOptions, build_scene  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_blender():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    yield
+
+
+def _build(zoom=0.0):
+    rec = make_synthetic_shot(24, stride=2, start=1001, zoom=zoom)
+    scene = bpy.context.scene
+    coll = build_scene(rec, scene, SceneOptions(animated_camera=True, cameras=False, point_cloud=False,
+                                                depth_textures=None, background_images=False))
+    cam = next(o for o in coll.objects if o.type == "CAMERA")
+    return scene, cam
+
+
+def _sample(scene, cam):
+    frames = range(scene.frame_start, scene.frame_end + 1)
+    mats, lens = [], []
+    for f in frames:
+        scene.frame_set(f)
+        mats.append(np.array(cam.matrix_world))
+        # Compare fields of view, not mm: importers may normalise the sensor.
+        lens.append(cam.data.lens / (cam.data.sensor_width if cam.data.sensor_fit != "VERTICAL"
+                                     else cam.data.sensor_height))
+    return np.array(mats), np.array(lens)
+
+
+def _compare(scene, cam, imported):
+    want_m, want_l = _sample(scene, cam)
+    got_m, got_l = _sample(scene, imported)
+    scale = np.abs(want_m[:, :3, 3]).max() + 1.0
+    err_m = np.abs(got_m - want_m).max() / scale
+    err_l = np.abs(got_l / want_l - 1).max()
+    print(f"matrix rel err {err_m:.2e}, lens rel err {err_l:.2e}")
+    assert err_m <= 1e-4 and err_l <= 1e-4
+
+
+def _only_selected(cam):
+    for o in bpy.context.view_layer.objects:
+        o.select_set(False)
+    cam.select_set(True)
+    bpy.context.view_layer.objects.active = cam
+
+
+@pytest.mark.parametrize("zoom", [0.0, 0.3])
+def test_fbx_round_trip(tmp_path, zoom):
+    scene, cam = _build(zoom)
+    _only_selected(cam)
+    path = str(tmp_path / "cam.fbx")
+    bpy.ops.export_scene.fbx(filepath=path, use_selection=True, object_types={"CAMERA"}, bake_anim=True,
+                             bake_anim_use_all_actions=False, bake_anim_use_nla_strips=False,
+                             bake_anim_step=1.0, bake_anim_simplify_factor=0.0, add_leaf_bones=False)
+    before = set(bpy.data.objects)
+    # Blender's FBX exporter writes frame f at FBX time f / fps; its importer by default adds one frame
+    # (anim_offset=1.0). Other applications read the time as written, so import it as written.
+    bpy.ops.import_scene.fbx(filepath=path, anim_offset=0.0)
+    imported = next(o for o in bpy.data.objects if o not in before and o.type == "CAMERA")
+    _compare(scene, cam, imported)
+
+
+@pytest.mark.parametrize("zoom", [
+    0.0,
+    pytest.param(0.3, marks=pytest.mark.xfail(strict=True, reason=(
+        "Blender's Alembic importer reads a camera's focal length once (the imported camera data has no "
+        "animation; only the transform is cached), so a zoom does not survive the round trip in Blender"))),
+])
+def test_alembic_round_trip(tmp_path, zoom):
+    scene, cam = _build(zoom)
+    _only_selected(cam)
+    path = str(tmp_path / "cam.abc")
+    bpy.ops.wm.alembic_export(filepath=path, selected=True, start=scene.frame_start, end=scene.frame_end)
+    before = set(bpy.data.objects)
+    bpy.ops.wm.alembic_import(filepath=path)
+    imported = next(o for o in bpy.data.objects if o not in before and o.type == "CAMERA")
+    _compare(scene, cam, imported)
