@@ -22,14 +22,14 @@ def _unit(v: np.ndarray, what: str) -> np.ndarray:
     return v / n
 
 
-def fit_plane(points: np.ndarray, inlier_tol: float | None = None, iterations: int = 200,
+def fit_plane(points: np.ndarray, inlier_tol: float | None = None, iterations: int = 300,
               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Robust plane through (P, 3) points: (unit normal (3,), centroid of inliers (3,), inlier mask (P,)).
 
-    Three points give their plane exactly. More points: RANSAC over random triples (inliers closer
-    than `inlier_tol`; default 2.5 × the median distance to the best least-squares plane, at least a
-    1e-9 fraction of the spread), then a least-squares refit (SVD) on the inliers. The normal's sign
-    is arbitrary here (callers orient it).
+    Three points give their plane exactly. More points: least median of squares over random triples
+    (robust up to half the points being outliers; the median is taken on at most 5,000 points),
+    inliers within `inlier_tol` (default 3 robust standard deviations, 1.4826 × the best median
+    distance), then a least-squares refit (SVD) on the inliers. The normal's sign is arbitrary here.
     """
     P = np.asarray(points, np.float64).reshape(-1, 3)
     P = P[np.isfinite(P).all(axis=1)]
@@ -42,30 +42,35 @@ def fit_plane(points: np.ndarray, inlier_tol: float | None = None, iterations: i
         raise OrientError("the points are (nearly) on one line; they do not define a plane")
     if len(P) == 3:
         return vt[2], c, np.ones(3, bool)
-    if inlier_tol is None:
-        inlier_tol = max(2.5 * float(np.median(np.abs((P - c) @ vt[2]))), 1e-9 * spread)
     rng = np.random.default_rng(seed)
-    tri = rng.integers(0, len(P), (iterations, 3))
-    a, b, d = P[tri[:, 0]], P[tri[:, 1]], P[tri[:, 2]]
+    sample = P if len(P) <= 5_000 else P[rng.choice(len(P), 5_000, replace=False)]
+    tri = rng.integers(0, len(sample), (iterations, 3))
+    a, b, d = sample[tri[:, 0]], sample[tri[:, 1]], sample[tri[:, 2]]
     n = np.cross(b - a, d - a)
     norm = np.linalg.norm(n, axis=1)
-    ok = norm > 1e-12 * max(spread, 1e-300) ** 2
-    best = np.ones(len(P), bool)
+    ok = norm > 1e-12 * spread * spread
+    normal, origin = vt[2], c
     if ok.any():
         n = n[ok] / norm[ok, None]
         off = np.einsum("ij,ij->i", n, a[ok])
-        # (iterations, P) distances in chunks keeps memory bounded for large selections.
-        counts = np.zeros(len(n), np.int64)
-        for s0 in range(0, len(P), 200_000):
-            counts += (np.abs(P[s0:s0 + 200_000] @ n.T - off) < inlier_tol).sum(axis=0)
-        j = int(np.argmax(counts))
-        best = np.abs(P @ n[j] - off[j]) < inlier_tol
-        if best.sum() < 3:
-            best = np.ones(len(P), bool)
-    Q = P[best]
-    c = Q.mean(axis=0)
-    _, _, vt = np.linalg.svd(Q - c, full_matrices=False)
-    return vt[2], c, best
+        med = np.array([np.median(np.abs(sample @ n[j] - off[j])) for j in range(len(n))])
+        j = int(np.argmin(med))
+        normal, origin = n[j], a[ok][j]
+        if inlier_tol is None:
+            inlier_tol = 3.0 * 1.4826 * float(med[j])
+    if inlier_tol is None:
+        inlier_tol = 3.0 * 1.4826 * float(np.median(np.abs((P - c) @ vt[2])))
+    inlier_tol = max(inlier_tol, 1e-9 * spread)
+    best = np.ones(len(P), bool)
+    for _ in range(2):      # refit on the inliers, then once more with the refined plane
+        inl = np.abs((P - origin) @ normal) <= inlier_tol
+        if inl.sum() < 3:
+            break
+        best = inl
+        origin = P[best].mean(axis=0)
+        _, _, vt = np.linalg.svd(P[best] - origin, full_matrices=False)
+        normal = vt[2]
+    return normal, origin, best
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
