@@ -85,3 +85,23 @@ def test_alembic_round_trip(tmp_path, zoom):
     bpy.ops.wm.alembic_import(filepath=path)
     imported = next(o for o in bpy.data.objects if o not in before and o.type == "CAMERA")
     _compare(scene, cam, imported)
+
+
+def test_chan_from_scene_matches_chan_from_reconstruction(tmp_path):
+    from pointmap.core.io.chan import write_chan_from_reconstruction
+    from pointmap.scene.convention import world_rotation
+    from pointmap.scene.exports import chan_world_for_scene, export_chan
+
+    rec = make_synthetic_shot(12, stride=3, start=1001)
+    coll = build_scene(rec, bpy.context.scene, SceneOptions(animated_camera=True, cameras=False, point_cloud=False,
+                                                            depth_textures=None, background_images=False))
+    cam = next(o for o in coll.objects if o.type == "CAMERA")
+    n = export_chan(cam, str(tmp_path / "scene.chan"))
+    assert n == 34                                     # every frame 1001..1034, interpolated ones included
+    write_chan_from_reconstruction(rec, tmp_path / "rec.chan", world=chan_world_for_scene(world_rotation("z_up")))
+    a, b = np.loadtxt(tmp_path / "scene.chan"), np.loadtxt(tmp_path / "rec.chan")
+    solved = a[np.isin(a[:, 0], b[:, 0])]
+    assert np.array_equal(solved[:, 0], b[:, 0])
+    assert np.abs(solved[:, 1:4] - b[:, 1:4]).max() < 1e-5
+    assert np.abs(solved[:, 4:7] - b[:, 4:7]).max() < 1e-3     # degrees, float32 keys
+    assert np.abs(solved[:, 7] - b[:, 7]).max() < 1e-4
