@@ -184,3 +184,48 @@ def test_mixed_sizes_and_duplicate_frames_are_refused():
     with pytest.raises(SceneError, match="appears twice"):
         build_scene(rec, bpy.context.scene, _options())
     assert len(bpy.data.actions) == 0
+
+
+def _render_movie(path_prefix, n):
+    """A tiny n-frame H.264 movie rendered by Blender itself (the bpy module bundles FFmpeg)."""
+    import os
+
+    s = bpy.context.scene
+    s.render.resolution_x, s.render.resolution_y, s.frame_start, s.frame_end = 32, 18, 1, n
+    if hasattr(s.render.image_settings, "media_type"):     # Blender 5.0: pick video output first
+        s.render.image_settings.media_type = "VIDEO"
+    s.render.image_settings.file_format = "FFMPEG"
+    s.render.ffmpeg.format, s.render.ffmpeg.codec = "MPEG4", "H264"
+    s.render.filepath = str(path_prefix)
+    s.render.engine = "BLENDER_WORKBENCH"
+    cam = bpy.data.objects.new("movie cam", bpy.data.cameras.new("movie cam"))
+    s.collection.objects.link(cam)
+    s.camera = cam
+    bpy.ops.render.render(animation=True)
+    folder = os.path.dirname(str(path_prefix))
+    movie = next(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".mp4"))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    return movie
+
+
+def test_movie_plate_starts_at_the_plate_first_frame(tmp_path):
+    movie = _render_movie(tmp_path / "shot_", 8)
+    rec = make_synthetic_shot(4, stride=2, start=1001)
+    rec.paths = [movie] * rec.n_views
+    scene = bpy.context.scene
+    cam = _anim_camera(build_scene(rec, scene, _options(plate_first_frame=1001)))
+    bg = cam.data.background_images[0]
+    assert bg.source == "MOVIE_CLIP" and bg.clip.filepath == movie
+    # Blender shows clip frame f − frame_start + 1 at scene frame f (movieclip remap_scene_to_clip_frame):
+    # scene frame 1001 shows the movie's first frame, which is plate frame 1001.
+    assert bg.clip.frame_start == 1001 and bg.clip.frame_duration == 8
+
+
+def test_bad_plate_is_refused(tmp_path):
+    rec = make_synthetic_shot(4)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(SceneError, match="neither a movie nor a numbered image sequence"):
+        build_scene(rec, bpy.context.scene, _options(plate=str(tmp_path / "notes.txt")))
+    with pytest.raises(SceneError, match="does not exist"):
+        build_scene(rec, bpy.context.scene, _options(plate=str(tmp_path / "missing.mov")))
+    assert len(bpy.data.actions) == 0 and len(bpy.data.objects) == 0
