@@ -142,6 +142,8 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
         radius = options.point_radius or 0.5 * med_depth / med_f
         as_mesh = options.mesh_points if options.mesh_points is not None else len(data) <= options.mesh_points_max
         me = pointcloud.build_point_mesh(f"{name} points", data, created)
+        if recon.frame_numbers is not None:
+            pointcloud.add_frame_attribute(me, data.view, recon.frame_numbers)
         del data
         mat = materials.point_material(f"{name} points", created)
         group = geonodes.point_display_group(f"{name} point display", mat, radius, options.min_conf,

@@ -229,3 +229,14 @@ def test_bad_plate_is_refused(tmp_path):
     with pytest.raises(SceneError, match="does not exist"):
         build_scene(rec, bpy.context.scene, _options(plate=str(tmp_path / "missing.mov")))
     assert len(bpy.data.actions) == 0 and len(bpy.data.objects) == 0
+
+
+def test_points_carry_their_frame_number():
+    rec = make_synthetic_shot(6, stride=2, start=1001)
+    coll = build_scene(rec, bpy.context.scene, _options())
+    me = next(o for o in coll.objects if o.type == "MESH").data
+    view = np.empty(len(me.vertices), np.int32)
+    frame = np.empty(len(me.vertices), np.int32)
+    me.attributes["view"].data.foreach_get("value", view)
+    me.attributes["frame"].data.foreach_get("value", frame)
+    assert np.array_equal(frame, rec.frame_numbers[view])
