@@ -93,8 +93,8 @@ class POINTMAP_OT_set_origin(_SceneTool, bpy.types.Operator):
 
 
 class POINTMAP_OT_set_axis(_SceneTool, bpy.types.Operator):
-    """Turn the scene about Z so the direction from the first to the last selected point (or from the
-    origin to a single point) is the chosen axis"""
+    """Turn the scene about Z so the direction from the origin to a single selected point (or from the
+    first to the last of two selected empties) is the chosen axis"""
 
     bl_idname = "pointmap.set_axis"
     bl_label = "Set Axis"
@@ -104,6 +104,8 @@ class POINTMAP_OT_set_axis(_SceneTool, bpy.types.Operator):
     def transform(self, P, coll):
         from ..scene.orient import axis_transform
 
+        # One point: from the origin, as Blender's Set X/Y Axis. Several: first to last, where "last"
+        # is the active object (Edit Mode vertices come in index order, so prefer one point there).
         p0 = np.zeros(3) if len(P) == 1 else P[0]
         return axis_transform(p0, P[-1], self.axis)
 
