@@ -188,3 +188,51 @@ def test_too_few_points_is_refused_cleanly(shot):
     with pytest.raises(RuntimeError, match="at least 3 selected points"):
         bpy.ops.pointmap.set_floor()
     assert np.array_equal(np.array(pts.matrix_world), before)
+
+
+def _state(coll_name, scene):
+    """Everything a tool may change: object matrices and the animated camera at three frames."""
+    coll = bpy.data.collections[coll_name]
+    mats = {o.name: np.array(o.matrix_world) for o in coll.all_objects}
+    anim = _anim(coll)
+    cams = []
+    for f in (scene.frame_start, (scene.frame_start + scene.frame_end) // 2, scene.frame_end):
+        scene.frame_set(f)
+        cams.append(np.array(anim.matrix_world))
+    return mats, np.array(cams)
+
+
+@pytest.mark.parametrize("edit_mode", [False, True])
+def test_each_tool_is_one_undo_step(shot, edit_mode):
+    rec, scene, coll, other = shot
+    name = coll.name
+    pts = _points(coll)
+    floor = _floor_mask(pts)
+    bpy.context.view_layer.objects.active = pts
+    pts.data.vertices.foreach_set("select", floor)
+    _select_objects(pts)
+    bpy.ops.ed.undo_push(message="before the tool")
+    before = _state(name, scene)
+    if edit_mode:
+        bpy.ops.object.mode_set(mode="EDIT")
+        bpy.ops.ed.undo_push(message="edit mode")
+    # Called as from the UI: EXEC_DEFAULT with undo=True makes Blender push the operator's undo step.
+    assert bpy.ops.pointmap.set_floor("EXEC_DEFAULT", True) == {"FINISHED"}
+    floored = _state(name, bpy.context.scene)
+    assert not np.allclose(floored[1], before[1])
+    assert bpy.ops.pointmap.flip_floor("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert not np.allclose(_state(name, bpy.context.scene)[1], floored[1])
+    # One undo takes back exactly one tool: first the flip, then the floor.
+    for expected in (floored, before):
+        bpy.ops.ed.undo()
+        scene = bpy.context.scene                  # undo reloads the data: fetch everything again
+        mode = bpy.context.active_object.mode
+        if mode == "EDIT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        got = _state(name, scene)
+        if mode == "EDIT":
+            bpy.ops.object.mode_set(mode="EDIT")
+        assert np.allclose(got[1], expected[1], atol=1e-6)
+        for k, M in expected[0].items():
+            assert np.allclose(got[0][k], M, atol=1e-6), k
+    assert bpy.context.active_object.mode == ("EDIT" if edit_mode else "OBJECT")
