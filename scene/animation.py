@@ -220,11 +220,14 @@ def fps_settings(fps: float) -> tuple[int, float]:
 def build_animated_camera(recon, W: np.ndarray, name: str, collection, scene, created, *,
                           sensor_mm: float = 36.0, clip: tuple[float, float] = (0.01, 1000.0),
                           display_size: float = 1.0, plate: str | None = None,
-                          plate_first_frame: int | None = None, set_scene: bool = True):
+                          plate_first_frame: int | None = None, set_scene: bool = True,
+                          warnings: list[str] | None = None):
     """The animated camera object (linked into `collection`); see the module docstring.
 
     W: 4x4 world re-orientation (scene.convention). set_scene: set the scene's frame range, fps,
     render size, pixel aspect and active camera from the shot (restored by the ledger's undo).
+    warnings: gets a sentence when the frames' fx/fy ratios differ (the scene's pixel aspect is the
+    first frame's, so only frames with that ratio project exactly).
     """
     import bpy
 
@@ -232,6 +235,10 @@ def build_animated_camera(recon, W: np.ndarray, name: str, collection, scene, cr
 
     path, intr = shot_path(recon, W, sensor_mm)
     first = intr[0]
+    aspects = {(round(i.pixel_aspect_x, 4), round(i.pixel_aspect_y, 4)) for i in intr}
+    if len(aspects) > 1 and warnings is not None:
+        warnings.append(f"The shot's frames differ in fx/fy ratio ({len(aspects)} pixel aspects); the animated "
+                        f"camera uses the first frame's ({first.pixel_aspect_x:g}:{first.pixel_aspect_y:g}).")
     cam = cam_mod.build_camera(name, path.matrices()[0], first, clip, display_size, collection, created)
     cam.rotation_mode = "QUATERNION"
     frames = path.frames.astype(np.float64)

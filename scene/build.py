@@ -70,13 +70,14 @@ def _remember_render_settings(scene, created: Created) -> None:
     created.on_undo(restore)
 
 
-def _build_animated_camera(recon, W, name, coll, scene, options: SceneOptions, created, med_depth) -> None:
+def _build_animated_camera(recon, W, name, coll, scene, options: SceneOptions, created, med_depth,
+                           warnings: list[str]) -> None:
     from .animation import build_animated_camera
 
     build_animated_camera(recon, W, f"{name} camera", coll, scene, created, sensor_mm=options.sensor_mm,
                           clip=(max(1e-4, 0.01 * med_depth), 100.0 * med_depth), display_size=0.3 * med_depth,
                           plate=options.plate, plate_first_frame=options.plate_first_frame,
-                          set_scene=options.set_render_resolution)
+                          set_scene=options.set_render_resolution, warnings=warnings)
 
 
 def build_scene(recon, scene=None, options: SceneOptions | None = None, progress: ProgressFn | None = None,
@@ -195,7 +196,7 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
 
     if options.animated_camera:
         step("animated camera")
-        _build_animated_camera(recon, W, name, coll, scene, options, created, med_depth)
+        _build_animated_camera(recon, W, name, coll, scene, options, created, med_depth, warnings)
 
     if want_tex:
         if options.depth_textures == "exr":

@@ -240,3 +240,10 @@ def test_points_carry_their_frame_number():
     me.attributes["view"].data.foreach_get("value", view)
     me.attributes["frame"].data.foreach_get("value", frame)
     assert np.array_equal(frame, rec.frame_numbers[view])
+
+
+def test_differing_pixel_aspects_are_reported():
+    rec = make_synthetic_shot(6)
+    rec.K[3, 1, 1] *= 1.05
+    coll = build_scene(rec, bpy.context.scene, _options())
+    assert any("differ in fx/fy ratio" in w for w in coll["pointmap_warnings"])
