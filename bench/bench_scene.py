@@ -164,6 +164,12 @@ def main_shot(args) -> None:
         "seconds": {k: round(v, 3) for k, v in parts.items()}, "total_s": round(total, 3),
         "make_recon_s": round(t_make, 2), **_provenance(),
     }
+    with tempfile.TemporaryDirectory() as tmp:
+        from pointmap.scene.exports import export_chan
+
+        t0 = time.perf_counter()
+        export_chan(cam, f"{tmp}/shot.chan")
+        result["export_chan_s"] = round(time.perf_counter() - t0, 3)
     if args.tools:
         result["tools_s"] = _time_tools(bpy, coll)
     print(json.dumps(result))

@@ -28,7 +28,7 @@ def select_frames(rec: Reconstruction, first: int | None = None, last: int | Non
     """The views whose frame number lies in [first, last], every `stride`-th from the first kept one.
 
     Views without frame numbers count as frames 1..N. The result is a new Reconstruction (arrays are
-    shared, not copied); a note goes into its warnings-free `meta["frame_selection"]`.
+    shared, not copied); the selection is recorded in its `meta["frame_selection"]`.
     """
     if stride < 1:
         raise InputError(f"The stride must be 1 or more, not {stride}.")
