@@ -1,4 +1,6 @@
-"""Exports of a built shot from the Blender scene (after any orientation tool): Nuke .chan.
+"""Exports of a built shot from the Blender scene (after any orientation tool): Nuke .chan, and the
+animated camera through Blender's own FBX and Alembic exporters (`export_camera_fbx`,
+`export_camera_alembic`: only the camera, every frame of the scene's range baked, no key reduction).
 
 `export_chan` samples the camera at every frame of the scene's range, so interpolated frames and the
 scene tools' transforms are included; the file format is `core.io.chan`'s. The reconstruction-only
@@ -53,3 +55,48 @@ def export_chan(cam_obj, path: str, scene=None, frames: range | None = None) -> 
         scene.frame_set(current)
     write_chan(path, np.array(list(frames)), np.array(mats), np.array(vfov))
     return len(mats)
+
+
+class _OnlySelected:
+    """Select only `obj` (and make it active) for an exporter's "selection only", then restore."""
+
+    def __init__(self, context, obj):
+        self.context, self.obj = context, obj
+
+    def __enter__(self):
+        vl = self.context.view_layer
+        self.saved = ([o for o in vl.objects if o.select_get()], vl.objects.active)
+        for o in self.saved[0]:
+            o.select_set(False)
+        self.obj.select_set(True)
+        vl.objects.active = self.obj
+
+    def __exit__(self, *exc):
+        vl = self.context.view_layer
+        self.obj.select_set(False)
+        for o in self.saved[0]:
+            o.select_set(True)
+        vl.objects.active = self.saved[1]
+
+
+def export_camera_fbx(cam_obj, path: str) -> None:
+    """The camera alone as FBX, its motion and lens baked at every frame of the scene's range.
+
+    FBX stores frame f at time f / fps. Blender's own FBX importer adds one frame unless imported with
+    `anim_offset=0`; other applications read the time as written.
+    """
+    import bpy
+
+    with _OnlySelected(bpy.context, cam_obj):
+        bpy.ops.export_scene.fbx(filepath=path, use_selection=True, object_types={"CAMERA"}, bake_anim=True,
+                                 bake_anim_use_all_actions=False, bake_anim_use_nla_strips=False,
+                                 bake_anim_step=1.0, bake_anim_simplify_factor=0.0, add_leaf_bones=False)
+
+
+def export_camera_alembic(cam_obj, path: str, scene=None) -> None:
+    """The camera alone as Alembic, sampled at every frame of the scene's range (transform and lens)."""
+    import bpy
+
+    scene = scene or bpy.context.scene
+    with _OnlySelected(bpy.context, cam_obj):
+        bpy.ops.wm.alembic_export(filepath=path, selected=True, start=scene.frame_start, end=scene.frame_end)
