@@ -13,7 +13,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.io.export import rotation_to_quaternion
+
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotations → (N, 4) unit quaternions (w, x, y, z), w >= 0.
+
+    Bar-Itzhack's method: the quaternion is the eigenvector of the largest eigenvalue of a symmetric
+    4x4 matrix built from R; batched `eigh`, exact for rotations and well defined at any angle.
+    """
+    R = np.asarray(R, np.float64).reshape(-1, 3, 3)
+    xx, xy, xz = R[:, 0, 0], R[:, 0, 1], R[:, 0, 2]
+    yx, yy, yz = R[:, 1, 0], R[:, 1, 1], R[:, 1, 2]
+    zx, zy, zz = R[:, 2, 0], R[:, 2, 1], R[:, 2, 2]
+    K = np.stack([
+        np.stack([xx - yy - zz, yx + xy, zx + xz, zy - yz], -1),
+        np.stack([yx + xy, yy - xx - zz, zy + yz, xz - zx], -1),
+        np.stack([zx + xz, zy + yz, zz - xx - yy, yx - xy], -1),
+        np.stack([zy - yz, xz - zx, yx - xy, xx + yy + zz], -1),
+    ], -2) / 3.0
+    _, vecs = np.linalg.eigh(K)
+    v = vecs[:, :, -1]                                   # (x, y, z, w) of the largest eigenvalue
+    q = np.concatenate([v[:, 3:], v[:, :3]], axis=1)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return q * np.where(q[:, :1] < 0, -1.0, 1.0)
 
 
 def continuous_quaternions(q: np.ndarray) -> np.ndarray:
@@ -110,7 +131,7 @@ def camera_path(frames: np.ndarray, poses: np.ndarray, scalars: dict[str, np.nda
     if np.any(np.diff(frames) <= 0):
         raise ValueError("frame numbers must be strictly increasing")
     scalars = {k: np.asarray(v, np.float64) for k, v in (scalars or {}).items()}
-    q = continuous_quaternions(rotation_to_quaternion(poses[:, :3, :3]))
+    q = continuous_quaternions(matrix_to_quaternion(poses[:, :3, :3]))
     loc = poses[:, :3, 3]
     all_frames = np.arange(frames[0], frames[-1] + 1, dtype=np.int64)
     solved = np.isin(all_frames, frames)

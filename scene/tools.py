@@ -23,8 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import PointmapError
-from ..core.io.export import rotation_to_quaternion
-from .camera_path import continuous_quaternions, quaternion_to_matrix
+from .camera_path import continuous_quaternions, matrix_to_quaternion, quaternion_to_matrix
 from .orient import OrientError, decompose_similarity
 
 
@@ -175,7 +174,7 @@ def _transform_camera(obj, s: float, R: np.ndarray, t: np.ndarray) -> None:
                             "quaternion rotation (pointmap's animated camera does).")
         fcs, Q = rot
         Rk = R @ quaternion_to_matrix(Q.T)
-        q = rotation_to_quaternion(Rk)
+        q = matrix_to_quaternion(Rk)
         q = continuous_quaternions(q)
         if np.dot(q[0], Q[:, 0]) < 0:           # keep the first key's sign as it was
             q = -q

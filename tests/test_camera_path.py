@@ -2,8 +2,13 @@
 
 import numpy as np
 import pytest
-from pointmap.core.io.export import rotation_to_quaternion
-from pointmap.scene.camera_path import camera_path, continuous_quaternions, quaternion_to_matrix, slerp
+from pointmap.scene.camera_path import (
+    camera_path,
+    continuous_quaternions,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+    slerp,
+)
 
 
 def _rz(a):
@@ -20,16 +25,28 @@ def _poses(angles, centres):
 
 def test_continuous_quaternions_remove_sign_flips():
     ang = np.radians(np.linspace(0, 350, 60))        # crosses 180°, where w >= 0 normalisation flips
-    q = rotation_to_quaternion(np.stack([_rz(a) for a in ang]))
+    q = matrix_to_quaternion(np.stack([_rz(a) for a in ang]))
     assert (np.einsum("ij,ij->i", q[1:], q[:-1]) < 0).any()
     qc = continuous_quaternions(q)
     assert (np.einsum("ij,ij->i", qc[1:], qc[:-1]) > 0).all()
     assert np.allclose(quaternion_to_matrix(qc), quaternion_to_matrix(q))
 
 
+def test_matrix_quaternion_round_trip_at_any_angle():
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(500, 4))
+    q[:5] = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 1, 1, 0]]   # 0° and 180° turns
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q *= np.where(q[:, :1] < 0, -1.0, 1.0)
+    back = matrix_to_quaternion(quaternion_to_matrix(q))
+    same = np.abs(np.einsum("ij,ij->i", back, q))
+    assert np.abs(same - 1).max() < 1e-12
+    assert np.abs(quaternion_to_matrix(back) - quaternion_to_matrix(q)).max() < 1e-12
+
+
 def test_slerp_midpoint_and_ends():
-    q0 = rotation_to_quaternion(_rz(0.0)[None])
-    q1 = rotation_to_quaternion(_rz(np.radians(100))[None])
+    q0 = matrix_to_quaternion(_rz(0.0)[None])
+    q1 = matrix_to_quaternion(_rz(np.radians(100))[None])
     out = slerp(np.repeat(q0, 3, 0), np.repeat(q1, 3, 0), np.array([0.0, 0.5, 1.0]))
     R = quaternion_to_matrix(out)
     assert np.allclose(R[1], _rz(np.radians(50)))
