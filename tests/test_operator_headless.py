@@ -256,6 +256,7 @@ def test_failed_scene_build_leaves_blender_unchanged(registered, photos, tmp_pat
 
 @pytest.mark.parametrize("when", ["before", "during"])
 def test_cancel_leaves_scene_untouched(registered, photos, when):
+    from pointmap.core.options import AlignOptions, ReconstructOptions
     from pointmap.core.pipeline import reconstruct
     from pointmap.scene import SceneOptions, build_scene
 
@@ -267,8 +268,8 @@ def test_cancel_leaves_scene_untouched(registered, photos, when):
             progress(p)
             if p.stage == "pairs":
                 cancel.cancel()          # the user presses Cancel while pairs are decoded
-        return reconstruct(str(photos), _tiny_checkpoint(), image_size=64, iterations=10, device="cpu",
-                           progress=relay, cancel=cancel)
+        options = ReconstructOptions(image_size=64, device="cpu", align=AlignOptions(iterations=10))
+        return reconstruct(str(photos), _tiny_checkpoint(), options, progress=relay, cancel=cancel)
 
     job = jobs.Job(work, on_done=lambda r: seen["done"].append(build_scene(r, options=SceneOptions(name="x"))),
                    on_error=lambda e, tb: seen["error"].append(e))
