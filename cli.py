@@ -38,6 +38,15 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
                         "oneref-R, retrieval-K")
     p.add_argument("--image-size", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                   help="pairwise models: GiB the predictions + alignment may take on the device (default: free memory)")
+    p.add_argument("--offload", choices=["auto", "yes", "no"], default="auto",
+                   help="pairwise models: keep predictions in host memory (auto: when they do not fit)")
+    p.add_argument("--vggt-points", choices=["depth", "head"], default="depth",
+                   help="VGGT: points from depth + cameras (default) or from the point head")
+    p.add_argument("--vggt-mode", choices=["crop", "pad"], default="crop", help="VGGT preprocessing")
+    p.add_argument("--vggt-fused", action="store_true", help="VGGT: compile the blocks (CUDA, one-time compile)")
     p.add_argument("--iterations", type=int, default=0, help="alignment iterations (0: default)")
     p.add_argument("--shared-focal", action="store_true")
     p.add_argument("--focal-mm", type=float, default=0.0, help="known focal length in mm")
@@ -69,7 +78,7 @@ class UsageError(Exception):
 
 def core_options(args: argparse.Namespace):
     """`core.options.ReconstructOptions` from parsed arguments; UsageError for values the core rejects."""
-    from .core.options import AlignOptions, PairwiseOptions, ReconstructOptions
+    from .core.options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
     from .core.pairwise.graph import check_graph
 
     try:
@@ -82,7 +91,10 @@ def core_options(args: argparse.Namespace):
     options = ReconstructOptions(
         backend=args.backend, device=None if args.device == "auto" else args.device, image_size=args.image_size or None,
         on_bad_image="raise" if args.on_bad_image == "stop" else "skip", known_focal_mm=args.focal_mm or None,
-        sensor_width_mm=args.sensor_mm, pairwise=PairwiseOptions(graph=args.graph), align=align)
+        sensor_width_mm=args.sensor_mm, precision=args.precision, align=align,
+        pairwise=PairwiseOptions(graph=args.graph, offload={"auto": None, "yes": True, "no": False}[args.offload],
+                                 memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2**30)),
+        vggt=VGGTOptions(points=args.vggt_points, mode=args.vggt_mode, fused=args.vggt_fused))
     try:
         options.check()
     except ValueError as err:
@@ -107,7 +119,9 @@ def check_outputs(args: argparse.Namespace) -> None:
         folder = os.path.abspath(args.export_colmap)
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise UsageError(f"--export-colmap {args.export_colmap}: exists and is not a folder.")
-        _check_writable_parent(os.path.join(folder, "cameras.txt"), "--export-colmap")
+        # The model folder itself is created if missing; the folder it goes in must exist.
+        _check_writable_parent(os.path.join(folder, "cameras.txt") if os.path.isdir(folder) else folder,
+                               "--export-colmap")
 
 
 def _check_writable_parent(path: str, flag: str) -> None:
@@ -153,7 +167,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
     import bpy
 
     from .core.errors import CheckpointError, PointmapError
-    from .operators.checkpoint import resolve_checkpoint
+    from .core.weights.resolve import resolve_checkpoint
     from .ui.preferences import get_settings
 
     try:
@@ -180,7 +194,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
             return EXIT_NO_WEIGHTS
 
     from .core.pipeline import reconstruct
-    from .core.progress import console_progress
+    from .core.progress import console_progress, count
     from .scene import build_scene
 
     try:
@@ -201,8 +215,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
         return EXIT_FAILED
     for warning in rec.warnings[n_warnings:]:   # the scene builder's own warnings
         print(f"pointmap: warning: {warning}", flush=True)
-    views = "1 view" if rec.n_views == 1 else f"{rec.n_views} views"
-    print(f"pointmap: reconstructed {views} into collection '{coll.name}'", flush=True)
+    print(f"pointmap: reconstructed {count(rec.n_views, 'view')} into collection '{coll.name}'", flush=True)
     out = os.path.abspath(args.output)
     bpy.ops.wm.save_as_mainfile(filepath=out)
     print(f"pointmap: wrote {out}", flush=True)
@@ -231,7 +244,7 @@ def _download(name: str, cache_dir: str, online: bool | None) -> str | None:
     from .core.errors import PointmapError
     from .core.weights import registry
     from .core.weights.download import download_checkpoint
-    from .operators.checkpoint import default_name
+    from .core.weights.resolve import default_name
 
     try:
         spec = registry.get(name or default_name())

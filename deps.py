@@ -19,7 +19,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-REQUIRED = ("torch", "torchvision", "timm")
+REQUIRED = ("torch", "torchvision", "timm", "safetensors")
 CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 PYPI_INDEX_URL = "https://pypi.org/simple"
 
@@ -100,7 +100,7 @@ def describe_devices() -> str:
 
 
 def pip_install_command(target: str, variant: str = "CPU", python: str | None = None) -> list[str]:
-    """The pip command installing torch, torchvision and timm into `target`.
+    """The pip command installing torch, torchvision, timm and safetensors into `target`.
 
     variant "CPU" takes the PyTorch CPU wheels (small, work everywhere); "CUDA" takes PyPI's default
     wheels (CUDA on Linux/Windows, MPS-capable on macOS). numpy is pinned to the running version so pip

@@ -158,31 +158,22 @@ def _resolve_model(checkpoint, device, precision, cache_dir):
     import torch
 
     if isinstance(checkpoint, torch.nn.Module):
-        family = getattr(checkpoint, "family", None) or ("vggt" if "vggt" in type(checkpoint).__name__.lower()
-                                                        else "dust3r")
-        size = 518 if family == "vggt" else 512
+        from .weights.checkpoint import model_input_size
+
+        family = getattr(checkpoint, "family", None)
+        if family is None:
+            raise CheckpointError(f"{type(checkpoint).__name__} is not a pointmap network (DUSt3R, MASt3R or VGGT "
+                                  f"built by pointmap.core.models).")
+        size = model_input_size(checkpoint)
         if device is not None:
             checkpoint.to(device)
         return checkpoint.eval(), type(checkpoint).__name__, family, size
 
-    from .weights import registry
     from .weights.checkpoint import load_checkpoint
+    from .weights.resolve import resolve_checkpoint
 
-    found = registry.resolve(checkpoint)
-    if isinstance(found, registry.CheckpointSpec):
-        from .weights.download import cached_checkpoint
-
-        path = cached_checkpoint(found.name, cache_dir)
-        if path is None:
-            where = Path(cache_dir) if cache_dir else _default_cache_dir()
-            raise CheckpointError(
-                f"The weights of {found.name} are not downloaded yet (looked in {where / found.name}). "
-                f"Download them (Blender: Preferences > Add-ons > Pointmap > Download weights; Python: "
-                f"pointmap.core.weights.download.download_checkpoint({found.name!r}, cache_dir)) or pass the path of "
-                f"a local checkpoint file. Licence: {found.license}")
-        name = found.name
-    else:
-        path, name = found, str(found)
+    path = resolve_checkpoint(str(checkpoint), cache_dir=str(cache_dir or _default_cache_dir()))
+    name = str(checkpoint) if not Path(str(checkpoint)).expanduser().exists() else path
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # The engines cast weights to the run's precision in place, so precision is part of the key.
     key = (str(Path(path).resolve()), Path(path).stat().st_mtime, str(dev), precision)
@@ -204,11 +195,12 @@ def _require_torch() -> None:
 
     guard_triton()
     try:
+        import safetensors  # noqa: F401
         import timm  # noqa: F401  (timm imports torchvision, which needs the matching torch build)
         import torch  # noqa: F401
     except Exception as err:  # ImportError, or a broken CUDA/torchvision install raising at import
         raise DependencyError(
-            f"pointmap needs torch, torchvision and timm, which could not be imported ({err}). Install them "
+            f"pointmap needs torch, torchvision, timm and safetensors, which could not be imported ({err}). Install them "
             f"(Blender: Preferences > Add-ons > Pointmap > Install dependencies).") from err
 
 

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 from helpers_bpydata import datablock_names
+from pointmap import tasks as jobs
 from pointmap.core.errors import Cancelled, InputError
 from pointmap.core.progress import Progress
-from pointmap.operators import job as jobs
 
 
 def _collector():
@@ -213,6 +213,7 @@ def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
     from pointmap.core import Reconstruction
 
     out = tmp_path / "out"
+    out.mkdir()   # the CLI checks output folders before any work instead of creating them
     code = cli.main([str(photos), "-o", str(out / "scene.blend"), "--checkpoint", _tiny_checkpoint(),
                      "--image-size", "64", "--iterations", "10", "--device", "cpu", "--min-conf", "0",
                      "--export-colmap", str(out / "sparse"), "--export-ply", str(out / "cloud.ply"),

@@ -1,5 +1,6 @@
 """Registration, settings, preferences helpers, dependency helpers and CLI wiring in real bpy."""
 
+import os
 import subprocess
 import sys
 
@@ -98,6 +99,10 @@ def test_cli_options_go_straight_to_core(registered, tmp_path):
     assert opts("--graph", "swin-4-noncyclic").pairwise.graph == "swin-4-noncyclic"   # all the core knows
     o = opts("--align-conf", "2.5", "--min-conf", "7", "--iterations", "9")
     assert o.align.conf_threshold == 2.5 and o.align.iterations == 9   # --min-conf is display only
+    o = opts("--precision", "fp32", "--memory-budget", "1.5", "--offload", "yes", "--vggt-points", "head",
+             "--vggt-mode", "pad", "--vggt-fused")
+    assert o.precision == "fp32" and o.pairwise.memory_budget == int(1.5 * 2**30) and o.pairwise.offload is True
+    assert (o.vggt.points, o.vggt.mode, o.vggt.fused) == ("head", "pad", True)
     for bad in ("ring-3", "logwin-x"):   # nothing silently dropped or guessed
         with pytest.raises(cli.UsageError, match="unknown scene graph"):
             opts("--graph", bad)
@@ -112,9 +117,12 @@ def test_cli_checks_every_output_path_first(registered, tmp_path, capsys):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        for out, extra, says in ((tmp_path, [], "is a folder"), (tmp_path / "nope" / "x.blend", [], "does not exist"),
-                                 (locked / "x.blend", [], "not writable"),
-                                 (tmp_path / "x.blend", ["--export-ply", str(locked / "c.ply")], "not writable")):
+        cases = [(tmp_path, [], "is a folder"), (tmp_path / "nope" / "x.blend", [], "does not exist"),
+                 (tmp_path / "x.blend", ["--export-colmap", str(tmp_path / "nope" / "sparse" / "0")], "does not exist")]
+        if os.geteuid() != 0:   # root may write into a read-only folder, so only other users can test it
+            cases += [(locked / "x.blend", [], "not writable"),
+                      (tmp_path / "x.blend", ["--export-ply", str(locked / "c.ply")], "not writable")]
+        for out, extra, says in cases:
             code = cli.main([str(photos), "-o", str(out), "--checkpoint", str(tmp_path / "no.pth"), *extra])
             assert code == cli.EXIT_USAGE, (out, extra)
             assert capsys.readouterr().out.count(says) == 1
@@ -161,10 +169,10 @@ def test_dependency_helpers(tmp_path):
     from pointmap import deps
 
     st = deps.check()
-    assert set(st.versions) == {"torch", "torchvision", "timm"}
+    assert set(st.versions) == {"torch", "torchvision", "timm", "safetensors"}
     cpu = deps.pip_install_command(str(tmp_path), "CPU")
     assert cpu[1:4] == ["-m", "pip", "install"] and cpu[cpu.index("--target") + 1] == str(tmp_path)
-    assert deps.CPU_INDEX_URL in cpu and {"torch", "torchvision", "timm"} <= set(cpu)
+    assert deps.CPU_INDEX_URL in cpu and {"torch", "torchvision", "timm", "safetensors"} <= set(cpu)
     assert deps.CPU_INDEX_URL not in deps.pip_install_command(str(tmp_path), "CUDA")
     with pytest.raises(ValueError):
         deps.pip_install_command(str(tmp_path), "ROCM")
@@ -201,3 +209,23 @@ def test_demo_without_weights_exits_3(tmp_path):
     assert "--checkpoint" in res.stdout
     assert "Download Weights" in res.stdout and "https://" in res.stdout
     assert not (tmp_path / "demo.blend").exists()
+
+
+def test_alignment_options_greyed_out_for_vggt(registered):
+    """The panel disables what VGGT cannot honour (the core refuses those options; see test_pipeline)."""
+    from pointmap.ui.panel import runs_vggt
+
+    s = bpy.context.scene.pointmap
+    s.backend = "VGGT"
+    assert runs_vggt(s)
+    s.backend = "PAIRS"
+    assert not runs_vggt(s)
+    s.backend = "AUTO"
+    from pointmap.core.weights import registry
+
+    vggt = next(n for n in registry.names() if registry.get(n).family == "vggt")
+    s.checkpoint = vggt
+    assert runs_vggt(s)
+    s.checkpoint = "DUSt3R_ViTLarge_BaseDecoder_512_dpt"
+    assert not runs_vggt(s)
+    s.checkpoint = ""
