@@ -1,5 +1,5 @@
-"""The animated camera through Blender's own FBX and Alembic exporters, imported back: same world
-matrix and lens at every frame (relative error <= 1e-4)."""
+"""The animated camera through Blender's own FBX and Alembic exporters, imported back (same world
+matrix and lens at every frame, relative error <= 1e-4), and the Nuke .chan written from the scene."""
 
 import numpy as np
 import pytest
