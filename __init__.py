@@ -18,7 +18,9 @@ _MODULES = (
     "operators.install_deps",
     "operators.download_weights",
     "operators.use_camera",
+    "operators.scene_tools",
     "ui.panel",
+    "ui.scene_tools_panel",
 )
 
 _cli_handle = None

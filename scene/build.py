@@ -71,6 +71,16 @@ def _remember_render_settings(scene, created: Created) -> None:
     created.on_undo(restore)
 
 
+def _build_animated_camera(recon, W, name, coll, scene, options: SceneOptions, created, med_depth,
+                           warnings: list[str]) -> None:
+    from .animation import build_animated_camera
+
+    build_animated_camera(recon, W, f"{name} camera", coll, scene, created, sensor_mm=options.sensor_mm,
+                          clip=(max(1e-4, 0.01 * med_depth), 100.0 * med_depth), display_size=0.3 * med_depth,
+                          plate=options.plate, plate_first_frame=options.plate_first_frame,
+                          set_scene=options.set_render_resolution, warnings=warnings)
+
+
 def build_scene(recon, scene=None, options: SceneOptions | None = None, progress: ProgressFn | None = None,
                 cancel: CancelToken | None = None):
     """Build `recon` into a new collection under `scene` (default: the context scene); return it.
@@ -109,7 +119,7 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
     name = options.name or default_name(recon)
     want_tex = options.depth_textures is not None and options.cameras
     # Steps: collection, [point cloud], per view: [camera], [textures], [mesh], done.
-    total = 2 + int(options.point_cloud) + n * (int(options.cameras) + int(want_tex) + int(options.per_view_meshes))
+    total = 2 + int(options.point_cloud) + int(options.animated_camera) + n * (int(options.cameras) + int(want_tex) + int(options.per_view_meshes))
     done = 0
 
     def step(message: str) -> None:
@@ -134,6 +144,8 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
         radius = options.point_radius or 0.5 * med_depth / med_f
         as_mesh = options.mesh_points if options.mesh_points is not None else len(data) <= options.mesh_points_max
         me = pointcloud.build_point_mesh(f"{name} points", data, created)
+        if recon.frame_numbers is not None:
+            pointcloud.add_frame_attribute(me, data.view, recon.frame_numbers)
         del data
         mat = materials.point_material(f"{name} points", created)
         group = geonodes.point_display_group(f"{name} point display", mat, radius, options.min_conf,
@@ -182,6 +194,10 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             _remember_render_settings(scene, created)
             first = next(c for c in cams if (c[keys.WIDTH], c[keys.HEIGHT]) == (res_w, res_h))
             cam_mod.use_camera_render_settings(scene, first)
+
+    if options.animated_camera:
+        step("animated camera")
+        _build_animated_camera(recon, W, name, coll, scene, options, created, med_depth, warnings)
 
     if want_tex:
         if options.depth_textures == "exr":

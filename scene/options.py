@@ -39,6 +39,13 @@ class SceneOptions:
     world_orientation:  "z_up" | "cameras_up" | "none" (see scene.convention).
     sensor_mm:          camera sensor size along the image's long side (36 = full frame); the lens in mm
                         follows from it, the field of view does not depend on it.
+    animated_camera:    one camera animated over the shot's frames (`recon.frame_numbers`), with the
+                        plate as background; sets the scene's frame range, fps and render size
+                        (see scene.animation). Combine with cameras=False to skip the static cameras.
+    plate:              the plate for the animated camera: a movie file, a file of a numbered image
+                        sequence or its folder; None = the views' own files when they are a sequence
+                        or one movie.
+    plate_first_frame:  clip frame number of a movie plate's first frame (default 1; e.g. 1001).
     """
 
     name: str | None = None
@@ -58,6 +65,9 @@ class SceneOptions:
     mesh_min_conf: float | None = None
     world_orientation: str = "z_up"
     sensor_mm: float = 36.0
+    animated_camera: bool = False
+    plate: str | None = None
+    plate_first_frame: int | None = None
 
     def validate(self) -> None:
         """Raise SceneError naming the first bad option."""

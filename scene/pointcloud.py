@@ -2,7 +2,8 @@
 
 Mesh layout (POINT domain): position (Blender world, after the world re-orientation), `Color`
 FLOAT_COLOR linear RGBA (active + render colour), `confidence` FLOAT, `view` INT (index into the
-reconstruction's views). A Geometry Nodes modifier (scene.geonodes) displays it.
+reconstruction's views) and, for a shot (views with frame numbers), `frame` INT (the clip frame of the
+point's view, e.g. 1001). A Geometry Nodes modifier (scene.geonodes) displays it.
 """
 
 from __future__ import annotations
@@ -82,3 +83,9 @@ def build_point_mesh(name: str, data: PointData, created):
     me.attributes.new("view", "INT", "POINT").data.foreach_set("value", data.view)
     me.update()
     return me
+
+
+def add_frame_attribute(me, view: np.ndarray, frame_numbers: np.ndarray) -> None:
+    """The `frame` INT point attribute: the clip frame number of each point's view (bulk)."""
+    frames = np.asarray(frame_numbers, np.int64)[np.asarray(view)].astype(np.int32)
+    me.attributes.new("frame", "INT", "POINT").data.foreach_set("value", np.ascontiguousarray(frames))

@@ -62,9 +62,23 @@ def write_ply(rec: Reconstruction, path: str | os.PathLike, min_conf: float = 0.
     return len(vertex)
 
 
+def colmap_image_names(rec: Reconstruction) -> list[str]:
+    """One unique image name per view: the file's name; for the frames of one movie (or views without
+    files) "<name>.<frame number>.png" when frame numbers are known, else "<name>.png"."""
+    names = [os.path.basename(p) if p else f"{name}.png" for p, name in zip(rec.paths, rec.names, strict=True)]
+    if len(set(names)) < len(names) and rec.frame_numbers is not None:
+        names = [f"{os.path.splitext(nm)[0]}.{int(f):04d}.png" for nm, f in zip(names, rec.frame_numbers, strict=True)]
+    return names
+
+
 def write_colmap(rec: Reconstruction, folder: str | os.PathLike, points: int = 100_000,
-                 min_conf: float = 0.0, seed: int = 0) -> Path:
-    """Write cameras.txt, images.txt and points3D.txt (at most `points` points, 0 = none) into `folder`."""
+                 min_conf: float = 0.0, seed: int = 0, single_camera: bool = False) -> Path:
+    """Write cameras.txt, images.txt and points3D.txt (at most `points` points, 0 = none) into `folder`.
+
+    Every view becomes an image (a shot: every solved frame, named by `colmap_image_names`).
+    single_camera: one camera shared by all images when their intrinsics and sizes are identical
+    (a shot with one lens), as COLMAP's own single-camera mode writes.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     n = rec.n_views
@@ -74,18 +88,24 @@ def write_colmap(rec: Reconstruction, folder: str | os.PathLike, points: int = 1
 
     q = rotation_to_quaternion(world2cam[:, :3, :3])
     t = world2cam[:, :3, 3]
-    names = [os.path.basename(p) if p else f"{name}.png" for p, name in zip(rec.paths, rec.names, strict=True)]
+    names = colmap_image_names(rec)
+    cam_id = np.arange(1, n + 1)
+    if single_camera and n:
+        same = np.allclose(K, K[0], rtol=1e-9, atol=0) and (np.asarray(rec.image_sizes) == rec.image_sizes[0]).all()
+        if same:
+            cam_id = np.ones(n, int)
 
     cams = ["# Camera list with one line of data per camera:",
-            "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]", f"# Number of cameras: {n}"]
+            "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]", f"# Number of cameras: {int(cam_id.max(initial=0))}"]
     imgs = ["# Image list with two lines of data per image:",
             "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME", "#   POINTS2D[] as (X, Y, POINT3D_ID)",
             f"# Number of images: {n}"]
     for i in range(n):
         h0, w0 = (int(v) for v in rec.image_sizes[i])
         fx, fy, cx, cy = K[i, 0, 0], K[i, 1, 1], K[i, 0, 2] + 0.5, K[i, 1, 2] + 0.5
-        cams.append(f"{i + 1} PINHOLE {w0} {h0} {fx:.10g} {fy:.10g} {cx:.10g} {cy:.10g}")
-        imgs.append(f"{i + 1} " + " ".join(f"{v:.12g}" for v in (*q[i], *t[i])) + f" {i + 1} {names[i]}")
+        if i == 0 or cam_id[i] != cam_id[i - 1]:
+            cams.append(f"{cam_id[i]} PINHOLE {w0} {h0} {fx:.10g} {fy:.10g} {cx:.10g} {cy:.10g}")
+        imgs.append(f"{i + 1} " + " ".join(f"{v:.12g}" for v in (*q[i], *t[i])) + f" {cam_id[i]} {names[i]}")
         imgs.append("")
     (folder / "cameras.txt").write_text("\n".join(cams) + "\n")
     (folder / "images.txt").write_text("\n".join(imgs) + "\n")
