@@ -23,7 +23,9 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p = argparse.ArgumentParser(prog=prog, description="Reconstruct cameras and a point cloud from photos "
                                                        "into a .blend file.",
                                 epilog=EXIT_CODES_HELP)
-    p.add_argument("photos", help="folder of photos")
+    p.add_argument("photos", nargs="?", default="",
+                   help="folder of photos, an image sequence folder or a movie file (not needed with "
+                        "--from-reconstruction)")
     p.add_argument("-o", "--output", required=True, help="the .blend file to write")
     p.add_argument("--checkpoint", default="",
                    help="registry name or local .pth/.safetensors file/folder "
@@ -69,6 +71,20 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p.add_argument("--export-ply", default="", metavar="FILE", help="also write the point cloud as binary PLY")
     p.add_argument("--save-reconstruction", default="", metavar="FILE",
                    help="also save the Reconstruction (.npz) for pointmap.build_scene / scripts")
+    shot = p.add_argument_group("shots and matchmoving")
+    shot.add_argument("--from-reconstruction", default="", metavar="FILE.npz",
+                      help="build the scene from a saved Reconstruction (--save-reconstruction) without running "
+                           "any network")
+    shot.add_argument("--animated-camera", action="store_true",
+                      help="one camera animated over the shot's frames (with the plate as its background)")
+    shot.add_argument("--static-cameras", action="store_true",
+                      help="with --animated-camera: also create one static camera per frame")
+    shot.add_argument("--frames", default="", metavar="A:B", help="solved frames to use (inclusive; A: or :B ok)")
+    shot.add_argument("--stride", type=int, default=1,
+                      help="use every N-th solved frame; the frames between are interpolated and marked")
+    shot.add_argument("--export-chan", default="", metavar="FILE", help="also write the camera as a Nuke .chan")
+    shot.add_argument("--export-transforms", default="", metavar="FILE",
+                      help="also write transforms.json (nerfstudio convention; points.ply beside it)")
     return p
 
 
@@ -110,7 +126,21 @@ def check_outputs(args: argparse.Namespace) -> None:
     if not out.lower().endswith(".blend"):
         raise UsageError(f"-o {args.output}: the output must be a .blend file.")
     _check_writable_parent(out, "-o")
-    for flag, path in (("--export-ply", args.export_ply), ("--save-reconstruction", args.save_reconstruction)):
+    if not args.photos and not args.from_reconstruction:
+        raise UsageError("give a folder of photos (or a movie / image sequence), or --from-reconstruction FILE.npz.")
+    if args.from_reconstruction and not os.path.isfile(args.from_reconstruction):
+        raise UsageError(f"--from-reconstruction {args.from_reconstruction}: no such file.")
+    if args.stride < 1:
+        raise UsageError(f"--stride {args.stride}: must be 1 or more.")
+    if args.frames:
+        from .core.frames import parse_frame_range
+
+        try:
+            parse_frame_range(args.frames)
+        except Exception as err:
+            raise UsageError(f"--frames {args.frames}: {err}") from None
+    for flag, path in (("--export-ply", args.export_ply), ("--save-reconstruction", args.save_reconstruction),
+                       ("--export-chan", args.export_chan), ("--export-transforms", args.export_transforms)):
         if path:
             if os.path.isdir(path):
                 raise UsageError(f"{flag} {path}: is a folder; give a file path.")
@@ -164,7 +194,6 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
     argparse → ReconstructOptions → core.reconstruct → scene.build_scene → save → core.io exports.
     online: may `--download` use the network (default: `bpy.app.online_access`). Returns an exit code.
     """
-    import bpy
 
     from .core.errors import CheckpointError, PointmapError
     from .core.weights.resolve import resolve_checkpoint
@@ -178,6 +207,16 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
     except UsageError as err:
         print(f"pointmap: {err}", flush=True)
         return EXIT_USAGE
+
+    if args.from_reconstruction:
+        from .scene.shot import load_reconstruction
+
+        try:
+            rec = load_reconstruction(args.from_reconstruction)
+        except PointmapError as err:
+            print(f"pointmap: {err}", flush=True)
+            return EXIT_FAILED
+        return _build_and_save(args, rec, scene_opts)
 
     settings = get_settings()
     cache_dir = args.weights_dir or settings.cache_dir
@@ -199,8 +238,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
         print(f"pointmap: using the {DEMO_LABEL}.", flush=True)
 
     from .core.pipeline import reconstruct
-    from .core.progress import console_progress, count
-    from .scene import build_scene
+    from .core.progress import console_progress
 
     try:
         rec = reconstruct(os.path.abspath(args.photos), checkpoint, options, progress=console_progress())
@@ -212,9 +250,30 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
         return EXIT_FAILED
     for warning in rec.warnings:
         print(f"pointmap: warning: {warning}", flush=True)
+    return _build_and_save(args, rec, scene_opts)
+
+
+def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
+    """Scene (static cameras, or the animated shot camera), .blend, exports. Returns an exit code."""
+    import bpy
+
+    from .core.errors import PointmapError
+    from .core.progress import count
+    from .scene import build_scene
+
     n_warnings = len(rec.warnings)
+    shot = args.animated_camera or args.export_chan or args.frames or args.stride != 1
     try:
-        coll = build_scene(rec, scene=bpy.context.scene, options=scene_opts)
+        if shot:
+            import dataclasses
+
+            from .scene.shot import build_shot
+
+            scene_opts = dataclasses.replace(scene_opts, cameras=args.static_cameras)
+            coll = build_shot(rec, bpy.context.scene, scene_opts, frames=args.frames or None, stride=args.stride,
+                              export_chan=args.export_chan or None)
+        else:
+            coll = build_scene(rec, scene=bpy.context.scene, options=scene_opts)
     except PointmapError as err:
         print(f"pointmap: {err}", flush=True)
         return EXIT_FAILED
@@ -224,7 +283,11 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
     out = os.path.abspath(args.output)
     bpy.ops.wm.save_as_mainfile(filepath=out)
     print(f"pointmap: wrote {out}", flush=True)
-    _export(args, rec)
+    try:
+        _export(args, rec)
+    except PointmapError as err:
+        print(f"pointmap: {err}", flush=True)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -237,6 +300,11 @@ def _export(args: argparse.Namespace, rec) -> None:
     if args.export_ply:
         n = write_ply(rec, args.export_ply, min_conf=args.min_conf)
         print(f"pointmap: wrote {n} points to {os.path.abspath(args.export_ply)}", flush=True)
+    if args.export_transforms:
+        from .core.io.transforms import write_transforms
+
+        write_transforms(rec, args.export_transforms)
+        print(f"pointmap: wrote {os.path.abspath(args.export_transforms)}", flush=True)
     if args.save_reconstruction:
         rec.save(args.save_reconstruction)
         print(f"pointmap: wrote {os.path.abspath(args.save_reconstruction)}", flush=True)

@@ -303,3 +303,32 @@ def test_look_through_camera_uses_its_photo_size(registered):
     scene.collection.objects.link(empty)
     with pytest.raises(RuntimeError, match="not a camera made by pointmap"):
         bpy.ops.pointmap.use_camera(camera=empty.name)
+
+
+def test_cli_builds_a_shot_from_a_saved_reconstruction(registered, tmp_path):
+    """`--from-reconstruction` runs no network: the saved shot becomes one animated camera + exports."""
+    import json
+
+    from helpers_synthshot import make_synthetic_shot
+    from pointmap import cli
+
+    rec = make_synthetic_shot(n_frames=12, start=1001, plate_dir=str(tmp_path / "plate"))
+    rec.save(tmp_path / "shot.npz")
+    cameras_before = {o.name for o in bpy.data.objects if o.type == "CAMERA"}
+    out = tmp_path / "out"
+    (out / "nerf").mkdir(parents=True)
+    code = cli.main(["--from-reconstruction", str(tmp_path / "shot.npz"), "-o", str(out / "shot.blend"),
+                     "--animated-camera", "--stride", "2", "--export-chan", str(out / "shot.chan"),
+                     "--export-transforms", str(out / "nerf" / "transforms.json")])
+    assert code == cli.EXIT_OK
+    chan = [line.split() for line in (out / "shot.chan").read_text().splitlines() if line.strip()]
+    assert [int(float(r[0])) for r in chan] == list(range(1001, 1012))   # stride 2: 1011 is the last solved frame
+    frames = json.loads((out / "nerf" / "transforms.json").read_text())["frames"]
+    assert len(frames) == 12 and (out / "nerf" / "points.ply").is_file()
+    cams = [o for o in bpy.data.objects if o.type == "CAMERA" and o.name not in cameras_before]
+    assert len(cams) == 1 and cams[0].animation_data is not None    # no static cameras unless asked for
+    assert bpy.context.scene.frame_start == 1001 and bpy.context.scene.frame_end == 1011
+    # usage errors are reported before any work
+    assert cli.main(["--from-reconstruction", str(tmp_path / "missing.npz"), "-o", str(out / "x.blend")]) \
+        == cli.EXIT_USAGE
+    assert cli.main(["-o", str(out / "x.blend")]) == cli.EXIT_USAGE
