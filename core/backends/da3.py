@@ -39,7 +39,7 @@ from ..errors import InputError, PointmapError, check_cancel
 from ..pairwise.memory import cuda_free_bytes
 from ..progress import report
 from ..reconstruction import Reconstruction
-from .vggt import estimate_activation_bytes, fast_attention
+from .vggt import check_common_shape, estimate_activation_bytes, fast_attention
 
 DEFAULT_HFOV_DEG = 60.0
 SKY_THRESHOLD = 0.3
@@ -71,19 +71,7 @@ def normalize_world2cam(world2cam: np.ndarray) -> tuple[np.ndarray, float]:
 def _images_tensor(images):
     from ..io.da3_images import DA3_PATCH, to_tensor_da3
 
-    if len(images) == 0:
-        raise InputError("Depth Anything 3 needs at least one image.")
-    shapes: dict = {}
-    for im in images:
-        shapes.setdefault(im.true_shape, im.name)
-    if len(shapes) != 1:
-        raise InputError("Depth Anything 3 needs all images at one size after preprocessing; got "
-                         + ", ".join(f"{w}x{h} ({name})" for (h, w), name in sorted(shapes.items()))
-                         + " (load them together with core.io.da3_images.load_images_da3).")
-    h, w = next(iter(shapes))
-    if h % DA3_PATCH or w % DA3_PATCH:
-        raise InputError(f"Depth Anything 3 needs image sizes in multiples of {DA3_PATCH} pixels; got {w}x{h} "
-                         "(load the photos with core.io.da3_images.load_images_da3).")
+    check_common_shape(images, "Depth Anything 3", DA3_PATCH, "core.io.da3_images.load_images_da3")
     return to_tensor_da3(list(images))
 
 

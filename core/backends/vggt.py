@@ -94,21 +94,28 @@ def fast_attention(device):
         return contextlib.nullcontext()
 
 
-def _images_tensor(images):
-    from ..io.images import VGGT_PATCH, to_tensor_vggt
-
+def check_common_shape(images, label: str, patch: int, loader: str) -> tuple[int, int]:
+    """(H, W) shared by all `images` (LoadedImages), a multiple of `patch`; else InputError naming them.
+    label: the model in messages ("VGGT"); loader: the function that prepares images for it."""
     if len(images) == 0:
-        raise InputError("VGGT needs at least one image.")
+        raise InputError(f"{label} needs at least one image.")
     first_of_shape: dict = {}
     for im in images:
         first_of_shape.setdefault(im.true_shape, im.name)
     if len(first_of_shape) != 1:
-        raise InputError("VGGT needs all images at one size after preprocessing; got "
+        raise InputError(f"{label} needs all images at one size after preprocessing; got "
                          + ", ".join(f"{w}x{h} ({name})" for (h, w), name in sorted(first_of_shape.items())) + ".")
     h, w = next(iter(first_of_shape))
-    if h % VGGT_PATCH or w % VGGT_PATCH:
-        raise InputError(f"VGGT needs image sizes in multiples of {VGGT_PATCH} pixels; got {w}x{h} "
-                         "(load the photos with core.images.load_images_vggt).")
+    if h % patch or w % patch:
+        raise InputError(f"{label} needs image sizes in multiples of {patch} pixels; got {w}x{h} "
+                         f"(load the photos with {loader}).")
+    return h, w
+
+
+def _images_tensor(images):
+    from ..io.images import VGGT_PATCH, to_tensor_vggt
+
+    check_common_shape(images, "VGGT", VGGT_PATCH, "core.images.load_images_vggt")
     return to_tensor_vggt(list(images))
 
 

@@ -23,30 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dpt import ResidualConvUnit  # DA3's unit adds x (not relu(x)) on the skip, as DUSt3R's does
+from ..vggt.dpt import FusionBlock as _VGGTFusionBlock
 from ..vggt.dpt import cached_uv_embedding
 
 UV_SCALE = 0.1
 
 
-class FusionBlock(nn.Module):
-    """out_conv1x1(resize(RCU2(x + RCU1(skip)))): resized to `size`, or x2 when size is None."""
-
-    def __init__(self, features: int, has_residual: bool = True):
-        super().__init__()
-        self.out_conv = nn.Conv2d(features, features, 1)
-        if has_residual:
-            self.resConfUnit1 = ResidualConvUnit(features)
-        self.resConfUnit2 = ResidualConvUnit(features)
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:
-        if skip is not None:
-            x = x + self.resConfUnit1(skip)
-        x = self.resConfUnit2(x)
-        if size is None:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        else:
-            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
-        return self.out_conv(x)
+def fusion_block(features: int, has_residual: bool = True) -> nn.Module:
+    """VGGT's RefineNet stage with DUSt3R's residual unit (DA3's skip adds x, not relu(x))."""
+    return _VGGTFusionBlock(features, has_residual, unit=ResidualConvUnit)
 
 
 def _last_conv_fp32(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +56,7 @@ class _Scratch(nn.Module):
         names = ("", "_aux") if dual else ("",)
         for suffix in names:
             for i in range(1, 5):
-                setattr(self, f"refinenet{i}{suffix}", FusionBlock(features, has_residual=i != 4))
+                setattr(self, f"refinenet{i}{suffix}", fusion_block(features, has_residual=i != 4))
             if suffix == "":
                 self.output_conv1 = nn.Conv2d(features, half, 3, padding=1)
                 self.output_conv2 = nn.Sequential(nn.Conv2d(half, 32, 3, padding=1), nn.ReLU(),
