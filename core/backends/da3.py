@@ -36,10 +36,9 @@ import numpy as np
 
 from ..devices import resolve_device_precision
 from ..errors import InputError, PointmapError, check_cancel
-from ..pairwise.memory import cuda_free_bytes
 from ..progress import report
 from ..reconstruction import Reconstruction
-from .vggt import check_common_shape, estimate_activation_bytes, fast_attention
+from .vggt import check_common_shape, check_fits, estimate_activation_bytes, fast_attention
 
 DEFAULT_HFOV_DEG = 60.0
 SKY_THRESHOLD = 0.3
@@ -76,19 +75,9 @@ def _images_tensor(images):
 
 
 def _check_memory(device, n_frames: int, h: int, w: int, cfg, precision: str, frame_chunk: int) -> None:
-    import torch
-
-    if device.type != "cuda":
-        return
-    free = cuda_free_bytes(device, headroom=0.0)
     need = estimate_activation_bytes(n_frames, h, w, cfg.embed_dim, cfg.patch_size, 1, 4,
                                      4 if precision == "fp32" else 2, frame_chunk)
-    if need > free:
-        gib = 1024 ** 3
-        raise DA3MemoryError(
-            f"Depth Anything 3 on {n_frames} frames of {w}x{h} needs about {need / gib:.1f} GiB of GPU memory but "
-            f"only {free / gib:.1f} GiB are free on {torch.cuda.get_device_name(device)}; use fewer frames "
-            "(or a lower precision).")
+    check_fits(device, need, f"Depth Anything 3 on {n_frames} frames of {w}x{h}", DA3MemoryError)
 
 
 def prepare_model(model, device, precision: str, head_precision: str = "auto") -> str:

@@ -60,21 +60,26 @@ def estimate_activation_bytes(n_frames: int, height: int, width: int, embed_dim:
     return int(aggregator + heads + outputs)
 
 
-def _check_memory(device, n_frames, h, w, model, precision, frame_chunk) -> None:
+def check_fits(device, need: int, what: str, error: type[PointmapError]) -> None:
+    """Raise `error` when `need` bytes exceed the free memory of a CUDA `device` (no check elsewhere)."""
     import torch
 
     if device.type != "cuda":
         return
     free = cuda_free_bytes(device, headroom=0.0)
+    if need > free:
+        gib = 1024 ** 3
+        raise error(f"{what} needs about {need / gib:.1f} GiB of GPU memory but only {free / gib:.1f} GiB are "
+                    f"free on {torch.cuda.get_device_name(device)}; use fewer frames (or a lower precision).")
+
+
+def _check_memory(device, n_frames, h, w, model, precision, frame_chunk) -> None:
+    if device.type != "cuda":
+        return
     need = estimate_activation_bytes(n_frames, h, w, model.config["embed_dim"], model.aggregator.patch_size,
                                      model.aggregator.patch_start_idx, len(model.head_layers),
                                      4 if precision == "fp32" else 2, frame_chunk)
-    if need > free:
-        gib = 1024 ** 3
-        raise VGGTMemoryError(
-            f"VGGT on {n_frames} frames of {w}x{h} needs about {need / gib:.1f} GiB of GPU memory but only "
-            f"{free / gib:.1f} GiB are free on {torch.cuda.get_device_name(device)}; use fewer frames "
-            "(or a lower precision).")
+    check_fits(device, need, f"VGGT on {n_frames} frames of {w}x{h}", VGGTMemoryError)
 
 
 def fast_attention(device):
