@@ -49,8 +49,10 @@ def _run(model, case: str):
         kwargs = {"world2cam": torch.from_numpy(ref["extrinsics_input_normalized"]),
                   "intrinsics": torch.from_numpy(ref["intrinsics_input"])}
     trace: dict = {}
+    images = torch.from_numpy(ref["images"])
+    frames = images.shape[0] * images.shape[1]   # one head chunk, so the traced head maps cover every frame
     with torch.no_grad():
-        out = model(torch.from_numpy(ref["images"]), rays=True, trace=trace, **kwargs)
+        out = model(images, rays=True, trace=trace, frame_chunk=max(8, frames), **kwargs)
     return spec, ref, out, trace
 
 
@@ -168,3 +170,28 @@ def test_layout_detects_preset():
         shapes = {k[len("model."):]: tuple(v.shape) for k, v in _meta_state_dict(preset).items()}
         want = "da3mono-large" if preset == "da3metric-large" else preset
         assert preset_from_keys(shapes) == want, preset
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    """A DA3 file whose layout is no published preset needs a config; a config naming a preset the tensors
+    do not fit, or an unknown model, is refused with the path in the message (never loaded non-strictly)."""
+    import shutil
+
+    from pointmap.core.models.da3.checkpoint import load_da3
+
+    src = DA3_PARITY_DIR / "tiny_da3.safetensors"
+    with pytest.raises(CheckpointError, match="match no published preset"):
+        load_da3(src)
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    shutil.copy(src, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps({"model_name": "da3-small"}))
+    with pytest.raises(CheckpointError, match=str(folder)):
+        load_da3(folder)
+    (folder / "config.json").write_text(json.dumps({"model_name": "da3-tiny-unknown"}))
+    with pytest.raises(CheckpointError, match="does not know"):
+        load_da3(folder)
+    # With the right architecture given explicitly, the folder loads strictly.
+    (folder / "config.json").write_text(json.dumps({"model_name": "da3-small"}))
+    net, info = load_da3(folder, config=MANIFEST["tiny_model_config"])
+    assert info.family == "da3" and info.input_size == 504 and info.source_format == "da3_safetensors"
