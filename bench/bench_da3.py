@@ -16,6 +16,8 @@ Timed (after one untimed warm-up per size; the best of --repeats synchronised ca
         GPUs without bf16), float32 weights — what `DepthAnything3.forward` does.
   ours: `DA3Net(x)` as run_da3 runs it: backbone weights cast to bf16, head in bf16 (last convs and exp
         in float32), camera decoder float32, the unused ray branch not run, cuDNN-first SDPA.
+  ours-fused (opt-in, --impls ours,ref,ours-fused): as ours with VGGT's torch.compile'd blocks
+        (run_da3 fused=True); compile time is in the warm-up, not timed.
 Peak memory is torch's max allocated during the timed calls, weights included.
 `--check` (default on) first compares both networks in float32 on 2 and 3 frames at --check-size
 (depth, depth_conf, cameras; max error relative to the reference's max) and records it.
@@ -77,6 +79,16 @@ def run_ours(net, x):
         return net(x, rays=False)
 
 
+def run_ours_fused(net, x):
+    from pointmap.core.models.vggt.blocks import set_fused
+
+    set_fused(net.backbone, True)
+    try:
+        return run_ours(net, x)
+    finally:
+        set_fused(net.backbone, False)
+
+
 def compare(ref_net, our_net, device, h: int, w: int, frames=(2, 3)) -> dict:
     """float32 outputs of both on the same random images: max |ours - ref| / max |ref| per output."""
     ref_net.to(device).float()
@@ -123,7 +135,8 @@ def bench_impl(impl: str, ref_net, our_net, device, frames, h: int, w: int, repe
     else:
         precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
         prepare_model(our_net, device, precision)
-        fn_of = lambda x: (lambda: run_ours(our_net, x))  # noqa: E731
+        run = run_ours_fused if impl == "ours-fused" else run_ours
+        fn_of = lambda x: (lambda: run(our_net, x))  # noqa: E731
     for n in frames:
         x = torch.rand(1, n, 3, h, w, device=device)
         try:
@@ -179,6 +192,10 @@ def main() -> None:
         if not args.check_only:
             for impl in args.impls.split(","):
                 entry[impl] = bench_impl(impl, ref_net, our_net, device, frames, h, w, args.repeats)
+            if "ours-fused" in entry and "ref" in entry:
+                entry["speedup_fused"] = [round(r["seconds"] / o["seconds"], 3)
+                                          if "seconds" in o and "seconds" in r else None
+                                          for o, r in zip(entry["ours-fused"], entry["ref"], strict=True)]
             if "ours" in entry and "ref" in entry:
                 entry["speedup"] = [round(r["seconds"] / o["seconds"], 3) if "seconds" in o and "seconds" in r else None
                                     for o, r in zip(entry["ours"], entry["ref"], strict=True)]

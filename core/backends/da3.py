@@ -98,11 +98,13 @@ def prepare_model(model, device, precision: str, head_precision: str = "auto") -
 
 
 def run_da3_frames(model, x, device, precision: str, world2cam_net=None, K_net_in=None, frame_chunk: int = 8,
-                   ref_strategy: str = "saddle_balanced", step=None, cancel=None) -> dict[str, np.ndarray]:
+                   ref_strategy: str = "saddle_balanced", step=None, cancel=None,
+                   fused: bool = False) -> dict[str, np.ndarray]:
     """One network pass over S frames: x (S, 3, H, W) normalised -> numpy float32 maps on the host.
 
     world2cam_net (S, 4, 4) normalised known cameras and K_net_in (S, 3, 3) their intrinsics in network
-    pixels (both or neither; any-view models only). Returns depth, depth_conf (S, H, W) (mono: depth, sky)
+    pixels (both or neither; any-view models only). fused: VGGT's torch.compile'd block path (CUDA, MLP
+    blocks only; compiles once per process). Returns depth, depth_conf (S, H, W) (mono: depth, sky)
     and for any-view models cam2world, world2cam (S, 3, 4) and intrinsics (S, 3, 3) in network pixels, in
     the network's world frame (the reference view's camera).
 
@@ -114,16 +116,24 @@ def run_da3_frames(model, x, device, precision: str, world2cam_net=None, K_net_i
     """
     import torch
 
+    from ..models.vggt.blocks import set_fused
+
     s, _, h, w = x.shape
     _check_memory(device, s, h, w, model.cfg, precision, frame_chunk)
+    fused = fused and device.type == "cuda" and model.cfg.ffn == "mlp"   # the fused path knows fc1/fc2 MLPs
     with torch.inference_mode():
         xb = x.to(device)[None]
         kw = {}
         if world2cam_net is not None:
             kw = {"world2cam": torch.as_tensor(world2cam_net, dtype=torch.float32, device=device)[None],
                   "intrinsics": torch.as_tensor(K_net_in, dtype=torch.float32, device=device)[None]}
-        with torch.autocast(device.type, dtype=torch.float16, enabled=precision == "fp16"), fast_attention(device):
-            feats = model.encode(xb, ref_strategy=ref_strategy, step=step, **kw)
+        set_fused(model.backbone, fused)
+        try:
+            with torch.autocast(device.type, dtype=torch.float16, enabled=precision == "fp16"), \
+                    fast_attention(device):
+                feats = model.encode(xb, ref_strategy=ref_strategy, step=step, **kw)
+        finally:
+            set_fused(model.backbone, False)
         out: dict[str, list] = {}
         for a in range(0, s, frame_chunk):
             check_cancel(cancel)
@@ -146,7 +156,7 @@ def _homogeneous(m: np.ndarray) -> np.ndarray:
 
 def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: int = 8, intrinsics=None,
             world2cam=None, ref_strategy: str = "saddle_balanced", head_precision: str = "auto",
-            progress=None, cancel=None) -> Reconstruction:
+            fused: bool = False, progress=None, cancel=None) -> Reconstruction:
     """Reconstruct `images` (LoadedImages of one shape, from load_images_da3) with a DA3 model.
 
     model:      a `core.models.da3.DA3Net` (moved to `device`; its backbone cast to bf16 in bf16 mode).
@@ -154,6 +164,7 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     world2cam:  None or (S, 4, 4) known world-to-camera poses (OpenCV); needs `intrinsics`; runs the
                 camera-conditioned mode and keeps these cameras (world = the caller's frame).
     precision:  "auto" | "fp32" | "bf16" | "fp16" (as run_vggt); head_precision "auto" | "fp32" | "bf16".
+    fused:      torch.compile'd transformer blocks on CUDA (as run_vggt's; ~1 min compile per process).
     Raises InputError (bad images or cameras), DA3MemoryError, Cancelled.
     """
     from ..models.da3 import DA3Net
@@ -204,7 +215,8 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     w2c_net = None
     if world2cam is not None:
         w2c_net, norm_scale = normalize_world2cam(world2cam)
-    maps = run_da3_frames(model, x, device, precision, w2c_net, K_known, frame_chunk, ref_strategy, step, cancel)
+    maps = run_da3_frames(model, x, device, precision, w2c_net, K_known, frame_chunk, ref_strategy, step, cancel,
+                          fused)
     report(progress, "da3", depth_blocks + 1, total, "cameras and points")
     t_net = time.perf_counter()
 
@@ -264,6 +276,7 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
         warnings=warnings,
         meta={**meta, "checkpoint_notes": list(getattr(model, "checkpoint_notes", [])), "device": str(device),
               "precision": precision, "head_precision": head_precision, "frame_chunk": frame_chunk,
+              "fused": bool(fused and device.type == "cuda" and model.cfg.ffn == "mlp"),
               "known_intrinsics": intrinsics is not None, "known_poses": world2cam is not None,
               "camera_normalisation_scale": norm_scale, "seconds_network": round(t_net - t0, 3),
               "seconds_total": round(time.perf_counter() - t0, 3),
