@@ -121,3 +121,16 @@ def test_mono_and_metric_model():
     np.testing.assert_allclose(metric.depth[0], rec.depth[0] * (k_net[0, 0] + k_net[1, 1]) / 2 / 300, rtol=1e-5)
     with pytest.raises(InputError, match="one image at a time"):
         run_da3(net, list(_images("multiview")), device="cpu")
+
+
+def test_reconstruct_da3_from_paths(model, tmp_path):
+    """The pipeline's one call: files in, Reconstruction out; a broken file is skipped with a warning."""
+    from pointmap.core.backends.da3 import reconstruct_da3
+
+    spec = CASES["multiview"] if "multiview" in CASES else next(iter(CASES.values()))
+    paths = [str(DA3_PARITY_DIR / "images" / name) for name in spec["source_images"]]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    rec = reconstruct_da3(model, paths + [str(bad)], process_res=spec["process_res"], device="cpu")
+    assert rec.n_views == len(paths) and any("broken.png" in w for w in rec.warnings)
+    _reprojects(rec)

@@ -285,3 +285,23 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     rec.validate()
     report(progress, "da3", total, total, "done")
     return rec
+
+
+def reconstruct_da3(model, inputs, *, process_res: int | None = None, method: str = "upper_bound_resize",
+                    on_bad_image: str = "skip", intrinsics=None, world2cam=None, device=None,
+                    precision: str = "auto", fused: bool = False, progress=None,
+                    cancel=None) -> Reconstruction:
+    """Load `inputs` (paths, folders, arrays, PIL images) as DA3 expects and reconstruct them: the one call
+    `core.pipeline.reconstruct` makes for backend "da3". process_res None = the model's input size (504).
+    Skipped inputs (on_bad_image "skip") become warnings; known cameras must then match the loaded views."""
+    from ..io.da3_images import load_images_da3
+
+    res = process_res or int(getattr(getattr(model, "cfg", None), "input_size", 504))
+    images = load_images_da3(inputs, res, method, on_error=on_bad_image, progress=progress, cancel=cancel)
+    if images.failures and (intrinsics is not None or world2cam is not None):
+        raise InputError("Some images could not be read, so the known cameras no longer match the views: "
+                         + "; ".join(msg for _, msg in images.failures))
+    rec = run_da3(model, images.images, device=device, precision=precision, intrinsics=intrinsics,
+                  world2cam=world2cam, fused=fused, progress=progress, cancel=cancel)
+    rec.warnings = [f"Skipped {path}: {message}" for path, message in images.failures] + list(rec.warnings)
+    return rec

@@ -28,6 +28,8 @@ from .head import DualDPT, MonoDPT
 
 
 class DA3Net(nn.Module):
+    family = "da3"   # read by core.pipeline for modules passed in directly
+
     def __init__(self, cfg: DA3Config):
         super().__init__()
         self.cfg = cfg
@@ -89,6 +91,8 @@ class DA3Nested(nn.Module):
     Its combined forward (metric rescaling of the any-view result) is not implemented; the backend
     refuses it with a clear message. Built so that the checkpoint's keys are checked strictly.
     """
+
+    family = "da3"
 
     def __init__(self):
         super().__init__()
