@@ -10,7 +10,7 @@ when present, otherwise from the key/shape signature of its state_dict (`preset_
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 # The DA3 API's default processing resolution (long side, pixels); every preset is run at it.
 DA3_INPUT_SIZE = 504
@@ -56,7 +56,6 @@ class DA3Config:
     cam_enc_heads: int = 16
     gs_head: bool = False
     input_size: int = DA3_INPUT_SIZE
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def any_view(self) -> bool:
