@@ -38,3 +38,16 @@ def report(progress: ProgressFn | None, stage: str, done: int, total: int, messa
     """Call `progress` with a `Progress` built from the arguments, if a callback is given."""
     if progress is not None:
         progress(Progress(stage, int(done), int(total), message, loss))
+
+
+def console_progress(prefix: str = "pointmap") -> ProgressFn:
+    """Progress printer for headless runs (CLI, demo, `blender -b`): one line per stage change or 10 % step,
+    flushed at once so the lines appear while the job runs."""
+    last = {"stage": None, "tenth": -1}
+
+    def show(p: Progress) -> None:
+        tenth = int(p.fraction * 10)
+        if p.stage != last["stage"] or tenth != last["tenth"]:
+            last["stage"], last["tenth"] = p.stage, tenth
+            print(f"{prefix}: {p.stage} {p.done}/{p.total} {p.message}".rstrip(), flush=True)
+    return show

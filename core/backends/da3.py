@@ -287,21 +287,33 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     return rec
 
 
-def reconstruct_da3(model, inputs, *, process_res: int | None = None, method: str = "upper_bound_resize",
-                    on_bad_image: str = "skip", intrinsics=None, world2cam=None, device=None,
-                    precision: str = "auto", fused: bool = False, progress=None,
-                    cancel=None) -> Reconstruction:
-    """Load `inputs` (paths, folders, arrays, PIL images) as DA3 expects and reconstruct them: the one call
-    `core.pipeline.reconstruct` makes for backend "da3". process_res None = the model's input size (504).
-    Skipped inputs (on_bad_image "skip") become warnings; known cameras must then match the loaded views."""
+
+def load_for_da3(inputs, options, input_size: int, progress=None, cancel=None):
+    """`core.pipeline.reconstruct`'s load stage for DA3: an ImageSet at `options.image_size or input_size`.
+    Known cameras (options.da3) must match the inputs one to one, so with them a bad image is an error."""
     from ..io.da3_images import load_images_da3
 
-    res = process_res or int(getattr(getattr(model, "cfg", None), "input_size", 504))
-    images = load_images_da3(inputs, res, method, on_error=on_bad_image, progress=progress, cancel=cancel)
-    if images.failures and (intrinsics is not None or world2cam is not None):
-        raise InputError("Some images could not be read, so the known cameras no longer match the views: "
-                         + "; ".join(msg for _, msg in images.failures))
-    rec = run_da3(model, images.images, device=device, precision=precision, intrinsics=intrinsics,
-                  world2cam=world2cam, fused=fused, progress=progress, cancel=cancel)
-    rec.warnings = [f"Skipped {path}: {message}" for path, message in images.failures] + list(rec.warnings)
-    return rec
+    known = options.da3.intrinsics is not None or options.da3.world2cam is not None
+    images = load_images_da3(inputs, options.image_size or input_size, options.da3.method,
+                             on_error="raise" if known else options.on_bad_image, progress=progress, cancel=cancel)
+    return images
+
+
+def run_da3_options(model, images, options, progress=None, cancel=None) -> Reconstruction:
+    """`core.pipeline.reconstruct`'s DA3 stage: `run_da3` with a `ReconstructOptions` (known focal length in
+    mm -> known intrinsics with the principal point at the image centre, unless intrinsics are given)."""
+    from .pairwise import focal_mm_to_net_px
+
+    ims = list(images)
+    d = options.da3
+    intrinsics = d.intrinsics
+    if intrinsics is None and options.known_focal_mm:
+        ks = []
+        for im in ims:
+            f_net = focal_mm_to_net_px(options.known_focal_mm, options.sensor_width_mm, im)
+            h, w = im.true_shape
+            ks.append(np.asarray(im.net_to_orig) @ np.array([[f_net, 0, w / 2], [0, f_net, h / 2], [0, 0, 1.0]]))
+        intrinsics = np.stack(ks)
+    return run_da3(model, ims, device=options.device, precision=options.precision, intrinsics=intrinsics,
+                   world2cam=d.world2cam, ref_strategy=d.ref_strategy, fused=d.fused, progress=progress,
+                   cancel=cancel)

@@ -534,7 +534,7 @@ def _build(raw: RawCheckpoint, vggt_config: dict | None, da3_config=None) -> tor
     # Imported before entering the meta context so that nothing created at import time lands on meta.
     from ..models import build_model
     from ..models.da3 import build_da3
-    from ..models.vggt import build_vggt
+    from ..models.vggt.model import build_vggt
 
     if raw.family == "da3" and da3_config is None and not (raw.kwargs or {}).get("preset"):
         raise CheckpointError(f"{raw.path}: a DA3 checkpoint whose tensors match no published preset and "
@@ -555,13 +555,13 @@ def _build(raw: RawCheckpoint, vggt_config: dict | None, da3_config=None) -> tor
                               f"({type(err).__name__}: {err}).") from None
 
 
-def _input_size(model: torch.nn.Module, family: str) -> int:
+def model_input_size(model: torch.nn.Module) -> int:
     """Long side the network was trained for, from the built model's resolved settings (defaults filled in)."""
-    if family == "da3":
+    if getattr(model, "family", None) == "da3":
         from ..models.da3.config import DA3_INPUT_SIZE
 
         return int(getattr(getattr(model, "cfg", None), "input_size", DA3_INPUT_SIZE))
-    size = model.config["img_size"] if family == "vggt" else model.settings["img_size"]
+    size = model.config["img_size"] if model.family == "vggt" else model.settings["img_size"]
     return int(max(size) if isinstance(size, tuple | list) else size)
 
 
@@ -595,5 +595,5 @@ def load_raw_checkpoint(raw: RawCheckpoint, device: str | torch.device = "cpu", 
     info = CheckpointInfo(path=where, family=raw.family, class_name=raw.class_name,
                           kwargs=dict(vggt_config) if raw.family == "vggt" and vggt_config else raw.kwargs,
                           source_format=raw.source_format, num_params=count_parameters(model),
-                          input_size=_input_size(model, raw.family), notes=notes)
+                          input_size=model_input_size(model), notes=notes)
     return model, info

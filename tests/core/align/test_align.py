@@ -223,7 +223,7 @@ def test_mixed_shape_storage_and_smaller_solve_chunks(monkeypatch):
     groups = build_groups(packed, torch.device("cpu"))
     assert len(groups) == 2 and all(g.pts.untyped_storage().data_ptr() in buffers for g in groups)
     ref = global_align(packed)
-    monkeypatch.setattr(align_mod, "_SOLVE_CHUNK_PIXELS", 3 * 48 * 64)
+    monkeypatch.setattr(align_mod, "SOLVE_CHUNK_PIXELS", 3 * 48 * 64)
     got = global_align(packed)
     np.testing.assert_allclose(got.cam2world, ref.cam2world, atol=1e-6)
     for a, b in zip(got.depth, ref.depth, strict=True):

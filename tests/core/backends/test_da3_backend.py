@@ -123,14 +123,29 @@ def test_mono_and_metric_model():
         run_da3(net, list(_images("multiview")), device="cpu")
 
 
-def test_reconstruct_da3_from_paths(model, tmp_path):
-    """The pipeline's one call: files in, Reconstruction out; a broken file is skipped with a warning."""
-    from pointmap.core.backends.da3 import reconstruct_da3
+def test_reconstruct_selects_da3(model, tmp_path):
+    """core.reconstruct: backend "auto" picks DA3 from the model's family; files in, Reconstruction out; a broken
+    file is skipped with a warning; other backends and pairwise-only options are refused."""
+    from pointmap.core import reconstruct
+    from pointmap.core.errors import CheckpointError, UnsupportedOption
+    from pointmap.core.options import DA3Options, PairwiseOptions, ReconstructOptions
 
     spec = CASES["multiview"] if "multiview" in CASES else next(iter(CASES.values()))
     paths = [str(DA3_PARITY_DIR / "images" / name) for name in spec["source_images"]]
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
-    rec = reconstruct_da3(model, paths + [str(bad)], process_res=spec["process_res"], device="cpu")
-    assert rec.n_views == len(paths) and any("broken.png" in w for w in rec.warnings)
+    opt = ReconstructOptions(device="cpu", image_size=spec["process_res"],
+                             da3=DA3Options(method=spec["process_res_method"]))
+    rec = reconstruct(paths + [str(bad)], model, opt)
+    assert rec.family == "da3" and rec.n_views == len(paths) and any("broken.png" in w for w in rec.warnings)
     _reprojects(rec)
+    focal = reconstruct(paths, model, ReconstructOptions(device="cpu", image_size=spec["process_res"],
+                                                         known_focal_mm=50.0, sensor_width_mm=36.0))
+    h0, w0 = focal.image_sizes[0]
+    np.testing.assert_allclose(focal.K[:, 0, 0], 50.0 / 36.0 * max(h0, w0), rtol=1e-9)
+    with pytest.raises(CheckpointError, match="cannot run a da3"):
+        reconstruct(paths, model, ReconstructOptions(device="cpu", backend="pairs"))
+    with pytest.raises(UnsupportedOption, match="Depth Anything 3"):
+        reconstruct(paths, model, ReconstructOptions(device="cpu", pairwise=PairwiseOptions(graph="swin-2")))
+    with pytest.raises(ValueError, match="da3.method"):
+        reconstruct(paths, model, ReconstructOptions(da3=DA3Options(method="nearest")))
