@@ -182,7 +182,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
             return EXIT_NO_WEIGHTS
 
     from .core.pipeline import reconstruct
-    from .core.progress import console_progress
+    from .core.progress import console_progress, count
     from .scene import build_scene
 
     try:
@@ -203,8 +203,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
         return EXIT_FAILED
     for warning in rec.warnings[n_warnings:]:   # the scene builder's own warnings
         print(f"pointmap: warning: {warning}", flush=True)
-    views = "1 view" if rec.n_views == 1 else f"{rec.n_views} views"
-    print(f"pointmap: reconstructed {views} into collection '{coll.name}'", flush=True)
+    print(f"pointmap: reconstructed {count(rec.n_views, 'view')} into collection '{coll.name}'", flush=True)
     out = os.path.abspath(args.output)
     bpy.ops.wm.save_as_mainfile(filepath=out)
     print(f"pointmap: wrote {out}", flush=True)

@@ -19,7 +19,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-REQUIRED = ("torch", "torchvision", "timm", "cv2")
+REQUIRED = ("torch", "torchvision", "timm", "safetensors", "cv2")
 # pip distribution of each required import name, where they differ. OpenCV: Depth Anything 3's
 # preprocessing is defined by cv2.resize's uint8 rounding (core/io/da3_images.py); headless = no GUI libs.
 PIP_NAMES = {"cv2": "opencv-python-headless"}
@@ -103,7 +103,7 @@ def describe_devices() -> str:
 
 
 def pip_install_command(target: str, variant: str = "CPU", python: str | None = None) -> list[str]:
-    """The pip command installing torch, torchvision and timm into `target`.
+    """The pip command installing torch, torchvision, timm and safetensors into `target`.
 
     variant "CPU" takes the PyTorch CPU wheels (small, work everywhere); "CUDA" takes PyPI's default
     wheels (CUDA on Linux/Windows, MPS-capable on macOS). numpy is pinned to the running version so pip

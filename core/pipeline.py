@@ -211,11 +211,12 @@ def _require_torch() -> None:
 
     guard_triton()
     try:
+        import safetensors  # noqa: F401
         import timm  # noqa: F401  (timm imports torchvision, which needs the matching torch build)
         import torch  # noqa: F401
     except Exception as err:  # ImportError, or a broken CUDA/torchvision install raising at import
         raise DependencyError(
-            f"pointmap needs torch, torchvision and timm, which could not be imported ({err}). Install them "
+            f"pointmap needs torch, torchvision, timm and safetensors, which could not be imported ({err}). Install them "
             f"(Blender: Preferences > Add-ons > Pointmap > Install dependencies).") from err
 
 

@@ -51,3 +51,8 @@ def console_progress(prefix: str = "pointmap") -> ProgressFn:
             last["stage"], last["tenth"] = p.stage, tenth
             print(f"{prefix}: {p.stage} {p.done}/{p.total} {p.message}".rstrip(), flush=True)
     return show
+
+
+def count(n: int, noun: str) -> str:
+    """"1 view", "3 views": a count with its noun in the right number (regular plurals)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

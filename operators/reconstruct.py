@@ -15,7 +15,7 @@ import bpy
 
 from .. import tasks as jobs
 from ..core.errors import PointmapError
-from ..core.progress import console_progress
+from ..core.progress import console_progress, count
 from ..core.weights.resolve import resolve_checkpoint
 from ..ui.preferences import get_settings
 from ..ui.properties import ReconstructOptions, copy_options
@@ -130,7 +130,7 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
             return
         for w in recon.warnings:
             self.report({"WARNING"}, w)
-        self._outcome = ("done", {"INFO"}, f"Reconstructed {recon.n_views} views into collection "
+        self._outcome = ("done", {"INFO"}, f"Reconstructed {count(recon.n_views, 'view')} into collection "
                                           f"'{coll.name}' in {jobs.format_seconds(self._job.state.elapsed())}.")
 
     def _failed(self, err, tb) -> None:

@@ -27,7 +27,6 @@ import ast
 import json
 import math
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,6 @@ FAMILY_OF_CLASS = {DUST3R_CLASS: "dust3r", MAST3R_CLASS: "mast3r", VGGT_CLASS: "
 VGGT_AGGREGATOR = "aggregator."
 DA3_PREFIXES = ("model.backbone.pretrained.", "model.da3.backbone.pretrained.")
 
-_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
 _SHOW = 4   # how many offending keys an error message lists
 
@@ -175,90 +173,41 @@ def hf_config_to_constructor(config: Mapping) -> tuple[str, dict]:
 # File readers
 # --------------------------------------------------------------------------------------------------
 
-_ST_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
+def _safe_open(path: Path):
+    """`safetensors.safe_open` (memory-mapped) with a CheckpointError naming the file for a damaged one."""
+    from safetensors import SafetensorError, safe_open
 
-
-def _read_safetensors_header(path: Path, metadata: dict | None = None) -> tuple[dict, int, int]:
-    """Parse and validate a safetensors header. Returns (entries, data_start, file_size).
-
-    `metadata`, if given, receives the header's `__metadata__` string map.
-
-    Layout: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
-    then the tensor bytes; offsets are relative to the end of the header and must tile the data exactly.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path} is too short ({size} bytes) to be a safetensors file.")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8 or n > _SAFETENSORS_MAX_HEADER:
-            raise CheckpointError(f"{path} is not a valid safetensors file: its header claims {n} bytes but the "
-                                  f"file has {size} (truncated download or not safetensors).")
-        raw = f.read(n)
+    if path.stat().st_size < 8:
+        raise CheckpointError(f"{path} is too short ({path.stat().st_size} bytes) to be a safetensors file.")
     try:
-        entries = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise CheckpointError(f"{path} is not a valid safetensors file: its header is not JSON.") from None
-    if not isinstance(entries, dict):
-        raise CheckpointError(f"{path} is not a valid safetensors file: its header is not a JSON object.")
-    meta = entries.pop("__metadata__", None)
-    if metadata is not None and isinstance(meta, dict):
-        metadata.update({str(k): str(v) for k, v in meta.items()})
-    data_size = size - 8 - n
-    end_max = 0
-    for name, e in entries.items():
-        try:
-            dtype = _ST_DTYPES[e["dtype"]]
-            shape = [int(d) for d in e["shape"]]
-            begin, end = (int(o) for o in e["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor {name!r} has an unsupported or malformed header entry "
-                                  f"({str(e)[:120]}).") from None
-        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-        if min(shape, default=0) < 0 or begin < 0 or end - begin != nbytes:
-            raise CheckpointError(f"{path}: tensor {name!r} has inconsistent offsets in the header.")
-        end_max = max(end_max, end)
-    if end_max != data_size:
-        what = "truncated" if end_max > data_size else "longer than its header says"
-        raise CheckpointError(f"{path} is {what}: the header describes {end_max} data bytes but the file "
-                              f"holds {data_size}. Delete it and download it again.")
-    return entries, 8 + n, size
+        return safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a valid safetensors file or is truncated ({err}). Delete it and "
+                              f"download it again.") from None
 
 
 def safetensors_keys(path: str | Path) -> list[str]:
     """Tensor names in a safetensors file (header only, nothing else is read)."""
-    return list(_read_safetensors_header(Path(path))[0])
+    with _safe_open(Path(path)) as f:
+        return list(f.keys())
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file as CPU tensors backed by one private memory map of the file.
+    """All tensors of a safetensors file as CPU tensors (memory-mapped by the safetensors library).
 
-    A tensor whose byte offset is not a multiple of its element size (files from old writers) is copied.
     Tied tensors that `safetensors.torch.save_model` stored once are restored under every name from the
-    metadata's alias -> kept-name entries (the same tensor object, no copy).
+    metadata's alias -> kept-name entries (the same tensor object, no copy; DA3's shared LayerNorm).
     """
     path = Path(path)
-    meta: dict = {}
-    entries, start, size = _read_safetensors_header(path, meta)
-    if size == start:
-        return {name: torch.empty([int(d) for d in e["shape"]], dtype=_ST_DTYPES[e["dtype"]])
-                for name, e in entries.items()}
-    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
-    whole = torch.empty(0, dtype=torch.uint8).set_(storage)
-    out = {}
-    for name, e in entries.items():
-        dtype = _ST_DTYPES[e["dtype"]]
-        begin, end = (start + int(o) for o in e["data_offsets"])
-        flat = whole[begin:end]
-        if begin % torch.empty((), dtype=dtype).element_size():
-            flat = flat.clone()
-        out[name] = flat.view(dtype).reshape([int(d) for d in e["shape"]])
-    for alias, kept in meta.items():
+    from safetensors import SafetensorError
+
+    with _safe_open(path) as f:
+        try:
+            out = {name: f.get_tensor(name) for name in f.keys()}
+        except (SafetensorError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{path} is truncated or damaged ({err}). Delete it and download it again.") from None
+        metadata = f.metadata() or {}
+    for alias, kept in metadata.items():
         if alias not in out and kept in out:
             out[alias] = out[kept]
     return out
