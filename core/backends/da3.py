@@ -111,8 +111,8 @@ def run_da3_frames(model, x, device, precision: str, world2cam_net=None, K_net_i
     This is the per-window call for long shots: a chunker (SEQ's generic machinery) runs it on
     overlapping windows, each at most as many frames as fit (DA3MemoryError otherwise), and links
     consecutive windows by the similarity between the cameras of their shared frames (depth scale
-    differs per window); passing the previous window's aligned cameras of the shared frames as known
-    cameras (camera-conditioned mode) is the alternative DA3 offers.
+    differs per window). The camera-conditioned mode needs cameras for every frame of a window (the
+    camera encoder replaces all camera tokens), so it cannot seed a window from its overlap alone.
     """
     import torch
 
