@@ -38,6 +38,15 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
                         "oneref-R, retrieval-K")
     p.add_argument("--image-size", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                   help="pairwise models: GiB the predictions + alignment may take on the device (default: free memory)")
+    p.add_argument("--offload", choices=["auto", "yes", "no"], default="auto",
+                   help="pairwise models: keep predictions in host memory (auto: when they do not fit)")
+    p.add_argument("--vggt-points", choices=["depth", "head"], default="depth",
+                   help="VGGT: points from depth + cameras (default) or from the point head")
+    p.add_argument("--vggt-mode", choices=["crop", "pad"], default="crop", help="VGGT preprocessing")
+    p.add_argument("--vggt-fused", action="store_true", help="VGGT: compile the blocks (CUDA, one-time compile)")
     p.add_argument("--iterations", type=int, default=0, help="alignment iterations (0: default)")
     p.add_argument("--shared-focal", action="store_true")
     p.add_argument("--focal-mm", type=float, default=0.0, help="known focal length in mm")
@@ -69,7 +78,7 @@ class UsageError(Exception):
 
 def core_options(args: argparse.Namespace):
     """`core.options.ReconstructOptions` from parsed arguments; UsageError for values the core rejects."""
-    from .core.options import AlignOptions, PairwiseOptions, ReconstructOptions
+    from .core.options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
     from .core.pairwise.graph import check_graph
 
     try:
@@ -82,7 +91,10 @@ def core_options(args: argparse.Namespace):
     options = ReconstructOptions(
         backend=args.backend, device=None if args.device == "auto" else args.device, image_size=args.image_size or None,
         on_bad_image="raise" if args.on_bad_image == "stop" else "skip", known_focal_mm=args.focal_mm or None,
-        sensor_width_mm=args.sensor_mm, pairwise=PairwiseOptions(graph=args.graph), align=align)
+        sensor_width_mm=args.sensor_mm, precision=args.precision, align=align,
+        pairwise=PairwiseOptions(graph=args.graph, offload={"auto": None, "yes": True, "no": False}[args.offload],
+                                 memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2**30)),
+        vggt=VGGTOptions(points=args.vggt_points, mode=args.vggt_mode, fused=args.vggt_fused))
     try:
         options.check()
     except ValueError as err:

@@ -68,7 +68,7 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     opt = auto_steps(opt, n)
     if n == 0 or pred.n_edges == 0:
         raise PointmapError("Global alignment needs at least one pair prediction.")
-    store_dev = pred.pts_i[0].device
+    store_dev = pred.storage.device
     dev = torch.device(opt.device) if opt.device else store_dev
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())

@@ -2,7 +2,7 @@
 where the predictions live (compute device, or pinned host memory streamed to it) or refuse with a
 scene-graph hint.
 
-The estimate follows the layouts the run will use: `align_init.PairStorage` for the predictions, the
+The estimate follows the layouts the run will use: `predictions.PairStorage` for the predictions, the
 aligner's sample counts (`align_init.INIT_SAMPLES`, `AlignOptions.fine_samples`) and depth-solve chunk,
 and the inference engine's per-pixel activation figure. Imports torch lazily (called from `reconstruct`).
 """

@@ -99,6 +99,10 @@ def test_cli_options_go_straight_to_core(registered, tmp_path):
     assert opts("--graph", "swin-4-noncyclic").pairwise.graph == "swin-4-noncyclic"   # all the core knows
     o = opts("--align-conf", "2.5", "--min-conf", "7", "--iterations", "9")
     assert o.align.conf_threshold == 2.5 and o.align.iterations == 9   # --min-conf is display only
+    o = opts("--precision", "fp32", "--memory-budget", "1.5", "--offload", "yes", "--vggt-points", "head",
+             "--vggt-mode", "pad", "--vggt-fused")
+    assert o.precision == "fp32" and o.pairwise.memory_budget == int(1.5 * 2**30) and o.pairwise.offload is True
+    assert (o.vggt.points, o.vggt.mode, o.vggt.fused) == ("head", "pad", True)
     for bad in ("ring-3", "logwin-x"):   # nothing silently dropped or guessed
         with pytest.raises(cli.UsageError, match="unknown scene graph"):
             opts("--graph", bad)
