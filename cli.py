@@ -34,7 +34,7 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p.add_argument("--download", action="store_true",
                    help="download the chosen registry checkpoint if it is missing (needs Blender's online "
                         "access: run blender with --online-mode); its licence is printed first")
-    p.add_argument("--backend", choices=["auto", "pairs", "vggt"], default="auto")
+    p.add_argument("--backend", choices=["auto", "pairs", "vggt", "da3"], default="auto")
     p.add_argument("--graph", default="complete",
                    help="scene graph: complete, swin-K, swin-K-noncyclic, logwin-K, logwin-K-noncyclic, "
                         "oneref-R, retrieval-K")

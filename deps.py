@@ -1,6 +1,6 @@
 """Runtime dependencies the extension does not ship: PyTorch & co., and where they get installed.
 
-Blender bundles Python and numpy but not torch/torchvision/timm. They are pip-installed with
+Blender bundles Python and numpy but not torch/torchvision/timm/OpenCV. They are pip-installed with
 `--target` into the extension's *user* directory (never Blender's own site-packages), and that
 directory is appended to `sys.path` at register time. Appended, not prepended, so the numpy that
 Blender already imported keeps priority over any copy pip pulled in.
@@ -19,7 +19,10 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-REQUIRED = ("torch", "torchvision", "timm", "safetensors")
+REQUIRED = ("torch", "torchvision", "timm", "safetensors", "cv2")
+# pip distribution of each required import name, where they differ. OpenCV: Depth Anything 3's
+# preprocessing is defined by cv2.resize's uint8 rounding (core/io/da3_images.py); headless = no GUI libs.
+PIP_NAMES = {"cv2": "opencv-python-headless"}
 CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 PYPI_INDEX_URL = "https://pypi.org/simple"
 
@@ -42,7 +45,7 @@ def remove_site_dir(path: str) -> None:
 
 def _version(name: str) -> str | None:
     try:
-        return importlib.metadata.version(name)
+        return importlib.metadata.version(PIP_NAMES.get(name, name))
     except importlib.metadata.PackageNotFoundError:
         return "unknown version"
 
@@ -112,7 +115,7 @@ def pip_install_command(target: str, variant: str = "CPU", python: str | None = 
            "--disable-pip-version-check", "--target", target]
     if variant == "CPU":
         cmd += ["--index-url", CPU_INDEX_URL, "--extra-index-url", PYPI_INDEX_URL]
-    cmd += list(REQUIRED)
+    cmd += [PIP_NAMES.get(name, name) for name in REQUIRED]
     try:
         cmd.append(f"numpy=={importlib.metadata.version('numpy')}")
     except importlib.metadata.PackageNotFoundError:

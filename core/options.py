@@ -7,6 +7,7 @@ about the camera) and one nested group per stage or backend:
       .pairwise  PairwiseOptions   scene graph and memory plan of DUSt3R / MASt3R
       .align     AlignOptions      global alignment of pairwise pointmaps
       .vggt      VGGTOptions       VGGT's preprocessing and outputs
+      .da3       DA3Options        Depth Anything 3's preprocessing and known cameras
 
 Adding a group (e.g. `DA3Options`, `SequenceOptions`, `MeshOptions`): define the dataclass in its own
 module or here, and add one `name: Group = field(default_factory=Group)` line to `ReconstructOptions`;
@@ -26,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-BACKENDS = ("auto", "pairs", "vggt")
+BACKENDS = ("auto", "pairs", "vggt", "da3")
+DA3_METHODS = ("upper_bound_resize", "upper_bound_crop", "lower_bound_resize", "lower_bound_crop")
+DA3_REF_STRATEGIES = ("saddle_balanced", "first", "middle", "saddle_sim_range")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BAD_IMAGE_POLICIES = ("skip", "raise")
 
@@ -91,10 +94,31 @@ class VGGTOptions:
 
 
 @dataclass
+class DA3Options:
+    """Depth Anything 3 single pass (core/backends/da3.py).
+
+    method:       preprocessing: "upper_bound_resize" (the reference API's default: long side to the input size,
+                  sides to multiples of 14), "upper_bound_crop", "lower_bound_resize", "lower_bound_crop".
+    intrinsics:   known (N, 3, 3) intrinsics in original-image pixels, one per input image, or None (predicted).
+    world2cam:    known (N, 4, 4) world-to-camera poses (OpenCV axes) or None; needs `intrinsics` and runs the
+                  camera-conditioned mode (the result keeps these cameras).
+    ref_strategy: which view defines the world frame when no cameras are given: "saddle_balanced" (the
+                  reference's default), "first", "middle", "saddle_sim_range".
+    fused:        compile the transformer blocks (CUDA, MLP backbones; one-time compile).
+    """
+
+    method: str = "upper_bound_resize"
+    intrinsics: Sequence | np.ndarray | None = None
+    world2cam: Sequence | np.ndarray | None = None
+    ref_strategy: str = "saddle_balanced"
+    fused: bool = False
+
+
+@dataclass
 class ReconstructOptions:
     """Everything `reconstruct()` can be told. Defaults reproduce a plain run.
 
-    backend:        "auto" (from the checkpoint's family), "pairs" or "vggt".
+    backend:        "auto" (from the checkpoint's family), "pairs", "vggt" or "da3".
     device:         "cuda", "cpu", "mps" or None (CUDA when available).
     precision:      "auto", "fp32", "bf16", "fp16".
     image_size:     network input size (None: what the checkpoint was trained for).
@@ -114,13 +138,16 @@ class ReconstructOptions:
     pairwise: PairwiseOptions = field(default_factory=PairwiseOptions)
     align: AlignOptions = field(default_factory=AlignOptions)
     vggt: VGGTOptions = field(default_factory=VGGTOptions)
+    da3: DA3Options = field(default_factory=DA3Options)
 
     def check(self) -> None:
         """Raise `ValueError` naming the first option with a value no backend understands."""
         for name, value, allowed in (("backend", self.backend, BACKENDS), ("precision", self.precision, PRECISIONS),
                                      ("on_bad_image", self.on_bad_image, BAD_IMAGE_POLICIES),
                                      ("vggt.points", self.vggt.points, ("depth", "head")),
-                                     ("vggt.mode", self.vggt.mode, ("crop", "pad"))):
+                                     ("vggt.mode", self.vggt.mode, ("crop", "pad")),
+                                     ("da3.method", self.da3.method, DA3_METHODS),
+                                     ("da3.ref_strategy", self.da3.ref_strategy, DA3_REF_STRATEGIES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
         if self.known_focal_mm is not None and (self.known_focal_mm <= 0 or self.sensor_width_mm <= 0):
@@ -129,4 +156,4 @@ class ReconstructOptions:
             raise ValueError(f"image_size must be positive, not {self.image_size}")
 
 
-__all__ = ["AlignOptions", "PairwiseOptions", "ReconstructOptions", "VGGTOptions"]
+__all__ = ["AlignOptions", "DA3Options", "PairwiseOptions", "ReconstructOptions", "VGGTOptions"]

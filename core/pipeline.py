@@ -4,6 +4,7 @@ Stages and their share of the overall progress (reported through one callback):
 
     pairwise (DUSt3R / MASt3R):  load → encode (each image once) → pairs (decoder + heads) → align
     single pass (VGGT):          load → vggt
+    single pass (DA3):           load → da3
 
 Everything heavy is imported inside the function so `import pointmap.core` stays free of torch.
 """
@@ -26,7 +27,9 @@ from .weights.bundled import DEMO_LABEL, DEMO_NAME, is_demo
 _STAGE_WEIGHTS = {
     "pairs": {"load": 0.05, "encode": 0.10, "pairs": 0.50, "align": 0.35},
     "vggt": {"load": 0.10, "vggt": 0.90},
+    "da3": {"load": 0.10, "da3": 0.90},
 }
+_SINGLE_PASS = ("vggt", "da3")   # families whose backend has the family's name
 
 _MODEL_CACHE: dict = {}   # (path, mtime, device, precision) -> (model, info); one entry, so repeated runs skip loading
 
@@ -61,16 +64,20 @@ def reconstruct(
     model, model_name, family, input_size = _resolve_model(checkpoint, opt.device, opt.precision, opt.cache_dir)
     backend = opt.backend
     if backend == "auto":
-        backend = "vggt" if family == "vggt" else "pairs"
-    if (backend == "vggt") != (family == "vggt"):
+        backend = family if family in _SINGLE_PASS else "pairs"
+    if backend != (family if family in _SINGLE_PASS else "pairs"):
         raise CheckpointError(f"The {backend!r} backend cannot run a {family} checkpoint ({model_name}).")
-    if backend == "vggt":
-        _refuse_unsupported_vggt(opt)
+    if backend in _SINGLE_PASS:
+        _refuse_unsupported_vggt(opt, backend)
     report = _overall_reporter(progress, _STAGE_WEIGHTS[backend])
     check_cancel(cancel)
 
     t = time.perf_counter()
-    if backend == "vggt":
+    if backend == "da3":
+        from .backends.da3 import load_for_da3
+
+        images = load_for_da3(inputs, opt, input_size, report, cancel)
+    elif backend == "vggt":
         from .io.images import load_images_vggt
 
         images = load_images_vggt(inputs, mode=opt.vggt.mode, target=opt.image_size or input_size,
@@ -93,6 +100,13 @@ def reconstruct(
                          fused=opt.vggt.fused, progress=report, cancel=cancel)
         timings["vggt"] = time.perf_counter() - t
         meta = {"graph": None}
+    elif backend == "da3":
+        from .backends.da3 import run_da3_options
+
+        t = time.perf_counter()
+        recon = run_da3_options(model, images, opt, report, cancel)
+        timings["da3"] = time.perf_counter() - t
+        meta = {"graph": None}
     else:
         from .backends.pairwise import run_pairwise
 
@@ -108,9 +122,10 @@ def reconstruct(
     return recon
 
 
-def _refuse_unsupported_vggt(opt: ReconstructOptions) -> None:
-    """VGGT predicts every camera in one pass: it has no scene graph, no alignment iterations and no
-    focal constraints. Options asking for those are refused, never silently dropped."""
+def _refuse_unsupported_vggt(opt: ReconstructOptions, backend: str = "vggt") -> None:
+    """VGGT and DA3 predict every camera in one pass: no scene graph, no alignment iterations and (VGGT) no
+    focal constraints. Options asking for those are refused, never silently dropped. DA3 takes a known
+    focal length (turned into known intrinsics)."""
     default_align, default_pairwise = AlignOptions(), PairwiseOptions()
     asked = []
     if opt.pairwise.graph != default_pairwise.graph:
@@ -119,11 +134,12 @@ def _refuse_unsupported_vggt(opt: ReconstructOptions) -> None:
         asked.append("alignment iterations")
     if opt.align.shared_focal != default_align.shared_focal:
         asked.append("shared focal")
-    if opt.known_focal_mm:
+    if opt.known_focal_mm and backend == "vggt":
         asked.append("known focal length")
     if asked:
-        raise UnsupportedOption(f"The VGGT backend cannot honour: {', '.join(asked)} (it predicts all cameras in "
-                                f"one pass, without a scene graph or an alignment). Leave these unset, or use a "
+        label = "VGGT" if backend == "vggt" else "Depth Anything 3"
+        raise UnsupportedOption(f"The {label} backend cannot honour: {', '.join(asked)} (it predicts all cameras "
+                                f"in one pass, without a scene graph or an alignment). Leave these unset, or use a "
                                 f"DUSt3R / MASt3R checkpoint.")
 
 

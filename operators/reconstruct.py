@@ -33,7 +33,7 @@ def core_options(op, settings):
 
     device = settings.device if op.device == "PREFS" else op.device.lower()
     return ReconstructOptions(
-        backend={"AUTO": "auto", "PAIRS": "pairs", "VGGT": "vggt"}[op.backend],
+        backend={"AUTO": "auto", "PAIRS": "pairs", "VGGT": "vggt", "DA3": "da3"}[op.backend],
         image_size=op.image_size or None,
         device=None if device == "auto" else device,
         precision=settings.precision,

@@ -59,7 +59,9 @@ def _checkpoint_items(_self, _context):
     if not _registry_items:
         from ..core.weights import registry
 
-        _registry_items.extend((name, name, registry.get(name).description) for name in registry.names())
+        # Checkpoints a studio may use commercially (Apache-2.0 DA3 models) say so in the list itself.
+        _registry_items.extend((name, name + (" (Apache-2.0, commercial use OK)" if registry.get(name).commercial_ok
+                                              else ""), registry.get(name).description) for name in registry.names())
         _registry_items.append((LOCAL, "Local file or folder", "A checkpoint already on disk"))
     return _registry_items
 

@@ -29,6 +29,7 @@ BACKEND_ITEMS = [
     ("AUTO", "Auto", "Chosen from the checkpoint"),
     ("PAIRS", "Pairs + alignment", "DUSt3R / MASt3R pairwise pointmaps, then global alignment"),
     ("VGGT", "VGGT", "One network pass over all views"),
+    ("DA3", "Depth Anything 3", "One network pass over all views (DA3-Small/Base are Apache-2.0)"),
 ]
 GRAPH_ITEMS = [
     ("COMPLETE", "Complete", "Every pair of images (N·(N-1) pairs): best for up to ~30 images"),

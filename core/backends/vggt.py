@@ -60,21 +60,26 @@ def estimate_activation_bytes(n_frames: int, height: int, width: int, embed_dim:
     return int(aggregator + heads + outputs)
 
 
-def _check_memory(device, n_frames, h, w, model, precision, frame_chunk) -> None:
+def check_fits(device, need: int, what: str, error: type[PointmapError]) -> None:
+    """Raise `error` when `need` bytes exceed the free memory of a CUDA `device` (no check elsewhere)."""
     import torch
 
     if device.type != "cuda":
         return
     free = cuda_free_bytes(device, headroom=0.0)
+    if need > free:
+        gib = 1024 ** 3
+        raise error(f"{what} needs about {need / gib:.1f} GiB of GPU memory but only {free / gib:.1f} GiB are "
+                    f"free on {torch.cuda.get_device_name(device)}; use fewer frames (or a lower precision).")
+
+
+def _check_memory(device, n_frames, h, w, model, precision, frame_chunk) -> None:
+    if device.type != "cuda":
+        return
     need = estimate_activation_bytes(n_frames, h, w, model.config["embed_dim"], model.aggregator.patch_size,
                                      model.aggregator.patch_start_idx, len(model.head_layers),
                                      4 if precision == "fp32" else 2, frame_chunk)
-    if need > free:
-        gib = 1024 ** 3
-        raise VGGTMemoryError(
-            f"VGGT on {n_frames} frames of {w}x{h} needs about {need / gib:.1f} GiB of GPU memory but only "
-            f"{free / gib:.1f} GiB are free on {torch.cuda.get_device_name(device)}; use fewer frames "
-            "(or a lower precision).")
+    check_fits(device, need, f"VGGT on {n_frames} frames of {w}x{h}", VGGTMemoryError)
 
 
 def fast_attention(device):
@@ -94,21 +99,28 @@ def fast_attention(device):
         return contextlib.nullcontext()
 
 
-def _images_tensor(images):
-    from ..io.images import VGGT_PATCH, to_tensor_vggt
-
+def check_common_shape(images, label: str, patch: int, loader: str) -> tuple[int, int]:
+    """(H, W) shared by all `images` (LoadedImages), a multiple of `patch`; else InputError naming them.
+    label: the model in messages ("VGGT"); loader: the function that prepares images for it."""
     if len(images) == 0:
-        raise InputError("VGGT needs at least one image.")
+        raise InputError(f"{label} needs at least one image.")
     first_of_shape: dict = {}
     for im in images:
         first_of_shape.setdefault(im.true_shape, im.name)
     if len(first_of_shape) != 1:
-        raise InputError("VGGT needs all images at one size after preprocessing; got "
+        raise InputError(f"{label} needs all images at one size after preprocessing; got "
                          + ", ".join(f"{w}x{h} ({name})" for (h, w), name in sorted(first_of_shape.items())) + ".")
     h, w = next(iter(first_of_shape))
-    if h % VGGT_PATCH or w % VGGT_PATCH:
-        raise InputError(f"VGGT needs image sizes in multiples of {VGGT_PATCH} pixels; got {w}x{h} "
-                         "(load the photos with core.images.load_images_vggt).")
+    if h % patch or w % patch:
+        raise InputError(f"{label} needs image sizes in multiples of {patch} pixels; got {w}x{h} "
+                         f"(load the photos with {loader}).")
+    return h, w
+
+
+def _images_tensor(images):
+    from ..io.images import VGGT_PATCH, to_tensor_vggt
+
+    check_common_shape(images, "VGGT", VGGT_PATCH, "core.images.load_images_vggt")
     return to_tensor_vggt(list(images))
 
 

@@ -9,6 +9,10 @@ Accepted layouts (details in tests/fixtures/README.md and tests/fixtures/vggt/RE
   `model.safetensors`, which lacks the 8 DPT alias keys `downstream_head{1,2}.dpt.scratch.layer_rn.{0..3}.weight`.
 * VGGT: a flat state_dict (`model.pt`), `model.safetensors`, or a folder holding either; keys start with
   `aggregator.`, `camera_head.`, `depth_head.`, `point_head.` and `track_head.` (dropped: our model has none).
+* DA3 (Depth Anything 3): `config.json` (`model_name`, the preset) + `model.safetensors` with keys
+  `model.backbone.pretrained.*` / `model.head.*` / ... (nested: `model.da3.*`, `model.da3_metric.*`); tied
+  tensors are stored once and named in the safetensors `__metadata__` (alias -> kept name), restored on
+  reading. The Giant's Gaussian head (`gs_head.*`) is not implemented: exactly those tensors are ignored.
 
 Files are memory-mapped (`torch.load(mmap=True)`, a mapped safetensors reader) and the network is built on
 the `meta` device, then the mapped tensors are assigned to it (`load_state_dict(assign=True)`), so a 2-5 GB
@@ -34,9 +38,11 @@ from ..errors import CheckpointError
 DUST3R_CLASS = "AsymmetricCroCo3DStereo"
 MAST3R_CLASS = "AsymmetricMASt3R"
 VGGT_CLASS = "VGGT"
-FAMILY_OF_CLASS = {DUST3R_CLASS: "dust3r", MAST3R_CLASS: "mast3r", VGGT_CLASS: "vggt"}
+DA3_CLASS = "DepthAnything3Net"
+FAMILY_OF_CLASS = {DUST3R_CLASS: "dust3r", MAST3R_CLASS: "mast3r", VGGT_CLASS: "vggt", DA3_CLASS: "da3"}
 
 VGGT_AGGREGATOR = "aggregator."
+DA3_PREFIXES = ("model.backbone.pretrained.", "model.da3.backbone.pretrained.")
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _SHOW = 4   # how many offending keys an error message lists
@@ -187,15 +193,24 @@ def safetensors_keys(path: str | Path) -> list[str]:
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file as CPU tensors (memory-mapped by the safetensors library)."""
+    """All tensors of a safetensors file as CPU tensors (memory-mapped by the safetensors library).
+
+    Tied tensors that `safetensors.torch.save_model` stored once are restored under every name from the
+    metadata's alias -> kept-name entries (the same tensor object, no copy; DA3's shared LayerNorm).
+    """
     path = Path(path)
     from safetensors import SafetensorError
 
     with _safe_open(path) as f:
         try:
-            return {name: f.get_tensor(name) for name in f.keys()}
+            out = {name: f.get_tensor(name) for name in f.keys()}
         except (SafetensorError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"{path} is truncated or damaged ({err}). Delete it and download it again.") from None
+        metadata = f.metadata() or {}
+    for alias, kept in metadata.items():
+        if alias not in out and kept in out:
+            out[alias] = out[kept]
+    return out
 
 
 def _torch_load(path: Path, zip_format: bool):
@@ -242,6 +257,36 @@ def _is_vggt(keys) -> bool:
     return any(k.startswith(VGGT_AGGREGATOR) for k in keys)
 
 
+def _is_da3(keys) -> bool:
+    return any(k.startswith(DA3_PREFIXES) for k in keys)
+
+
+def _read_da3(weights: Path, config_path: Path | None) -> RawCheckpoint:
+    """A DA3 checkpoint: the preset from config.json's `model_name` (checked against the key layout), else
+    from the layout alone. kwargs = {"preset": name or None (layout of no published preset)}."""
+    from ..models.da3.config import PRESET_NAMES, preset_from_keys
+
+    sd = read_safetensors(weights)
+    shapes = {k[len("model."):]: tuple(v.shape) for k, v in sd.items() if k.startswith("model.")}
+    by_keys = preset_from_keys(shapes)
+    name = None
+    if config_path is not None and config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise CheckpointError(f"{config_path} could not be read as JSON ({err}).") from None
+        name = config.get("model_name") if isinstance(config, dict) else None
+        if name is not None and name not in PRESET_NAMES:
+            raise CheckpointError(f"{config_path} names the DA3 model {name!r}, which pointmap does not know "
+                                  f"(known: {', '.join(PRESET_NAMES)}).")
+    if name is not None and by_keys is not None and name != by_keys and \
+            {name, by_keys} != {"da3metric-large", "da3mono-large"}:
+        raise CheckpointError(f"{config_path} says {name!r} but the tensors in {weights.name} have the layout of "
+                              f"{by_keys!r}; the folder mixes files of two models.")
+    return RawCheckpoint(weights.parent if config_path else weights, "da3_safetensors", "da3", DA3_CLASS,
+                         {"preset": name or by_keys}, sd)
+
+
 def _tensor_dict(obj, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not obj or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
@@ -252,6 +297,9 @@ def _tensor_dict(obj, path: Path) -> dict[str, torch.Tensor]:
 def _read_file(path: Path) -> RawCheckpoint:
     kind = _sniff(path)
     if kind == "safetensors":
+        if _is_da3(safetensors_keys(path)):
+            config = path.parent / "config.json"
+            return _read_da3(path, config if config.is_file() else None)
         if _is_vggt(safetensors_keys(path)):
             return RawCheckpoint(path, "vggt_safetensors", "vggt", VGGT_CLASS, None, read_safetensors(path))
         config = path.parent / "config.json"
@@ -296,6 +344,8 @@ def _read_hf_folder(folder: Path, weights: Path) -> RawCheckpoint:
     if not isinstance(config, dict):
         raise CheckpointError(f"{config_path} is not a JSON object of constructor arguments.")
     keys = safetensors_keys(weights)
+    if _is_da3(keys):
+        return _read_da3(weights, config_path)
     if _is_vggt(keys):
         # VGGT's config.json records only VGGT.__init__ kwargs; the strict shape check catches other sizes.
         return RawCheckpoint(folder, "vggt_safetensors", "vggt", VGGT_CLASS, None, read_safetensors(weights))
@@ -350,6 +400,22 @@ def _fill_dpt_aliases(sd: dict, expected: Mapping, notes: list[str]) -> None:
         notes.append(f"restored {restored} DPT alias keys (dpt.scratch.layer_rn.*) dropped by safetensors")
 
 
+def _prepare_da3(sd: dict, expected: Mapping, notes: list[str]) -> None:
+    """Strip the API wrapper's `model.` prefix; drop exactly the tensors of unimplemented modules
+    (config.IGNORED_PREFIXES, possibly under the nested `da3.`), never anything else."""
+    from ..models.da3.config import IGNORED_PREFIXES
+
+    if sd and all(k.startswith("model.") for k in sd):
+        for k in list(sd):
+            sd[k[len("model."):]] = sd.pop(k)
+    ignored = [k for k in sd if k not in expected and any(
+        k.startswith(p) or k.startswith("da3." + p) for p in IGNORED_PREFIXES)]
+    for k in ignored:
+        del sd[k]
+    if ignored:
+        notes.append(f"ignored {len(ignored)} gs_head.* tensors (the 3D-Gaussian head is not used)")
+
+
 def prepare_state_dict(state_dict: Mapping[str, torch.Tensor], family: str,
                        expected: Mapping[str, torch.Tensor]) -> tuple[dict, list[str]]:
     """Apply the official loaders' key fix-ups so `state_dict` can be loaded strictly into a model whose own
@@ -366,6 +432,8 @@ def prepare_state_dict(state_dict: Mapping[str, torch.Tensor], family: str,
                        if k.startswith("dec_blocks.")})
             notes.append("copied dec_blocks.* to dec_blocks2.* (checkpoint has a single decoder)")
         _fill_dpt_aliases(sd, expected, notes)
+    if family == "da3":
+        _prepare_da3(sd, expected, notes)
     if family == "vggt":   # our VGGT has no track head (point tracking is not implemented)
         dropped = [k for k in sd if k.startswith("track_head.")]
         for k in dropped:
@@ -410,14 +478,22 @@ def load_state_dict_into(model: torch.nn.Module, state_dict: Mapping[str, torch.
 # Building and loading
 # --------------------------------------------------------------------------------------------------
 
-def _build(raw: RawCheckpoint, vggt_config: dict | None) -> torch.nn.Module:
+def _build(raw: RawCheckpoint, vggt_config: dict | None, da3_config=None) -> torch.nn.Module:
     """The network `raw` describes, built on the meta device (no memory, no random init)."""
     # Imported before entering the meta context so that nothing created at import time lands on meta.
     from ..models import build_model
+    from ..models.da3 import build_da3
     from ..models.vggt.model import build_vggt
 
+    if raw.family == "da3" and da3_config is None and not (raw.kwargs or {}).get("preset"):
+        raise CheckpointError(f"{raw.path}: a DA3 checkpoint whose tensors match no published preset and "
+                              "with no config.json model_name; its architecture is unknown.")
     try:
         with torch.device("meta"):
+            if raw.family == "da3":
+                model = build_da3(da3_config if da3_config is not None else raw.kwargs["preset"])
+                model.name = "" if da3_config is not None else raw.kwargs["preset"]
+                return model
             if raw.family == "vggt":
                 return build_vggt(vggt_config)
             return build_model(raw.class_name, dict(raw.kwargs))
@@ -430,6 +506,10 @@ def _build(raw: RawCheckpoint, vggt_config: dict | None) -> torch.nn.Module:
 
 def model_input_size(model: torch.nn.Module) -> int:
     """Long side the network was trained for, from the built model's resolved settings (defaults filled in)."""
+    if getattr(model, "family", None) == "da3":
+        from ..models.da3.config import DA3_INPUT_SIZE
+
+        return int(getattr(getattr(model, "cfg", None), "input_size", DA3_INPUT_SIZE))
     size = model.config["img_size"] if model.family == "vggt" else model.settings["img_size"]
     return int(max(size) if isinstance(size, tuple | list) else size)
 
@@ -440,21 +520,22 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
-                    vggt_config: dict | None = None) -> tuple[torch.nn.Module, CheckpointInfo]:
+                    vggt_config: dict | None = None, da3_config=None) -> tuple[torch.nn.Module, CheckpointInfo]:
     """Load a DUSt3R / MASt3R / VGGT checkpoint (file or folder, any layout above) into a new model in eval mode.
 
     vggt_config: config for `build_vggt` (None = full VGGT-1B); VGGT files record no architecture.
+    da3_config: a DA3 preset name / DA3Config / dict overriding the checkpoint's own preset (tiny test models).
     The model also gets `checkpoint_notes` (= info.notes). Raises CheckpointError naming the path for
     missing, unreadable or non-matching checkpoints.
     """
-    return load_raw_checkpoint(read_checkpoint(path), device, vggt_config=vggt_config)
+    return load_raw_checkpoint(read_checkpoint(path), device, vggt_config=vggt_config, da3_config=da3_config)
 
 
 def load_raw_checkpoint(raw: RawCheckpoint, device: str | torch.device = "cpu", *,
-                        vggt_config: dict | None = None) -> tuple[torch.nn.Module, CheckpointInfo]:
+                        vggt_config: dict | None = None, da3_config=None) -> tuple[torch.nn.Module, CheckpointInfo]:
     """`load_checkpoint` for a checkpoint already read by `read_checkpoint` (same arguments and errors)."""
     where = str(raw.path)
-    model = _build(raw, vggt_config)
+    model = _build(raw, vggt_config, da3_config)
     notes = load_state_dict_into(model, raw.state_dict, raw.family, where)
     model.eval()
     model.checkpoint_notes = list(notes)   # read by the backends to tell the user (e.g. track head ignored)

@@ -8,6 +8,10 @@ Each checkpoint can come from one or more *sources* (sets of files that together
   plain state_dict `model.pt`, the file its official demos load);
 * "naver": the original `.pth` on download.europe.naverlabs.com (DUSt3R/MASt3R only);
 * "hf_safetensors": VGGT's `model.safetensors` (same tensors as `model.pt`).
+
+Depth Anything 3 (family "da3"): `config.json` (its `model_name` names the preset) + `model.safetensors`
+from the depth-anything organisation; DA3-Small/Base and DA3Metric/Mono-Large are Apache-2.0, so
+`commercial_ok` is True for them (the UI and README mark these).
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ _NAVER = "https://download.europe.naverlabs.com/ComputerVision/{project}/{name}.
 
 NAVER_LICENSE = ("CC BY-NC-SA 4.0 (non-commercial use only; derivatives under the same licence). "
                  "https://creativecommons.org/licenses/by-nc-sa/4.0/")
+DA3_APACHE_LICENSE = ("Apache-2.0 (commercial use allowed; keep the licence and NOTICE). "
+                      "https://www.apache.org/licenses/LICENSE-2.0")
+DA3_NC_LICENSE = ("CC BY-NC 4.0 (non-commercial use only). https://creativecommons.org/licenses/by-nc/4.0/ "
+                  "-- DA3-Small, DA3-Base and DA3Metric-Large are Apache-2.0 alternatives.")
 VGGT_LICENSE = ("CC BY-NC 4.0 (non-commercial use only). For commercial use Meta publishes the gated checkpoint "
                 "facebook/VGGT-1B-Commercial under its VGGT License (same architecture; request access on "
                 "Hugging Face and load the downloaded file by path).")
@@ -45,10 +53,11 @@ class CheckpointSpec:
     hf_repo:     Hugging Face repository id
     sources:     source name -> files that together form a loadable checkpoint
     default_source: the source `download_checkpoint` uses unless told otherwise
-    license:     licence summary (all official weights are non-commercial)
+    license:     licence summary
     approx_size: bytes of the default source's weights (float32)
-    input_size:  long side in pixels of the images the network expects (224, 512 or 518)
+    input_size:  long side in pixels of the images the network expects (224, 512, 518; DA3: 504)
     description: one line for the UI
+    commercial_ok: the licence allows commercial use (Apache-2.0 DA3 models); False for the others
     """
 
     name: str
@@ -60,6 +69,7 @@ class CheckpointSpec:
     approx_size: int
     input_size: int
     description: str
+    commercial_ok: bool = False
 
     def files(self, source: str | None = None) -> tuple[RemoteFile, ...]:
         """Files of `source` (default: `default_source`)."""
@@ -111,6 +121,34 @@ _SPECS = (
         default_source="hf", license=VGGT_LICENSE, approx_size=5_026_200_000, input_size=518,
         description="VGGT 1B: cameras, depth and points for all images in one pass (no pairwise alignment); "
                     "518-pixel inputs."),
+)
+
+def _da3_spec(name: str, params: int, commercial_ok: bool, description: str) -> CheckpointSpec:
+    """A DA3 repository: config.json + float32 model.safetensors (size = 4 bytes per stored parameter)."""
+    repo = f"depth-anything/{name}"
+    size = params * 4 + 200_000   # + the safetensors header
+    return CheckpointSpec(
+        name=name, family="da3", hf_repo=repo,
+        sources={"hf": (RemoteFile("config.json", _HF.format(repo=repo, file="config.json"), 3_200),
+                        RemoteFile("model.safetensors", _HF.format(repo=repo, file="model.safetensors"), size))},
+        default_source="hf", license=DA3_APACHE_LICENSE if commercial_ok else DA3_NC_LICENSE, approx_size=size,
+        input_size=504, description=description, commercial_ok=commercial_ok)
+
+
+# Parameter counts: the reference modules built at full size (tests/fixtures/da3/checkpoint_keys.json).
+_SPECS = _SPECS + (
+    _da3_spec("DA3-SMALL", 34_299_463, True,
+              "Depth Anything 3 Small: depth and cameras for any number of views in one pass; Apache-2.0."),
+    _da3_spec("DA3-BASE", 135_366_599, True,
+              "Depth Anything 3 Base: depth and cameras for any number of views in one pass; Apache-2.0."),
+    _da3_spec("DA3-LARGE-1.1", 410_941_767, False,
+              "Depth Anything 3 Large: any-view depth and cameras, more accurate than Base; non-commercial."),
+    _da3_spec("DA3-GIANT-1.1", 1_355_674_125, False,
+              "Depth Anything 3 Giant: the most accurate any-view DA3; non-commercial."),
+    _da3_spec("DA3METRIC-LARGE", 334_171_394, True,
+              "Depth Anything 3 Metric Large: one image, depth in metres; Apache-2.0."),
+    _da3_spec("DA3MONO-LARGE", 334_171_394, True,
+              "Depth Anything 3 Mono Large: one image, relative depth; Apache-2.0."),
 )
 
 _BY_NAME = {spec.name: spec for spec in _SPECS}

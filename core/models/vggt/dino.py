@@ -19,6 +19,29 @@ from torch import nn
 from .blocks import Block
 
 
+def interpolate_pos_embed(pos_embed: torch.Tensor, gh: int, gw: int, offset: float = 0.0,
+                          antialias: bool = True) -> torch.Tensor:
+    """DINOv2's learned position embedding (1, 1 + m*m, C) resampled to a gh x gw patch grid, float32.
+
+    Bicubic (A = -0.75, align_corners False); with `offset` (DINOv2's training-time variant) the resize
+    is given as the scale factor ((gh + offset)/m, (gw + offset)/m), whose floor is the output size and
+    which also sets the source coordinates. The square m x m grid itself passes unchanged; so does cls.
+    """
+    pos = pos_embed.float()
+    n_grid = pos.shape[1] - 1
+    m = int(math.sqrt(n_grid))
+    if gh * gw == n_grid and gh == gw:
+        return pos
+    grid = pos[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2)
+    if offset:
+        scale = ((gh + offset) / m, (gw + offset) / m)
+        grid = F.interpolate(grid, scale_factor=scale, mode="bicubic", antialias=antialias)
+    else:
+        grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", antialias=antialias)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, -1)
+    return torch.cat([pos[:, :1], grid], dim=1)
+
+
 class PatchEmbed(nn.Module):
     """Non-overlapping patch projection: (N, 3, H, W) -> (N, (H/p)(W/p), C)."""
 
@@ -53,21 +76,8 @@ class DinoViT(nn.Module):
 
     def interpolate_pos_encoding(self, height: int, width: int) -> torch.Tensor:
         """Position embedding (1, 1 + (H/p)(W/p), C) for an H x W input, in float32."""
-        pos = self.pos_embed.float()
-        gh, gw = height // self.patch_size, width // self.patch_size
-        n_grid = pos.shape[1] - 1
-        m = int(math.sqrt(n_grid))
-        if gh * gw == n_grid and gh == gw:
-            return pos
-        grid = pos[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2)
-        if self.interpolate_offset:
-            # The DINOv2 training-time variant: a scale factor nudged by the offset instead of a size.
-            scale = ((gh + self.interpolate_offset) / m, (gw + self.interpolate_offset) / m)
-            grid = F.interpolate(grid, scale_factor=scale, mode="bicubic", antialias=self.interpolate_antialias)
-        else:
-            grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", antialias=self.interpolate_antialias)
-        grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, -1)
-        return torch.cat([pos[:, :1], grid], dim=1)
+        return interpolate_pos_embed(self.pos_embed, height // self.patch_size, width // self.patch_size,
+                                     self.interpolate_offset, self.interpolate_antialias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape

@@ -78,14 +78,18 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
-    """out_conv(upsample(rcu2(x + rcu1(skip)))) with bilinear, align_corners True."""
+    """out_conv(upsample(rcu2(x + rcu1(skip)))) with bilinear, align_corners True.
 
-    def __init__(self, features: int, has_residual: bool = True):
+    `unit`: the residual unit class (VGGT's, whose skip adds relu(x); DA3 passes core/models/dpt.py's).
+    """
+
+    def __init__(self, features: int, has_residual: bool = True, unit: type[nn.Module] | None = None):
         super().__init__()
+        unit = unit or ResidualConvUnit
         self.out_conv = nn.Conv2d(features, features, 1)
         if has_residual:
-            self.resConfUnit1 = ResidualConvUnit(features)
-        self.resConfUnit2 = ResidualConvUnit(features)
+            self.resConfUnit1 = unit(features)
+        self.resConfUnit2 = unit(features)
         self.has_residual = has_residual
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:

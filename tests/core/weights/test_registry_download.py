@@ -29,14 +29,18 @@ VGGT_KEYS = fixture_dir("POINTMAP_VGGT_KEYS", FIXTURES / "vggt" / "checkpoint_ke
 def test_registry_names_and_fields():
     assert registry.names() == [
         "DUSt3R_ViTLarge_BaseDecoder_224_linear", "DUSt3R_ViTLarge_BaseDecoder_512_linear",
-        "DUSt3R_ViTLarge_BaseDecoder_512_dpt", "MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric", "VGGT-1B"]
+        "DUSt3R_ViTLarge_BaseDecoder_512_dpt", "MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric", "VGGT-1B",
+        "DA3-SMALL", "DA3-BASE", "DA3-LARGE-1.1", "DA3-GIANT-1.1", "DA3METRIC-LARGE", "DA3MONO-LARGE"]
     assert registry.DEFAULT in registry.names()
     for name in registry.names():
         spec = registry.get(name)
-        assert spec.name == name and spec.family in ("dust3r", "mast3r", "vggt")
+        assert spec.name == name and spec.family in ("dust3r", "mast3r", "vggt", "da3")
         assert spec.description and "\n" not in spec.description
-        assert "non-commercial" in spec.license
-        assert spec.input_size in (224, 512, 518) and spec.approx_size > 1e9
+        if spec.commercial_ok:
+            assert spec.family == "da3" and spec.license.startswith("Apache-2.0")
+        else:
+            assert "non-commercial" in spec.license
+        assert spec.input_size in (224, 512, 518, 504) and spec.approx_size > 1e8
         assert spec.default_source in spec.sources
         for files in spec.sources.values():
             for f in files:
@@ -278,3 +282,21 @@ def test_import_does_not_touch_network_or_torch():
             "import pointmap.core.weights.download, pointmap.core.weights.registry\n"
             "assert 'torch' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_registry_da3_matches_fixture_layouts():
+    """DA3 entries: repository, size and licence agree with the reference key lists; family and input
+    size are the ones the loader derives from a checkpoint."""
+    from helpers_da3 import DA3_KEYS_FILE
+
+    configs = json.loads(DA3_KEYS_FILE.read_text())["configs"]
+    by_repo = {repo.split("/")[1]: (preset, c) for preset, c in configs.items() for repo in c["hf_repos"]}
+    da3 = [registry.get(n) for n in registry.names() if registry.get(n).family == "da3"]
+    assert da3
+    for spec in da3:
+        preset, c = by_repo[spec.name]
+        assert spec.hf_repo == f"depth-anything/{spec.name}"
+        assert abs(spec.approx_size - 4 * int(c["total_parameters"])) < 1e6
+        assert spec.commercial_ok == ("Apache" in c["license_per_readme"])
+        assert [f.filename for f in spec.files()] == ["config.json", "model.safetensors"]
+        assert spec.input_size == 504

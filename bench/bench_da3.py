@@ -1,0 +1,214 @@
+"""Benchmark Depth Anything 3 (random full-size weights): our network vs the reference implementation,
+seconds and peak GPU memory per frame count, measured in the same process on the same GPU.
+
+    python bench/bench_da3.py --ref-src .gpujobs/da3ref/src [--models da3-large,da3-base]
+        [--frames 1,10,50,100,200] [--size 504x378] [--impls ours,ref] [--out da3_bench.json]
+    python bench/bench_da3.py --ref-src ... --check-only --device cpu --models da3-small --size 70x56 --frames 2,3
+
+The reference is the official `depth_anything_3` package (the `src/depth_anything_3` tree of
+ByteDance-Seed/Depth-Anything-3, with addict/omegaconf/einops/PyYAML importable), imported from --ref-src,
+never from this repository. Each preset is built once by the reference code (its own random init) and
+the same tensors are loaded strictly into ours (core.weights.checkpoint.load_state_dict_into), so both
+networks hold identical weights. Only the model being timed is on the GPU.
+
+Timed (after one untimed warm-up per size; the best of --repeats synchronised calls; outputs stay on the GPU):
+  ref:  the reference API's forward, `DepthAnything3Net(x)` under torch.no_grad and bf16 autocast (fp16 on
+        GPUs without bf16), float32 weights — what `DepthAnything3.forward` does.
+  ours: `DA3Net(x)` as run_da3 runs it: backbone weights cast to bf16, head in bf16 (last convs and exp
+        in float32), camera decoder float32, the unused ray branch not run, cuDNN-first SDPA.
+  ours-fused (opt-in, --impls ours,ref,ours-fused): as ours with VGGT's torch.compile'd blocks
+        (run_da3 fused=True); compile time is in the warm-up, not timed.
+Peak memory is torch's max allocated during the timed calls, weights included.
+`--check` (default on) first compares both networks in float32 on 2 and 3 frames at --check-size
+(depth, depth_conf, cameras; max error relative to the reference's max) and records it.
+Prints JSON; records commit, GPU, torch version and the exact command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from pointmap.core.backends.da3 import prepare_model
+from pointmap.core.backends.vggt import fast_attention
+from pointmap.core.models.da3 import build_da3
+from pointmap.core.weights.checkpoint import load_state_dict_into
+
+
+def commit() -> str:
+    if os.environ.get("POINTMAP_COMMIT"):
+        return os.environ["POINTMAP_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (set POINTMAP_COMMIT)"
+
+
+def build_reference(preset: str, ref_src: str):
+    """The reference DepthAnything3Net of `preset`, random-initialised by its own code, on the CPU, eval."""
+    sys.path.insert(0, str(Path(ref_src).resolve()))
+    from depth_anything_3.cfg import create_object, load_config
+    from depth_anything_3.registry import MODEL_REGISTRY
+
+    return create_object(load_config(MODEL_REGISTRY[preset])).eval()
+
+
+def ours_from(ref_net, preset: str):
+    """Our network with exactly the reference's tensors (strict key check; gs_head ignored)."""
+    with torch.device("meta"):
+        net = build_da3(preset)
+    load_state_dict_into(net, {k: v.detach() for k, v in ref_net.state_dict().items()}, "da3", f"reference {preset}")
+    net.name = preset
+    return net.eval()
+
+
+def run_ref(net, x, autocast_dtype):
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        return net(x, None, None, [])
+
+
+def run_ours(net, x):
+    with torch.inference_mode(), fast_attention(x.device):
+        return net(x, rays=False)
+
+
+def run_ours_fused(net, x):
+    from pointmap.core.models.vggt.blocks import set_fused
+
+    set_fused(net.backbone, True)
+    try:
+        return run_ours(net, x)
+    finally:
+        set_fused(net.backbone, False)
+
+
+def compare(ref_net, our_net, device, h: int, w: int, frames=(2, 3)) -> dict:
+    """float32 outputs of both on the same random images: max |ours - ref| / max |ref| per output."""
+    ref_net.to(device).float()
+    prepare_model(our_net, device, "fp32", "fp32")
+    out = {}
+    g = torch.Generator().manual_seed(0)
+    for s in frames:
+        x = torch.randn(1, s, 3, h, w, generator=g).to(device)
+        a = run_ref(ref_net, x, None)
+        b = run_ours(our_net, x)
+        pairs = {"depth": (b["depth"], a["depth"]), "depth_conf": (b["depth_conf"], a["depth_conf"]),
+                 "extrinsics": (b["world2cam"], a["extrinsics"][..., :3, :]), "intrinsics": (b["intrinsics"], a["intrinsics"])}
+        out[f"{s}_frames"] = {k: float((o.float() - r.float()).abs().max() / r.float().abs().max().clamp_min(1e-30))
+                              for k, (o, r) in pairs.items()}
+    ref_net.cpu()
+    our_net.cpu()
+    return out
+
+
+def timed(fn, repeats: int, device) -> tuple[list[float], float]:
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() / 1024 ** 3 if device.type == "cuda" else None
+    return times, peak
+
+
+def bench_impl(impl: str, ref_net, our_net, device, frames, h: int, w: int, repeats: int) -> list[dict]:
+    rows = []
+    if impl == "ref":
+        ref_net.to(device).float()
+        dtype = None
+        if device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        fn_of = lambda x: (lambda: run_ref(ref_net, x, dtype))  # noqa: E731
+    else:
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        prepare_model(our_net, device, precision)
+        run = run_ours_fused if impl == "ours-fused" else run_ours
+        fn_of = lambda x: (lambda: run(our_net, x))  # noqa: E731
+    for n in frames:
+        x = torch.rand(1, n, 3, h, w, device=device)
+        try:
+            times, peak = timed(fn_of(x), repeats, device)
+            rows.append({"frames": n, "seconds": round(min(times), 4), "seconds_all": [round(t, 4) for t in times],
+                         "peak_gib": None if peak is None else round(peak, 2), "frames_per_second": round(n / min(times), 2)})
+        except torch.OutOfMemoryError:
+            rows.append({"frames": n, "error": "out of memory"})
+        del x
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        print(impl, json.dumps(rows[-1]), flush=True)
+    ref_net.cpu()
+    our_net.cpu()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ref-src", required=True, help="folder holding the reference depth_anything_3 package")
+    ap.add_argument("--models", default="da3-large,da3-base")
+    ap.add_argument("--frames", default="1,10,50,100,200")
+    ap.add_argument("--size", default="504x378", help="W x H of the network input (multiples of 14)")
+    ap.add_argument("--impls", default="ours,ref")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--check", type=int, default=1, help="compare both in float32 first (1) or not (0)")
+    ap.add_argument("--check-size", default="182x140")
+    ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    cw, ch = (int(v) for v in args.check_size.lower().split("x"))
+    frames = [int(f) for f in args.frames.split(",")]
+    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit(),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "torch": torch.__version__, "size_wh": [w, h], "frames": frames,
+              "reference": "ByteDance-Seed/Depth-Anything-3 src/depth_anything_3 from " + args.ref_src,
+              "target": "ours >= 1.3x the reference's frames/s at equal or lower peak memory at every size",
+              "models": {}}
+    for preset in args.models.split(","):
+        torch.manual_seed(0)
+        ref_net = build_reference(preset, args.ref_src)
+        our_net = ours_from(ref_net, preset)
+        entry: dict = {"notes": list(getattr(our_net, "checkpoint_notes", []))}
+        if args.check or args.check_only:
+            entry["fp32_check_rel_err"] = compare(ref_net, our_net, device, ch, cw,
+                                                  tuple(frames[:2]) if args.check_only else (2, 3))
+            print(preset, "check", json.dumps(entry["fp32_check_rel_err"]), flush=True)
+        if not args.check_only:
+            for impl in args.impls.split(","):
+                entry[impl] = bench_impl(impl, ref_net, our_net, device, frames, h, w, args.repeats)
+            if "ours-fused" in entry and "ref" in entry:
+                entry["speedup_fused"] = [round(r["seconds"] / o["seconds"], 3)
+                                          if "seconds" in o and "seconds" in r else None
+                                          for o, r in zip(entry["ours-fused"], entry["ref"], strict=True)]
+            if "ours" in entry and "ref" in entry:
+                entry["speedup"] = [round(r["seconds"] / o["seconds"], 3) if "seconds" in o and "seconds" in r else None
+                                    for o, r in zip(entry["ours"], entry["ref"], strict=True)]
+                entry["memory_ratio"] = [round(o["peak_gib"] / r["peak_gib"], 3)
+                                         if o.get("peak_gib") and r.get("peak_gib") else None
+                                         for o, r in zip(entry["ours"], entry["ref"], strict=True)]
+        result["models"][preset] = entry
+        del ref_net, our_net
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

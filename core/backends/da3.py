@@ -1,0 +1,319 @@
+"""Depth Anything 3 backend: preprocessed images (core/io/da3_images.py) -> `Reconstruction`.
+
+Conventions of the result (see core/reconstruction.py), mirroring the VGGT backend:
+* Any-view models predict per view a depth map, its confidence and a cam2world pose (DA3's pose
+  encoding describes cam2world, camera.py). cam2world is re-expressed in camera 0's frame (camera 0
+  exactly the identity): by training the world is the reference view's camera, which is not always view 0.
+* Intrinsics: the predicted ones have cx = W/2, cy = H/2 and DA3 unprojects integer pixel indices, as
+  VGGT does, so K_net is used unchanged in our pixel-centre convention. Known intrinsics (original pixels)
+  replace the predicted ones: K_net = orig_to_net @ K. K = net_to_orig @ K_net undoes resize and crop.
+* Known cameras (world2cam in the caller's world, plus intrinsics) run the model's camera-conditioned
+  mode: as the reference API, cameras are normalised (view 0 the identity, translations divided by the
+  lower median camera distance, at least 0.1) before the camera encoder; the result keeps the given
+  cameras and multiplies depth by that normalisation scale (the reference API instead fits a Umeyama
+  similarity to the predicted poses, which needs `evo`; with a network that honours its input cameras
+  both give the same scale).
+* Monocular/metric models (no camera modules) reconstruct one image at a time: a single view, camera
+  at the origin, with the given intrinsics or, without them, a 60-degree horizontal field of view
+  (`meta["assumed_fov_deg"]`). The metric model's depth is metres after the reference's focal rescale
+  depth * (fx + fy) / 2 / 300; `metric_scale` is then True. Sky pixels (sky > 0.3) get confidence 0.
+* points: depth unprojected with the cameras (float32 world points, camera 0's frame).
+
+Memory/speed: the backbone runs in bf16 on bf16 GPUs (weights cast in place), fp16 autocast on older
+GPUs, fp32 on CPU; the camera encoder/decoder always run in float32; the DPT head runs with bf16 weights
+on CUDA in bf16 mode (its last 1x1 convs and exp() in float32) and `frame_chunk` frames at a time, each
+chunk moved to host memory. The ray branch is not run (the reference drops its outputs too).
+Long shots: `run_da3_frames` is one network pass on a list of frames with optional known cameras, the
+unit a chunker calls per window (see its docstring).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..devices import resolve_device_precision
+from ..errors import InputError, PointmapError, check_cancel
+from ..progress import report
+from ..reconstruction import Reconstruction
+from .vggt import check_common_shape, check_fits, estimate_activation_bytes, fast_attention
+
+DEFAULT_HFOV_DEG = 60.0
+SKY_THRESHOLD = 0.3
+METRIC_FOCAL_DIVISOR = 300.0
+
+
+class DA3MemoryError(PointmapError):
+    """The requested frames cannot fit in the device memory."""
+
+
+def normalize_world2cam(world2cam: np.ndarray) -> tuple[np.ndarray, float]:
+    """The reference API's camera normalisation: (S, 4, 4) world2cam -> (normalised (S, 4, 4), scale).
+
+    E'_i = E_i E_0^-1 (view 0 becomes the identity), then every translation is divided by
+    scale = max(lower median of the camera-centre distances ‖c_i‖ of E', 0.1) (torch.median semantics).
+    """
+    e = np.asarray(world2cam, dtype=np.float64)
+    if e.ndim != 3 or e.shape[1:] != (4, 4):
+        raise ValueError(f"world2cam must be (S, 4, 4), got {e.shape}")
+    out = e @ np.linalg.inv(e[0])
+    r, t = out[:, :3, :3], out[:, :3, 3]
+    centres = -np.einsum("sji,sj->si", r, t)
+    dist = np.sort(np.linalg.norm(centres, axis=-1))
+    scale = max(float(dist[(len(dist) - 1) // 2]), 0.1)
+    out[:, :3, 3] /= scale
+    return out, scale
+
+
+def _images_tensor(images):
+    from ..io.da3_images import DA3_PATCH, to_tensor_da3
+
+    check_common_shape(images, "Depth Anything 3", DA3_PATCH, "core.io.da3_images.load_images_da3")
+    return to_tensor_da3(list(images))
+
+
+def _check_memory(device, n_frames: int, h: int, w: int, cfg, precision: str, frame_chunk: int) -> None:
+    need = estimate_activation_bytes(n_frames, h, w, cfg.embed_dim, cfg.patch_size, 1, 4,
+                                     4 if precision == "fp32" else 2, frame_chunk)
+    check_fits(device, need, f"Depth Anything 3 on {n_frames} frames of {w}x{h}", DA3MemoryError)
+
+
+def prepare_model(model, device, precision: str, head_precision: str = "auto") -> str:
+    """Move `model` to `device` and set its precisions (backbone bf16 in bf16 mode, cameras float32).
+    Returns the head precision used ("fp32" or "bf16")."""
+    import torch
+
+    model.eval()
+    model.to(device)
+    model.backbone.to(torch.bfloat16 if precision == "bf16" else torch.float32)
+    if head_precision == "auto":
+        head_precision = "bf16" if precision == "bf16" and device.type == "cuda" else "fp32"
+    model.head.to(torch.bfloat16 if head_precision == "bf16" else torch.float32)
+    for part in (model.cam_enc, model.cam_dec):
+        if part is not None:
+            part.float()
+    return head_precision
+
+
+def run_da3_frames(model, x, device, precision: str, world2cam_net=None, K_net_in=None, frame_chunk: int = 8,
+                   ref_strategy: str = "saddle_balanced", step=None, cancel=None,
+                   fused: bool = False) -> dict[str, np.ndarray]:
+    """One network pass over S frames: x (S, 3, H, W) normalised -> numpy float32 maps on the host.
+
+    world2cam_net (S, 4, 4) normalised known cameras and K_net_in (S, 3, 3) their intrinsics in network
+    pixels (both or neither; any-view models only). fused: VGGT's torch.compile'd block path (CUDA, MLP
+    blocks only; compiles once per process). Returns depth, depth_conf (S, H, W) (mono: depth, sky)
+    and for any-view models cam2world, world2cam (S, 3, 4) and intrinsics (S, 3, 3) in network pixels, in
+    the network's world frame (the reference view's camera).
+
+    This is the per-window call for long shots: a chunker (SEQ's generic machinery) runs it on
+    overlapping windows, each at most as many frames as fit (DA3MemoryError otherwise), and links
+    consecutive windows by the similarity between the cameras of their shared frames (depth scale
+    differs per window). The camera-conditioned mode needs cameras for every frame of a window (the
+    camera encoder replaces all camera tokens), so it cannot seed a window from its overlap alone.
+    """
+    import torch
+
+    from ..models.vggt.blocks import set_fused
+
+    s, _, h, w = x.shape
+    _check_memory(device, s, h, w, model.cfg, precision, frame_chunk)
+    fused = fused and device.type == "cuda" and model.cfg.ffn == "mlp"   # the fused path knows fc1/fc2 MLPs
+    with torch.inference_mode():
+        xb = x.to(device)[None]
+        kw = {}
+        if world2cam_net is not None:
+            kw = {"world2cam": torch.as_tensor(world2cam_net, dtype=torch.float32, device=device)[None],
+                  "intrinsics": torch.as_tensor(K_net_in, dtype=torch.float32, device=device)[None]}
+        set_fused(model.backbone, fused)
+        try:
+            with torch.autocast(device.type, dtype=torch.float16, enabled=precision == "fp16"), \
+                    fast_attention(device):
+                feats = model.encode(xb, ref_strategy=ref_strategy, step=step, **kw)
+        finally:
+            set_fused(model.backbone, False)
+        out: dict[str, list] = {}
+        for a in range(0, s, frame_chunk):
+            check_cancel(cancel)
+            part = model.head.forward_frames([f[0, a:a + frame_chunk] for f, _ in feats], h, w, rays=False)
+            for k, v in part.items():
+                out.setdefault(k, []).append(v.float().cpu())
+        maps = {k: torch.cat(v).numpy() for k, v in out.items()}
+        if model.cam_dec is not None:
+            cams = model.decode_cameras(feats[-1][1], (h, w))
+            maps.update({k: v[0].double().cpu().numpy() for k, v in cams.items() if k != "pose_enc"})
+        del feats
+    return maps
+
+
+def _homogeneous(m: np.ndarray) -> np.ndarray:
+    out = np.tile(np.eye(4), (m.shape[0], 1, 1))
+    out[:, :3, :4] = m[:, :3, :4]
+    return out
+
+
+def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: int = 8, intrinsics=None,
+            world2cam=None, ref_strategy: str = "saddle_balanced", head_precision: str = "auto",
+            fused: bool = False, progress=None, cancel=None) -> Reconstruction:
+    """Reconstruct `images` (LoadedImages of one shape, from load_images_da3) with a DA3 model.
+
+    model:      a `core.models.da3.DA3Net` (moved to `device`; its backbone cast to bf16 in bf16 mode).
+    intrinsics: None or (S, 3, 3) known intrinsics in original pixels (used instead of the predicted ones).
+    world2cam:  None or (S, 4, 4) known world-to-camera poses (OpenCV); needs `intrinsics`; runs the
+                camera-conditioned mode and keeps these cameras (world = the caller's frame).
+    precision:  "auto" | "fp32" | "bf16" | "fp16" (as run_vggt); head_precision "auto" | "fp32" | "bf16".
+    fused:      torch.compile'd transformer blocks on CUDA (as run_vggt's; ~1 min compile per process).
+    Raises InputError (bad images or cameras), DA3MemoryError, Cancelled.
+    """
+    from ..models.da3 import DA3Net
+    from ..models.da3.config import METRIC_PRESETS
+    from ..models.vggt.pose import unproject_depth
+
+    if not isinstance(model, DA3Net):
+        raise InputError("This Depth Anything 3 checkpoint (the nested Giant + metric model) is not supported "
+                         "yet; use DA3-Large/Giant for several views or DA3Metric-Large for metric depth.")
+    if head_precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"head_precision must be 'auto', 'fp32' or 'bf16', not {head_precision!r}")
+    images = list(images)
+    x = _images_tensor(images)
+    s, _, h, w = x.shape
+    net_to_orig = np.stack([np.asarray(im.net_to_orig, dtype=np.float64) for im in images])
+    K_known = None
+    if intrinsics is not None:
+        K_known = np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
+        if K_known.shape[0] != s:
+            raise InputError(f"{K_known.shape[0]} known intrinsics given for {s} images.")
+        K_known = np.linalg.inv(net_to_orig) @ K_known
+    if world2cam is not None:
+        world2cam = np.asarray(world2cam, dtype=np.float64).reshape(-1, 4, 4)
+        if world2cam.shape[0] != s:
+            raise InputError(f"{world2cam.shape[0]} known camera poses given for {s} images.")
+        if K_known is None:
+            raise InputError("Known camera poses need known intrinsics too (Depth Anything 3 encodes both).")
+        if model.cam_enc is None:
+            raise InputError("This Depth Anything 3 model (monocular/metric) cannot take known camera poses; "
+                             "use an any-view model (DA3-Small/Base/Large/Giant).")
+    if not model.cfg.any_view and s > 1 and world2cam is None:
+        raise InputError(f"The monocular/metric Depth Anything 3 model reconstructs one image at a time "
+                         f"(got {s}); use an any-view model (DA3-Small/Base/Large/Giant) for several views.")
+
+    device, precision = resolve_device_precision(device, precision)
+    head_precision = prepare_model(model, device, precision, head_precision)
+    t0 = time.perf_counter()
+    depth_blocks = model.cfg.depth
+    total = depth_blocks + 2
+
+    def step(i: int) -> None:
+        check_cancel(cancel)
+        report(progress, "da3", i + 1, total, f"backbone block {i + 1}/{depth_blocks}")
+
+    check_cancel(cancel)
+    report(progress, "da3", 0, total, f"{s} frames at {w}x{h}")
+    norm_scale = 1.0
+    w2c_net = None
+    if world2cam is not None:
+        w2c_net, norm_scale = normalize_world2cam(world2cam)
+    maps = run_da3_frames(model, x, device, precision, w2c_net, K_known, frame_chunk, ref_strategy, step, cancel,
+                          fused)
+    report(progress, "da3", depth_blocks + 1, total, "cameras and points")
+    t_net = time.perf_counter()
+
+    warnings: list[str] = []
+    meta: dict = {}
+    depth = maps["depth"].astype(np.float32)
+    if model.cfg.any_view:
+        conf = maps["depth_conf"].astype(np.float32)
+    else:
+        conf = (maps["sky"] <= SKY_THRESHOLD).astype(np.float32)
+    if world2cam is not None:
+        depth = depth * np.float32(norm_scale)
+        w2c = world2cam
+        cam2world = np.linalg.inv(w2c)
+    elif model.cam_dec is not None:
+        c2w_net = _homogeneous(maps["cam2world"])
+        cam2world = np.linalg.inv(c2w_net[0]) @ c2w_net   # camera 0's frame
+        cam2world[0] = np.eye(4)
+        w2c = np.linalg.inv(cam2world)
+    else:
+        cam2world = np.tile(np.eye(4), (s, 1, 1))
+        w2c = cam2world.copy()
+    if K_known is not None:
+        K_net = K_known
+    elif "intrinsics" in maps:
+        K_net = maps["intrinsics"]
+    else:
+        f = (w / 2) / math.tan(math.radians(DEFAULT_HFOV_DEG) / 2)
+        K_net = np.tile(np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]]), (s, 1, 1))
+        meta["assumed_fov_deg"] = DEFAULT_HFOV_DEG
+        warnings.append(f"No intrinsics given: assumed a {DEFAULT_HFOV_DEG:g}-degree horizontal field of view.")
+    name = str(getattr(model, "name", ""))
+    metric = name in METRIC_PRESETS and not model.cfg.any_view
+    if metric:
+        focal = (K_net[:, 0, 0] + K_net[:, 1, 1]) / 2
+        depth = depth * (focal[:, None, None] / METRIC_FOCAL_DIVISOR).astype(np.float32)
+
+    out_points = []
+    for i in range(s):
+        pts = unproject_depth(depth[i:i + 1], w2c[i:i + 1, :3], K_net[i:i + 1])[0]
+        out_points.append(pts.astype(np.float32))
+    rec = Reconstruction(
+        names=[im.name for im in images],
+        paths=[im.path for im in images],
+        image_sizes=np.array([im.original_size for im in images], dtype=np.int32).reshape(s, 2),
+        cam2world=cam2world,
+        K=net_to_orig @ K_net,
+        K_net=np.ascontiguousarray(K_net, dtype=np.float64),
+        net_to_orig=net_to_orig,
+        depth=[np.ascontiguousarray(depth[i]) for i in range(s)],
+        points=out_points,
+        conf=[np.ascontiguousarray(conf[i]) for i in range(s)],
+        colors=[np.ascontiguousarray(im.rgb, dtype=np.uint8) for im in images],
+        family="da3",
+        model=name,
+        metric_scale=bool(metric),
+        warnings=warnings,
+        meta={**meta, "checkpoint_notes": list(getattr(model, "checkpoint_notes", [])), "device": str(device),
+              "precision": precision, "head_precision": head_precision, "frame_chunk": frame_chunk,
+              "fused": bool(fused and device.type == "cuda" and model.cfg.ffn == "mlp"),
+              "known_intrinsics": intrinsics is not None, "known_poses": world2cam is not None,
+              "camera_normalisation_scale": norm_scale, "seconds_network": round(t_net - t0, 3),
+              "seconds_total": round(time.perf_counter() - t0, 3),
+              "pixel_convention": "K_net is DA3's (cx=W/2, cy=H/2) with pixel centres at integers"},
+    )
+    rec.validate()
+    report(progress, "da3", total, total, "done")
+    return rec
+
+
+
+def load_for_da3(inputs, options, input_size: int, progress=None, cancel=None):
+    """`core.pipeline.reconstruct`'s load stage for DA3: an ImageSet at `options.image_size or input_size`.
+    Known cameras (options.da3) must match the inputs one to one, so with them a bad image is an error."""
+    from ..io.da3_images import load_images_da3
+
+    known = options.da3.intrinsics is not None or options.da3.world2cam is not None
+    images = load_images_da3(inputs, options.image_size or input_size, options.da3.method,
+                             on_error="raise" if known else options.on_bad_image, progress=progress, cancel=cancel)
+    return images
+
+
+def run_da3_options(model, images, options, progress=None, cancel=None) -> Reconstruction:
+    """`core.pipeline.reconstruct`'s DA3 stage: `run_da3` with a `ReconstructOptions` (known focal length in
+    mm -> known intrinsics with the principal point at the image centre, unless intrinsics are given)."""
+    from .pairwise import focal_mm_to_net_px
+
+    ims = list(images)
+    d = options.da3
+    intrinsics = d.intrinsics
+    if intrinsics is None and options.known_focal_mm:
+        ks = []
+        for im in ims:
+            f_net = focal_mm_to_net_px(options.known_focal_mm, options.sensor_width_mm, im)
+            h, w = im.true_shape
+            ks.append(np.asarray(im.net_to_orig) @ np.array([[f_net, 0, w / 2], [0, f_net, h / 2], [0, 0, 1.0]]))
+        intrinsics = np.stack(ks)
+    return run_da3(model, ims, device=options.device, precision=options.precision, intrinsics=intrinsics,
+                   world2cam=d.world2cam, ref_strategy=d.ref_strategy, fused=d.fused, progress=progress,
+                   cancel=cancel)
