@@ -19,7 +19,9 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-REQUIRED = ("torch", "torchvision", "timm")
+REQUIRED = ("torch", "torchvision", "timm", "mcubes")
+# Import name -> pip distribution name where they differ. PyMCubes: marching cubes for fused meshes.
+PIP_NAMES = {"mcubes": "PyMCubes"}
 CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 PYPI_INDEX_URL = "https://pypi.org/simple"
 
@@ -77,7 +79,7 @@ def check(probe_device: bool = False) -> DepStatus:
     importlib.invalidate_caches()
     status = DepStatus()
     for name in REQUIRED:
-        status.versions[name] = _version(name) if importlib.util.find_spec(name) is not None else None
+        status.versions[name] = _version(PIP_NAMES.get(name, name)) if importlib.util.find_spec(name) is not None else None
     if status.versions.get("torch") and (probe_device or "torch" in sys.modules):
         try:
             status.device = describe_devices()
@@ -100,7 +102,7 @@ def describe_devices() -> str:
 
 
 def pip_install_command(target: str, variant: str = "CPU", python: str | None = None) -> list[str]:
-    """The pip command installing torch, torchvision and timm into `target`.
+    """The pip command installing torch, torchvision, timm and PyMCubes into `target`.
 
     variant "CPU" takes the PyTorch CPU wheels (small, work everywhere); "CUDA" takes PyPI's default
     wheels (CUDA on Linux/Windows, MPS-capable on macOS). numpy is pinned to the running version so pip
@@ -112,7 +114,7 @@ def pip_install_command(target: str, variant: str = "CPU", python: str | None = 
            "--disable-pip-version-check", "--target", target]
     if variant == "CPU":
         cmd += ["--index-url", CPU_INDEX_URL, "--extra-index-url", PYPI_INDEX_URL]
-    cmd += list(REQUIRED)
+    cmd += [PIP_NAMES.get(name, name) for name in REQUIRED]
     try:
         cmd.append(f"numpy=={importlib.metadata.version('numpy')}")
     except importlib.metadata.PackageNotFoundError:

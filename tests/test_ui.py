@@ -124,10 +124,10 @@ def test_dependency_helpers(tmp_path):
     from pointmap import deps
 
     st = deps.check()
-    assert set(st.versions) == {"torch", "torchvision", "timm"}
+    assert set(st.versions) == {"torch", "torchvision", "timm", "mcubes"}
     cpu = deps.pip_install_command(str(tmp_path), "CPU")
     assert cpu[1:4] == ["-m", "pip", "install"] and cpu[cpu.index("--target") + 1] == str(tmp_path)
-    assert deps.CPU_INDEX_URL in cpu and {"torch", "torchvision", "timm"} <= set(cpu)
+    assert deps.CPU_INDEX_URL in cpu and {"torch", "torchvision", "timm", "PyMCubes"} <= set(cpu)
     assert deps.CPU_INDEX_URL not in deps.pip_install_command(str(tmp_path), "CUDA")
     with pytest.raises(ValueError):
         deps.pip_install_command(str(tmp_path), "ROCM")
