@@ -15,14 +15,14 @@ import numpy as np
 from .tsdf import BLOCK, SparseTSDF
 
 
-def _slab_index(blocks: np.ndarray, sel: np.ndarray, x_planes: slice):
+def _slab_index(blocks: np.ndarray, sel: np.ndarray, x_planes: slice, y0: int, z0: int):
     """Dense (x, y, z) indices in a slab for voxels of the blocks `sel` (x planes `x_planes` of each)."""
     r = np.arange(BLOCK)
     lx = r[x_planes]
     gx, gy, gz = np.meshgrid(lx, r, r, indexing="ij")
     b = blocks[sel]
-    iy = (b[:, 1, None] * BLOCK + gy.reshape(1, -1)).reshape(-1)
-    iz = (b[:, 2, None] * BLOCK + gz.reshape(1, -1)).reshape(-1)
+    iy = ((b[:, 1, None] - y0) * BLOCK + gy.reshape(1, -1)).reshape(-1)
+    iz = ((b[:, 2, None] - z0) * BLOCK + gz.reshape(1, -1)).reshape(-1)
     return gx.reshape(1, -1).repeat(len(b), 0).reshape(-1), iy, iz
 
 
@@ -41,7 +41,6 @@ def extract_surface(vol: SparseTSDF, min_weight: float, max_span: float):
     tsdf = vol.tsdf.cpu().numpy()
     weight = vol.weight.cpu().numpy()
     color = vol.color.cpu().numpy()
-    ny, nz = (int(n) * BLOCK for n in vol.n_blocks[1:])
     verts, faces, cols = [], [], []
     n_v = 0
     order = np.argsort(blocks[:, 0], kind="stable")
@@ -49,32 +48,33 @@ def extract_surface(vol: SparseTSDF, min_weight: float, max_span: float):
     for kx in np.unique(bx):
         cur = order[bx == kx]
         nxt = order[bx == kx + 1]
+        both = np.concatenate([cur, nxt])
+        y0, z0 = blocks[both, 1].min(), blocks[both, 2].min()
+        ny = int(blocks[both, 1].max() - y0 + 1) * BLOCK
+        nz = int(blocks[both, 2].max() - z0 + 1) * BLOCK
         T = np.ones((BLOCK + 1, ny, nz), np.float32)
         Wt = np.zeros((BLOCK + 1, ny, nz), np.float32)
         C = np.zeros((BLOCK + 1, ny, nz, 3), np.float32)
-        gx, iy, iz = _slab_index(blocks, cur, slice(None))
+        gx, iy, iz = _slab_index(blocks, cur, slice(None), y0, z0)
         T[gx, iy, iz] = tsdf[cur].reshape(-1)
         Wt[gx, iy, iz] = weight[cur].reshape(-1)
         C[gx, iy, iz] = color[cur].reshape(-1, 3)
         if len(nxt):
-            gx, iy, iz = _slab_index(blocks, nxt, slice(0, 1))
+            gx, iy, iz = _slab_index(blocks, nxt, slice(0, 1), y0, z0)
             T[gx + BLOCK, iy, iz] = tsdf[nxt][:, :1].reshape(-1)
             Wt[gx + BLOCK, iy, iz] = weight[nxt][:, :1].reshape(-1)
             C[gx + BLOCK, iy, iz] = color[nxt][:, :1].reshape(-1, 3)
         v, f = mcubes.marching_cubes(T, 0.0)
         if not len(f):
             continue
-        obs = Wt >= min_weight
-        cube_ok = (obs[:-1, :-1, :-1] & obs[1:, :-1, :-1] & obs[:-1, 1:, :-1] & obs[:-1, :-1, 1:]
-                   & obs[1:, 1:, :-1] & obs[1:, :-1, 1:] & obs[:-1, 1:, 1:] & obs[1:, 1:, 1:])
-        tmax = np.max([T[a:a + T.shape[0] - 1, b:b + ny - 1, c:c + nz - 1]
-                       for a in (0, 1) for b in (0, 1) for c in (0, 1)], axis=0)
-        tmin = np.min([T[a:a + T.shape[0] - 1, b:b + ny - 1, c:c + nz - 1]
-                       for a in (0, 1) for b in (0, 1) for c in (0, 1)], axis=0)
-        cube_ok &= (tmax - tmin) <= max_span
+        # Check the 8 corners of each triangle's cube (its centroid lies inside that cube).
         cube = np.floor(v[f].mean(axis=1)).astype(np.int64)
-        cube = np.minimum(cube, np.array(cube_ok.shape) - 1)
-        f = f[cube_ok[cube[:, 0], cube[:, 1], cube[:, 2]]]
+        cube = np.clip(cube, 0, np.array(T.shape) - 2)
+        corners = [(cube[:, 0] + a, cube[:, 1] + b, cube[:, 2] + c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+        wc = np.stack([Wt[i] for i in corners], 1)
+        tc = np.stack([T[i] for i in corners], 1)
+        keep = (wc >= min_weight).all(1) & (tc.max(1) - tc.min(1) <= max_span)
+        f = f[keep]
         if not len(f):
             continue
         used = np.unique(f)
@@ -83,7 +83,7 @@ def extract_surface(vol: SparseTSDF, min_weight: float, max_span: float):
         v = v[used]
         near = np.rint(v).astype(np.int64)
         cols.append(C[near[:, 0], near[:, 1], near[:, 2]])
-        v[:, 0] += kx * BLOCK
+        v += np.array([kx, y0, z0]) * BLOCK
         verts.append(v)
         faces.append(remap[f] + n_v)
         n_v += len(v)

@@ -49,7 +49,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
         voxel, noise, med_depth, opt.truncation_voxels, opt.truncation_sigmas)
     max_jump = opt.edge_jump if opt.edge_jump > 0 else max(0.05, opt.edge_jump_sigmas * noise)
     n_edge = drop_depth_edges(views, max_jump) if opt.edge_jump >= 0 else 0
-    margin = 0.05 * extent + trunc
+    margin = 0.1 * extent + trunc
     lo, hi = lo - margin, hi + margin
     n_blocks = np.ceil((hi - lo) / (voxel * BLOCK)).astype(np.int64) + 1
     if n_blocks.max() > MAX_BLOCKS_PER_AXIS:

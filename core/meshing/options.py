@@ -18,7 +18,7 @@ class MeshOptions:
                        measured between views (so noisy depth gets a band wide enough to average out).
     min_confidence:    pixels below this confidence are ignored (DUSt3R-style conf = 1 + exp(x) >= 1).
     bounds_percentile: bounds are the [p, 100 - p] percentiles of the confident points per axis,
-                       grown by a margin, so outliers and a far background do not blow the volume up.
+                       grown by 10 % of their largest side, so outliers and a far background do not blow the volume up.
     edge_jump:         pixels whose 3x3 neighbourhood spans more than this fraction of their depth are
                        dropped (flying pixels at occlusion edges). 0 = automatic (the larger of 5 % and
                        `edge_jump_sigmas` x the measured depth error), < 0 = keep them.
@@ -39,7 +39,7 @@ class MeshOptions:
     truncation_voxels: float = 3.5
     truncation_sigmas: float = 2.5
     min_confidence: float = 3.0
-    bounds_percentile: float = 1.0
+    bounds_percentile: float = 5.0
     edge_jump: float = 0.0
     edge_jump_sigmas: float = 4.0
     max_span: float = 0.0

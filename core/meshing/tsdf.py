@@ -103,31 +103,46 @@ def fuse_tsdf(views: FusionViews, origin: np.ndarray, voxel: float, truncation: 
             torch.as_tensor(views.colors[i], device=device).float(),
         ))
     blocks_per_chunk = max(1, CHUNK_VOXELS // BLOCK ** 3)
-    for b0 in range(0, B, blocks_per_chunk):
-        b1 = min(B, b0 + blocks_per_chunk)
-        idx = (blocks[b0:b1, None, :] * BLOCK + local[None]).reshape(-1, 3)
-        X = org + idx.float() * voxel                                           # (n, 3) world
-        sl = slice(b0 * BLOCK ** 3, b1 * BLOCK ** 3)
-        T, Wt, C, CW = tsdf[sl], weight[sl], csum[sl], cw[sl]
-        for R, t, (fx, fy, cx, cy), depth, pw, col in view_data:
-            h, w = depth.shape
+    nvb = BLOCK ** 3
+    centres = org + (blocks.float() * BLOCK + 0.5 * (BLOCK - 1)) * voxel             # (B, 3) world
+    radius = 0.5 * np.sqrt(3.0) * BLOCK * voxel
+    for R, t, (fx, fy, cx, cy), depth, pw, col in view_data:
+        h, w = depth.shape
+        # Cull whole blocks outside this view's frustum (a block is a sphere of `radius`).
+        cc = centres @ R.T + t
+        zc = cc[:, 2]
+        zs = zc.clamp_min(1e-6)
+        mu = radius * fx / zs
+        mv = radius * fy / zs
+        uc = cc[:, 0] / zs * fx + cx
+        vc = cc[:, 1] / zs * fy + cy
+        vis = (zc > -radius) & ((zc <= radius) | ((uc > -mu - 1) & (uc < w + mu) & (vc > -mv - 1) & (vc < h + mv)))
+        sel = torch.nonzero(vis).reshape(-1)
+        for c0 in range(0, len(sel), blocks_per_chunk):
+            bs = sel[c0:c0 + blocks_per_chunk]
+            vox = (bs[:, None] * nvb + torch.arange(nvb, device=device)[None]).reshape(-1)
+            idx = (blocks[bs, None, :] * BLOCK + local[None]).reshape(-1, 3)
+            X = org + idx.float() * voxel                                           # (n, 3) world
             cam = X @ R.T + t
             z = cam[:, 2]
             zs = z.clamp_min(1e-6)
             uf = cam[:, 0] / zs * fx + cx
             vf = cam[:, 1] / zs * fy + cy
             d, pwt, pix, seen = _sample_depth(depth, pw, uf, vf)
-            seen &= z > 1e-6
             sdf = d - z
-            upd = seen & (pwt > 0) & (sdf > -truncation)
-            wv = torch.where(upd, pwt, torch.zeros_like(pwt))
+            upd = seen & (z > 1e-6) & (pwt > 0) & (sdf > -truncation)
+            if not bool(upd.any()):
+                continue
+            vox, sdf, pwt, pix = vox[upd], sdf[upd], pwt[upd], pix[upd]
             tv = (sdf / truncation).clamp(max=1.0)
-            wn = Wt + wv
-            T.copy_(torch.where(upd, (T * Wt + tv * wv) / wn.clamp_min(1e-12), T))
-            Wt.copy_(wn)
-            band = (upd & (sdf < truncation)).float() * wv
-            C.add_(col.reshape(-1, 3)[pix] * band[:, None])
-            CW.add_(band)
+            W0 = weight[vox]
+            wn = W0 + pwt
+            tsdf[vox] = (tsdf[vox] * W0 + tv * pwt) / wn
+            weight[vox] = wn
+            band = sdf < truncation
+            vb = vox[band]
+            csum[vb] += col.reshape(-1, 3)[pix[band]] * pwt[band, None]
+            cw[vb] += pwt[band]
     color = csum / cw.clamp_min(1e-12)[:, None]
     shape = (B, BLOCK, BLOCK, BLOCK)
     return SparseTSDF(np.asarray(origin, np.float64), float(voxel), float(truncation),
