@@ -14,6 +14,7 @@ from .extract import extract_surface
 from .mesh import Mesh
 from .options import MeshOptions
 from .resolution import choose_truncation, choose_voxel_size, median_footprint, relative_depth_noise
+from .support import drop_unsupported
 from .tsdf import BLOCK, fuse_tsdf
 from .views import check_views
 
@@ -38,6 +39,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     views = check_views(depth, conf, K, cam2world, images, opt.min_confidence, names)
     device = _device(opt.device)
     pts = sample_points(views)
+    drop_unsupported(views, pts, opt.min_view_support)
     lo, hi = robust_bounds(pts, opt.bounds_percentile)
     extent = float(np.max(hi - lo))
     if not np.isfinite(extent) or extent <= 0:
@@ -64,7 +66,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     info = {
         "voxel_size": voxel, "truncation": trunc, "depth_noise_rel": noise, "median_depth": med_depth,
         "median_footprint": footprint, "edge_jump": max_jump, "edge_pixels_dropped": n_edge, "bounds": [lo.tolist(), hi.tolist()], "blocks": int(len(vol.blocks)),
-        "device": str(device), "views_used": int(sum(w.any() for w in views.weight)),
+        "device": str(device), "views_used": int(sum(bool(w.any()) for w in views.weight)),
         "warnings": list(views.warnings),
     }
     del vol

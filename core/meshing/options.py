@@ -21,7 +21,8 @@ class MeshOptions:
                        grown by 10 % of their largest side, so outliers and a far background do not blow the volume up.
     edge_jump:         pixels whose 3x3 neighbourhood spans more than this fraction of their depth are
                        dropped (flying pixels at occlusion edges). 0 = automatic (the larger of 5 % and
-                       `edge_jump_sigmas` x the measured depth error), < 0 = keep them.
+                       `edge_jump_sigmas` x the measured depth error), < 0 (default) = keep them: on
+                       the fixtures the filter cost more recall than it gained precision.
     max_span:          cubes whose 8 tsdf values span more than this are not meshed (see
                        `extract.extract_surface`); 0 = automatic.
     min_weight:        a voxel counts as observed when its fused weight reaches this many times the
@@ -29,6 +30,8 @@ class MeshOptions:
                        observed.
     min_component:     connected pieces with fewer faces than this fraction of the largest piece are
                        dropped (floaters).
+    min_view_support:  with 3+ views, a view is left out (with a warning) when less than this fraction of
+                       its points agrees in depth with some other view (a misplaced camera).
     face_budget:       decimate (vertex clustering) to at most this many faces; 0 = keep all.
     device:            torch device for fusion ("cpu", "cuda", "auto" = CUDA when available).
     """
@@ -40,10 +43,11 @@ class MeshOptions:
     truncation_sigmas: float = 2.5
     min_confidence: float = 3.0
     bounds_percentile: float = 5.0
-    edge_jump: float = 0.0
+    edge_jump: float = -1.0
     edge_jump_sigmas: float = 4.0
     max_span: float = 0.0
     min_weight: float = 1.0
-    min_component: float = 0.02
+    min_component: float = 0.002
+    min_view_support: float = 0.05
     face_budget: int = 0
     device: str = "auto"
