@@ -40,7 +40,7 @@ class MeshOptions:
     max_resolution: int = 512
     truncation: float = 0.0
     truncation_voxels: float = 3.5
-    truncation_sigmas: float = 2.5
+    truncation_sigmas: float = 1.5
     min_confidence: float = 3.0
     bounds_percentile: float = 5.0
     edge_jump: float = -1.0
