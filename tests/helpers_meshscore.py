@@ -90,9 +90,12 @@ def score_cloud(points: np.ndarray, case: dict, seed: int = 0) -> dict:
 
 
 def targets(case: dict) -> dict:
-    """The bar for a case: clean vs noisy limits (issue #12), by the case's perturbation settings."""
+    """The bar for a case: clean vs noisy limits (issue #12), by the case's perturbation settings.
+
+    F-score at 0.5 % >= 0.9 is asked "wherever depth noise allows": here, cases with depth noise
+    <= 0.5 % (at 1 %, one view's depth error at ~3 m is about twice that tolerance)."""
     m = case.get("meta", {})
     noisy = m.get("noise", 0) > 0.015 or m.get("outliers", 0) > 0.05 or m.get("pose_noise_deg", 0) > 0.3
     if noisy:
         return {"f1_min": 0.85, "chamfer_max_pct": 0.7, "f05_min": None}
-    return {"f1_min": 0.97, "chamfer_max_pct": 0.35, "f05_min": 0.9}
+    return {"f1_min": 0.97, "chamfer_max_pct": 0.35, "f05_min": 0.9 if m.get("noise", 0) <= 0.005 else None}

@@ -37,16 +37,16 @@ def _check_targets(path: Path):
         assert s["f05"] >= t["f05_min"], (path.name, s)
 
 
-@pytest.mark.xfail(reason="issue #12 targets not reached yet on the example (see bench/results)", strict=False)
 def test_example_fixture_meets_targets():
+    """Clean-scene bar on the shared example: F@1% >= 0.97, Chamfer <= 0.35 % of the diagonal."""
     _check_targets(FIXTURES / "example_object_hemi8.npz")
 
 
-def test_example_fixture_beats_raw_cloud_figures():
-    """The README's raw cloud scores F@1% 0.91 and Chamfer 0.53 % on the example; fusion must do better."""
+@pytest.mark.xfail(reason="F@0.5% is 0.83 on the example (1 % depth noise); the 0.9 bar is not reached", strict=True)
+def test_example_fixture_f_at_half_percent():
     case = load_case(FIXTURES / "example_object_hemi8.npz")
     s = score_mesh(*(lambda m: (m.vertices, m.faces))(_fuse(case)), case)
-    assert s["f1"] > 0.95 and s["chamfer_pct"] < 0.40, s
+    assert s["f05"] >= 0.9, s
 
 
 @pytest.mark.skipif(not os.environ.get("POINTMAP_MESH_DIR"), reason="POINTMAP_MESH_DIR not set")

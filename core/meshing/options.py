@@ -46,7 +46,7 @@ class MeshOptions:
     edge_jump: float = -1.0
     edge_jump_sigmas: float = 4.0
     max_span: float = 0.0
-    min_weight: float = 1.0
+    min_weight: float = 0.5
     min_component: float = 0.002
     min_view_support: float = 0.05
     face_budget: int = 0
