@@ -7,24 +7,26 @@ import numpy as np
 from .views import FusionViews
 
 
-def view_support(views: FusionViews, points: list[np.ndarray], tolerance: float = 0.1) -> np.ndarray:
+def view_support(views: FusionViews, points: list[np.ndarray], tolerance: float = 0.1,
+                 max_points: int = 2000, max_others: int = 8) -> np.ndarray:
     """(N,) fraction of each view's sample points that some other view measured at the same depth.
 
-    Points of view i are projected into every other view j; a point is supported when it lands in
-    j's image on a valid pixel whose depth is within `tolerance` (relative) of the point's depth.
-    Views with no points get 0.
+    Up to `max_points` points of view i are projected into the `max_others` views whose cameras are
+    nearest; a point is supported when it lands in view j's image on a valid pixel whose depth is
+    within `tolerance` (relative) of the point's depth. Views with no points get 0.
     """
     n = views.n_views
     out = np.zeros(n)
     w2c = [np.linalg.inv(T) for T in views.cam2world]
+    centres = views.cam2world[:, :3, 3]
+    has_depth = [bool(views.valid(j).any()) for j in range(n)]
     for i in range(n):
-        p = points[i]
+        p = points[i][:: max(1, len(points[i]) // max_points)]
         if not len(p):
             continue
         ok = np.zeros(len(p), bool)
-        for j in range(n):
-            if j == i or not views.valid(j).any():
-                continue
+        order = np.argsort(np.linalg.norm(centres - centres[i], axis=1))
+        for j in [int(j) for j in order if j != i and has_depth[j]][:max_others]:
             cam = p @ w2c[j][:3, :3].T + w2c[j][:3, 3]
             z = cam[:, 2]
             zs = np.maximum(z, 1e-9)
