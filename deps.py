@@ -19,10 +19,11 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-REQUIRED = ("torch", "torchvision", "timm", "safetensors", "cv2")
+REQUIRED = ("torch", "torchvision", "timm", "safetensors", "cv2", "mcubes")
 # pip distribution of each required import name, where they differ. OpenCV: Depth Anything 3's
 # preprocessing is defined by cv2.resize's uint8 rounding (core/io/da3_images.py); headless = no GUI libs.
-PIP_NAMES = {"cv2": "opencv-python-headless"}
+# PyMCubes: marching cubes for fused meshes (core/meshing/extract.py).
+PIP_NAMES = {"cv2": "opencv-python-headless", "mcubes": "PyMCubes"}
 CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 PYPI_INDEX_URL = "https://pypi.org/simple"
 
@@ -80,7 +81,7 @@ def check(probe_device: bool = False) -> DepStatus:
     importlib.invalidate_caches()
     status = DepStatus()
     for name in REQUIRED:
-        status.versions[name] = _version(name) if importlib.util.find_spec(name) is not None else None
+        status.versions[name] = _version(PIP_NAMES.get(name, name)) if importlib.util.find_spec(name) is not None else None
     if status.versions.get("torch") and (probe_device or "torch" in sys.modules):
         try:
             status.device = describe_devices()
@@ -103,7 +104,7 @@ def describe_devices() -> str:
 
 
 def pip_install_command(target: str, variant: str = "CPU", python: str | None = None) -> list[str]:
-    """The pip command installing torch, torchvision, timm and safetensors into `target`.
+    """The pip command installing torch, torchvision, timm, safetensors, OpenCV and PyMCubes into `target`.
 
     variant "CPU" takes the PyTorch CPU wheels (small, work everywhere); "CUDA" takes PyPI's default
     wheels (CUDA on Linux/Windows, MPS-capable on macOS). numpy is pinned to the running version so pip

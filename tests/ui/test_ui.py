@@ -169,11 +169,11 @@ def test_dependency_helpers(tmp_path):
     from pointmap import deps
 
     st = deps.check()
-    assert set(st.versions) == {"torch", "torchvision", "timm", "safetensors", "cv2"}
+    assert set(st.versions) == {"torch", "torchvision", "timm", "safetensors", "cv2", "mcubes"}
     cpu = deps.pip_install_command(str(tmp_path), "CPU")
     assert cpu[1:4] == ["-m", "pip", "install"] and cpu[cpu.index("--target") + 1] == str(tmp_path)
     assert deps.CPU_INDEX_URL in cpu and {"torch", "torchvision", "timm", "safetensors",
-                                          "opencv-python-headless"} <= set(cpu)
+                                          "opencv-python-headless", "PyMCubes"} <= set(cpu)
     assert deps.CPU_INDEX_URL not in deps.pip_install_command(str(tmp_path), "CUDA")
     with pytest.raises(ValueError):
         deps.pip_install_command(str(tmp_path), "ROCM")

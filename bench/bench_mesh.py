@@ -1,0 +1,79 @@
+"""Speed and memory of depth-map fusion (core.meshing) on synthetic object scenes. Prints JSON.
+
+    python bench/bench_mesh.py --device cuda      # 100 views of 512x384 at 512^3-equivalent (target <= 3 s, <= 8 GiB)
+    python bench/bench_mesh.py --device cpu       # 20 views of 256x192 at 256^3-equivalent (target <= 30 s, 2 cores)
+
+Inputs come from tests/helpers_meshgen.py (ray-cast spheres/boxes on a floor, README perturbations).
+"N^3-equivalent" = `MeshOptions.max_resolution` N: voxels no finer than the robust bounds' longest side / N.
+Timing covers `fuse_mesh` end to end (fusion, marching cubes, clean-up), after one warm-up call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))   # helpers_meshgen: the synthetic scene generator
+
+from helpers_meshgen import make_case  # noqa: E402
+from pointmap.core.meshing import MeshOptions, fuse_mesh  # noqa: E402
+
+CONFIGS = {"gpu": {"views": 100, "W": 512, "H": 384, "resolution": 512, "target_s": 3.0, "target_gib": 8.0},
+           "cpu": {"views": 20, "W": 256, "H": 192, "resolution": 256, "target_s": 30.0}}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--config", choices=list(CONFIGS), default=None, help="default: gpu on CUDA, else cpu")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args(argv)
+    cfg_name = args.config or ("gpu" if args.device.startswith("cuda") else "cpu")
+    cfg = CONFIGS[cfg_name]
+    case = make_case(seed=5, views=cfg["views"], W=cfg["W"], H=cfg["H"], gt_factor=0)
+    opts = MeshOptions(device=args.device, max_resolution=cfg["resolution"])
+    inputs = (list(case["depth"]), list(case["conf"]), case["K"], case["cam2world"], list(case["images"]))
+    cuda = args.device.startswith("cuda")
+    fuse_mesh(*inputs, opts)   # warm-up (CUDA context, kernels)
+    times, mesh = [], None
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(args.repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        mesh = fuse_mesh(*inputs, opts)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    report = {
+        "command": " ".join([sys.executable, *sys.argv]), "commit": _commit(), "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if cuda else (platform.processor() or platform.machine()),
+        "threads": torch.get_num_threads(), "config": cfg_name, **cfg,
+        "seconds": times, "seconds_best": min(times), "seconds_fusion_last": mesh.info["seconds_fuse"],
+        "voxel_size": mesh.info["voxel_size"], "truncation": mesh.info["truncation"],
+        "blocks": mesh.info["blocks"], "faces": mesh.n_faces, "vertices": mesh.n_vertices,
+    }
+    if cuda:
+        report["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""`MeshOptions`: every setting of depth-map fusion, self-contained so a run's options can nest it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class MeshOptions:
+    """Settings of `fuse_mesh`. Lengths are in world units (those of `cam2world`); 0 means automatic.
+
+    voxel_size:        edge of one TSDF voxel. Automatic: half the median pixel footprint
+                       (depth / focal) at the observed depths, but never finer than `max_resolution`
+                       voxels along the longest side of the bounds.
+    max_resolution:    cap on voxels along the longest side of the bounds (512 = "512^3-equivalent").
+    truncation:        half-width of the signed-distance band. Automatic: the larger of
+                       `truncation_voxels` voxels and `truncation_sigmas` x the depth disagreement
+                       measured between views (so noisy depth gets a band wide enough to average out).
+    min_confidence:    pixels below this confidence are ignored (DUSt3R-style conf = 1 + exp(x) >= 1).
+    bounds_percentile: bounds are the [p, 100 - p] percentiles of the confident points per axis,
+                       grown by 10 % of their largest side, so outliers and a far background do not blow the volume up.
+    edge_jump:         pixels whose 3x3 neighbourhood spans more than this fraction of their depth are
+                       dropped (flying pixels at occlusion edges). 0 = automatic (the larger of 5 % and
+                       `edge_jump_sigmas` x the measured depth error), < 0 (default) = keep them: on
+                       the fixtures the filter cost more recall than it gained precision.
+    max_span:          cubes whose 8 tsdf values span more than this are not meshed (see
+                       `extract.extract_surface`); 0 = automatic.
+    min_weight:        a voxel counts as observed when its fused weight reaches this many times the
+                       median pixel weight; surface is extracted only in cubes whose 8 corners are
+                       observed.
+    min_component:     connected pieces with fewer faces than this fraction of the largest piece are
+                       dropped (floaters).
+    min_view_support:  with 3+ views, a view is left out (with a warning) when less than this fraction of
+                       its points agrees in depth with some other view (a misplaced camera).
+    face_budget:       decimate (vertex clustering) to at most this many faces; 0 = keep all.
+    device:            torch device for fusion ("cpu", "cuda", "auto" = CUDA when available).
+    """
+
+    voxel_size: float = 0.0
+    max_resolution: int = 512
+    truncation: float = 0.0
+    truncation_voxels: float = 3.5
+    truncation_sigmas: float = 1.5
+    min_confidence: float = 3.0
+    bounds_percentile: float = 5.0
+    edge_jump: float = -1.0
+    edge_jump_sigmas: float = 4.0
+    max_span: float = 0.0
+    min_weight: float = 0.5
+    min_component: float = 0.002
+    min_view_support: float = 0.05
+    face_budget: int = 0
+    device: str = "auto"

@@ -1,0 +1,77 @@
+"""scene/fused_mesh.py in real Blender: positions in Blender world, colours, ledger undo, exporters."""
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from pointmap.core.meshing import Mesh  # noqa: E402
+from pointmap.scene.convention import SRGB_TO_LINEAR, transform_points, world_rotation  # noqa: E402
+from pointmap.scene.fused_mesh import build_fused_mesh  # noqa: E402
+from pointmap.scene.ledger import Created  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_blender():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    yield
+
+
+def _cube_mesh() -> Mesh:
+    """A closed unit cube (OpenCV world), faces wound counter-clockwise seen from outside."""
+    v = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], np.float32) + [2, -1, 3]
+    f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+                  [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], np.int32)
+    n = (v - v.mean(0)) / np.linalg.norm(v - v.mean(0), axis=1, keepdims=True)
+    colors = (np.arange(24, dtype=np.uint8).reshape(8, 3) * 10)
+    return Mesh(v, f, n.astype(np.float32), colors)
+
+
+def test_fused_mesh_object_positions_colours_and_winding():
+    mesh = _cube_mesh()
+    W = world_rotation("z_up")
+    coll = bpy.data.collections.new("run")
+    bpy.context.scene.collection.children.link(coll)
+    created = Created()
+    obj = build_fused_mesh("Fused Mesh", mesh, W, coll, created)
+    assert obj.name in coll.objects
+    me = obj.data
+    co = np.zeros(3 * len(me.vertices), np.float32)
+    me.attributes["position"].data.foreach_get("vector", co)
+    world = co.reshape(-1, 3) @ np.array(obj.matrix_world)[:3, :3].T.astype(np.float32)
+    np.testing.assert_allclose(world, transform_points(mesh.vertices, W), atol=1e-6)
+    col = np.zeros(4 * len(me.vertices), np.float32)
+    me.color_attributes["Color"].data.foreach_get("color", col)
+    np.testing.assert_allclose(col.reshape(-1, 4)[:, :3], SRGB_TO_LINEAR[mesh.colors], atol=1e-6)
+    assert len(me.polygons) == 12
+    # Winding survives the conversion: Blender's face normals point away from the cube's centre.
+    centre = world.mean(0)
+    for p in me.polygons:
+        assert np.dot(np.array(p.normal), np.array(p.center) - centre) > 0
+    mat = me.materials[0]
+    attr = [n for n in mat.node_tree.nodes if n.bl_idname == "ShaderNodeAttribute"]
+    assert attr and attr[0].attribute_name == "Color"
+
+
+def test_fused_mesh_undo_leaves_nothing():
+    before = {k: len(getattr(bpy.data, k)) for k in ("meshes", "objects", "materials")}
+    coll = bpy.context.scene.collection
+    created = Created()
+    build_fused_mesh("Fused Mesh", _cube_mesh(), np.eye(4), coll, created)
+    created.undo()
+    assert {k: len(getattr(bpy.data, k)) for k in ("meshes", "objects", "materials")} == before
+
+
+def test_blender_exporters_write_the_fused_mesh(tmp_path):
+    coll = bpy.context.scene.collection
+    obj = build_fused_mesh("Fused Mesh", _cube_mesh(), np.eye(4), coll, Created())
+    bpy.context.view_layer.objects.active = obj
+    obj.select_set(True)
+    ply, objf = tmp_path / "m.ply", tmp_path / "m.obj"
+    bpy.ops.wm.ply_export(filepath=str(ply), export_selected_objects=True, export_colors="SRGB",
+                          apply_modifiers=False, export_triangulated_mesh=True)
+    bpy.ops.wm.obj_export(filepath=str(objf), export_selected_objects=True, export_materials=False)
+    head = ply.read_bytes()[:400].decode("ascii", "replace")
+    assert "element vertex 8" in head and "element face 12" in head and "red" in head
+    text = objf.read_text()
+    assert text.count("\nv ") == 8 and text.count("\nf ") == 12
