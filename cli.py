@@ -66,6 +66,10 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p.add_argument("--no-background-images", action="store_true")
     p.add_argument("--depth-textures", choices=["none", "pack", "exr"], default="none")
     p.add_argument("--per-view-meshes", action="store_true")
+    p.add_argument("--fused-mesh", action="store_true",
+                   help="also fuse all depth maps into one coloured surface mesh (TSDF fusion)")
+    p.add_argument("--voxel-size", type=float, default=0.0, metavar="S",
+                   help="fused mesh: TSDF voxel edge in scene units (0: automatic)")
     p.add_argument("--export-colmap", default="", metavar="DIR",
                    help="also write a COLMAP text model (cameras.txt, images.txt, points3D.txt) into DIR")
     p.add_argument("--export-ply", default="", metavar="FILE", help="also write the point cloud as binary PLY")
@@ -261,6 +265,15 @@ def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
     from .core.progress import count
     from .scene import build_scene
 
+    fused = None
+    if args.fused_mesh:
+        from .core.meshing import MeshOptions, fuse_reconstruction
+
+        try:
+            fused = fuse_reconstruction(rec, MeshOptions(voxel_size=args.voxel_size))
+        except PointmapError as err:
+            print(f"pointmap: {err}", flush=True)
+            return EXIT_FAILED
     n_warnings = len(rec.warnings)
     shot = args.animated_camera or args.export_chan or args.frames or args.stride != 1
     try:
@@ -273,7 +286,7 @@ def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
             coll = build_shot(rec, bpy.context.scene, scene_opts, frames=args.frames or None, stride=args.stride,
                               export_chan=args.export_chan or None)
         else:
-            coll = build_scene(rec, scene=bpy.context.scene, options=scene_opts)
+            coll = build_scene(rec, scene=bpy.context.scene, options=scene_opts, fused_mesh=fused)
     except PointmapError as err:
         print(f"pointmap: {err}", flush=True)
         return EXIT_FAILED

@@ -9,11 +9,12 @@ from .options import SceneError, SceneOptions
 __all__ = ["SceneError", "SceneOptions", "build_scene", "use_camera_render_settings"]
 
 
-def build_scene(recon, scene=None, options=None, progress=None, cancel=None):
+def build_scene(recon, scene=None, options=None, progress=None, cancel=None, fused_mesh=None):
     """See `scene.build.build_scene`."""
     from .build import build_scene as _build_scene
 
-    return _build_scene(recon, scene=scene, options=options, progress=progress, cancel=cancel)
+    return _build_scene(recon, scene=scene, options=options, progress=progress, cancel=cancel,
+                        fused_mesh=fused_mesh)
 
 
 def use_camera_render_settings(scene, cam_obj) -> None:

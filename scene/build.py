@@ -82,8 +82,11 @@ def _build_animated_camera(recon, W, name, coll, scene, options: SceneOptions, c
 
 
 def build_scene(recon, scene=None, options: SceneOptions | None = None, progress: ProgressFn | None = None,
-                cancel: CancelToken | None = None):
+                cancel: CancelToken | None = None, fused_mesh=None):
     """Build `recon` into a new collection under `scene` (default: the context scene); return it.
+
+    `fused_mesh`: an optional `core.meshing.Mesh` (from `fuse_reconstruction(recon, ...)`, same world
+    frame as `recon`), added as the object "<name> fused mesh" in the same atomic build.
 
     Must run on Blender's main thread. Warnings (e.g. images of different sizes) are appended to
     `recon.warnings` and stored on the collection as "pointmap_warnings".
@@ -101,14 +104,14 @@ def build_scene(recon, scene=None, options: SceneOptions | None = None, progress
     scene = scene or bpy.context.scene
     created = Created()
     try:
-        coll = _build(bpy, recon, scene, options, created, progress, cancel)
+        coll = _build(bpy, recon, scene, options, created, progress, cancel, fused_mesh)
     except BaseException:
         created.undo()
         raise
     return coll
 
 
-def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress, cancel):
+def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress, cancel, fused_mesh=None):
     from . import cameras as cam_mod
     from . import geonodes, materials, meshes, pointcloud, textures
 
@@ -223,6 +226,14 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             obj = created.add(bpy.data.objects.new(f"{recon.names[i]} mesh", me))
             obj[keys.VIEW] = i
             coll.objects.link(obj)
+
+    if fused_mesh is not None:
+        from .fused_mesh import build_fused_mesh
+
+        check_cancel(cancel)
+        obj = build_fused_mesh(f"{name} fused mesh", fused_mesh, W, coll, created)
+        obj[keys.FUSED_MESH] = True
+        warnings.extend(fused_mesh.info.get("warnings", []))
 
     step("finishing")
     if warnings:

@@ -22,3 +22,6 @@ PATHS = "pointmap_paths"
 WORLD_ORIENTATION = "pointmap_world_orientation"
 WORLD_MATRIX = "pointmap_world_matrix"
 WARNINGS = "pointmap_warnings"
+
+# On the fused-mesh object of a run (bool), so Re-mesh can find and replace it.
+FUSED_MESH = "pointmap_fused_mesh"

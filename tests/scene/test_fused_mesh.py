@@ -75,3 +75,29 @@ def test_blender_exporters_write_the_fused_mesh(tmp_path):
     assert "element vertex 8" in head and "element face 12" in head and "red" in head
     text = objf.read_text()
     assert text.count("\nv ") == 8 and text.count("\nf ") == 12
+
+
+def test_build_scene_adds_the_fused_mesh_atomically():
+    from helpers_synthrecon import make_synthetic_recon
+    from pointmap.core.meshing import MeshOptions, fuse_reconstruction
+    from pointmap.scene import SceneOptions, build_scene
+
+    rec = make_synthetic_recon(n_views=3)
+    mesh = fuse_reconstruction(rec, MeshOptions(device="cpu", max_resolution=64))
+    opts = SceneOptions(cameras=False, point_cloud=False)
+    coll = build_scene(rec, options=opts, fused_mesh=mesh)
+    objs = [o for o in coll.objects if o.get("pointmap_fused_mesh")]
+    assert len(objs) == 1
+    me = objs[0].data
+    assert len(me.vertices) == mesh.n_vertices and len(me.polygons) == mesh.n_faces
+    assert "Color" in me.color_attributes
+
+    before = (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.collections))
+
+    def cancel_at_finish(p):
+        if p.message == "finishing":
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        build_scene(rec, options=opts, fused_mesh=mesh, progress=cancel_at_finish)
+    assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.collections)) == before
