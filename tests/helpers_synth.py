@@ -72,6 +72,10 @@ def _cameras(rng, n: int, path: str):
             yaw = rng.normal(0, 0.15)
             tgt = eye + np.array([math.cos(yaw), math.sin(yaw), rng.normal(0, 0.05)])
             poses.append(_look_at(eye, tgt))
+    elif path == "shot":
+        from helpers_shot import shot_poses   # a hand-held walk (the fixture README's "shots")
+
+        return shot_poses(rng, n)
     else:
         raise ValueError(path)
     return np.stack(poses)
@@ -181,8 +185,11 @@ def load_npz_case(path, device="cpu", dtype=torch.float32):
     with np.load(path, allow_pickle=False) as z:
         h, w = (int(x) for x in z["image_size"])
         e = len(z["edges"])
-        lists = {k: [torch.from_numpy(z[k][n].astype(np.float32)).to(device=device, dtype=dtype) for n in range(e)]
-                 for k in ("pts_i", "pts_j", "conf_i", "conf_j")}
+        lists = {}
+        for k in ("pts_i", "pts_j", "conf_i", "conf_j"):
+            # Decompress each array once (z[k] reads the whole member every time it is indexed).
+            arr = torch.from_numpy(z[k]).to(device=device, dtype=dtype)
+            lists[k] = list(arr.unbind(0)) if len(arr) == e else [arr[n] for n in range(e)]
         n = len(z["gt_cam2world"])
         pred = PairPredictions(edges=z["edges"].astype(np.int64), image_shapes=[(h, w)] * n, **lists)
         truth = {"cam2world": z["gt_cam2world"], "K": z["gt_K"], "meta": json.loads(str(z["meta"]))}
