@@ -124,9 +124,13 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
     focal = np.array([f0 if shared_focal else rng.uniform(0.8, 1.5) for _ in range(n_views)])
     focal = focal * np.array([max(s) for s in shapes])
     spheres = []
-    for _ in range(4):
+    while len(spheres) < 4:
         ctr = np.array([0, 0, 1.0]) + rng.uniform(-1, 1, 3) * np.array([1.0, 1.0, 0.5])
-        spheres.append([*ctr, rng.uniform(0.25, 0.5)])
+        rad = rng.uniform(0.25, 0.5)
+        # A walk through the room must not pass through a sphere (orbits stay outside them anyway).
+        if path == "shot" and np.linalg.norm(poses[:, :3, 3] - ctr, axis=1).min() < rad + 0.5:
+            continue
+        spheres.append([*ctr, rad])
     sph = torch.tensor(spheres, device=device, dtype=torch.float64)
     cams = torch.tensor(poses, device=device, dtype=torch.float64)
     depth = [_raycast(cams[k], float(focal[k]), *shapes[k], sph).float() for k in range(n_views)]

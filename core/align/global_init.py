@@ -71,15 +71,34 @@ def initialise_global(groups: list[ViewGroup], edges: np.ndarray, n: int, min_co
         raise PointmapError(f"Global alignment: images {missing} are never the first image of a pair, so their "
                             "camera cannot be estimated; use a symmetric scene graph (both (i, j) and (j, i)).")
 
-    # Every observation fitted onto its view's reference: obs ≈ s R ref + t (one batched IRLS per group).
+    # Every observation fitted onto a reference of its view: obs ≈ s R ref + t (one batched IRLS per group).
+    # An edge's second view is fitted onto the reverse edge's own-frame prediction where that edge exists
+    # (each pair's error then stays its own; a reference shared by all edges into a view would tie their
+    # fitting errors together), else onto the view's reference; own-frame observations onto the view's
+    # reference (`rev_s` then chains the reverse edge's scale to it).
+    key = {(int(a), int(b)): e for e, (a, b) in enumerate(edges.tolist())}
+    rev = torch.tensor([key.get((int(b), int(a)), -1) for a, b in edges.tolist()], device=dev)
+    own_row = torch.zeros(ne, dtype=torch.long, device=dev)
+    for g in groups:
+        own_row[g.obs_edge[g.obs_own]] = g.obs_own.nonzero()[:, 0]
     obs_s = torch.zeros(ne, 2, dtype=torch.float64, device=dev)
     obs_R = torch.zeros(ne, 2, 3, 3, dtype=torch.float64, device=dev)
     obs_t = torch.zeros(ne, 2, 3, dtype=torch.float64, device=dev)
     for g, (x, w, _) in zip(groups, samples, strict=True):
-        ref = ref_row[g.obs_view]
+        own = g.obs_own
+        rev_e = rev[g.obs_edge]
+        use_rev = ~own & (rev_e >= 0) & (rev_e != g.obs_edge)
+        ref = torch.where(use_rev, own_row[rev_e.clamp_min(0)], ref_row[g.obs_view])
         s, r, t = robust_similarity([(x[ref], x, w[ref] * w, torch.arange(len(ref), device=dev))], len(ref))
-        side = (~g.obs_own).long()
+        # An edge's first view is in its own camera frame by construction, like the reference: the two
+        # differ by scale alone, so a free rotation and offset there would only add fitting noise.
+        r = torch.where(own[:, None, None], torch.eye(3, dtype=r.dtype, device=dev), r)
+        t = torch.where(own[:, None], torch.zeros_like(t), t)
+        side = (~own).long()
         obs_s[g.obs_edge, side], obs_R[g.obs_edge, side], obs_t[g.obs_edge, side] = s, r, t
+    # Second views fitted onto the reverse edge: chain that edge's own scale to the view's reference.
+    has_rev = (rev >= 0) & (rev != torch.arange(ne, device=dev))
+    obs_s[has_rev, 1] = obs_s[has_rev, 1] * obs_s[rev[has_rev], 0]
 
     pair = edges[:, 0] != edges[:, 1]
     if n > 1 and not pair.any():
@@ -101,12 +120,9 @@ def initialise_global(groups: list[ViewGroup], edges: np.ndarray, n: int, min_co
         cam_R = average_rotations(n, edges[pair], rel, weight=None, init=None)
     else:
         cam_R = torch.eye(3, dtype=torch.float64, device=dev)[None]
-    # Edge frame rotation: E_e = R_k R_oᵀ for both observations; chordal mean of the two.
-    e_rot = cam_R[ei] @ obs_R[:, 0].transpose(1, 2) + cam_R[ej] @ obs_R[:, 1].transpose(1, 2)
-    u, _, vh = torch.linalg.svd(e_rot)
-    dfix = torch.ones(ne, 3, dtype=torch.float64, device=dev)
-    dfix[:, 2] = torch.sign(torch.linalg.det(u @ vh))
-    edge_R = u @ (dfix[..., None] * vh)
+    # Edge frame rotation E_e from the edge's first view: its frame is that camera's (R_a ≈ I), while the
+    # second view's fit carries the pair's rotation error — which would tilt the edge's translation.
+    edge_R = cam_R[ei] @ obs_R[:, 0].transpose(1, 2)
 
     # Scales: log τ_j − log τ_i = log s_a − log s_b; then log σ_e from both observations.
     log_s = torch.log(obs_s.clamp_min(1e-30))

@@ -21,6 +21,8 @@ import torch
 
 from .geometry import axis_angle_to_matrix, maximum_spanning_tree
 
+ROBUST_FACTOR = 0.5   # Cauchy scale of the rotation residuals, in medians (pair errors are heavy-tailed)
+
 
 def matrix_to_axis_angle(r: torch.Tensor) -> torch.Tensor:
     """Inverse of Rodrigues' formula: (..., 3, 3) rotations → (..., 3) axis * angle (radians).
@@ -101,7 +103,7 @@ def average_rotations(n: int, edges: np.ndarray, rel: torch.Tensor, weight: torc
         res = matrix_to_axis_angle(err)                         # (E, 3)
         if robust:
             ang = res.norm(dim=-1)
-            sigma = (2 * ang.median()).clamp_min(1e-6)
+            sigma = (ROBUST_FACTOR * ang.median()).clamp_min(1e-6)
             w = w0 / (1 + (ang / sigma) ** 2)
         omega = solve_differences(n, i, j, -res, w)
         rot = axis_angle_to_matrix(omega) @ rot
