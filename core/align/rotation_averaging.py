@@ -21,6 +21,7 @@ import torch
 
 from .geometry import axis_angle_to_matrix, maximum_spanning_tree
 
+_L2_ROUNDS = 3         # unweighted rounds before the robust ones
 ROBUST_FACTOR = 0.5   # Cauchy scale of the rotation residuals, in medians (pair errors are heavy-tailed)
 
 
@@ -98,16 +99,18 @@ def average_rotations(n: int, edges: np.ndarray, rel: torch.Tensor, weight: torc
     w0 = torch.ones(len(e), dtype=torch.float64, device=dev) if weight is None else weight.double()
     rot = chain_rotations(n, np.asarray(edges), rel, w0.cpu().numpy()) if init is None else init.double()
     w = w0
-    for _ in range(iters):
+    for it in range(iters + _L2_ROUNDS):
         err = rot[j] @ (rot[i] @ rel).transpose(1, 2)           # E_ij, world frame
         res = matrix_to_axis_angle(err)                         # (E, 3)
-        if robust:
+        # Least-squares rounds first: a chain through a bad pair starts whole stretches far off, and
+        # a tight robust kernel would then disown exactly the good edges that could pull them back.
+        if robust and it >= _L2_ROUNDS:
             ang = res.norm(dim=-1)
             sigma = (ROBUST_FACTOR * ang.median()).clamp_min(1e-6)
             w = w0 / (1 + (ang / sigma) ** 2)
         omega = solve_differences(n, i, j, -res, w)
         rot = axis_angle_to_matrix(omega) @ rot
-        if float(omega.norm(dim=-1).max()) < 1e-10:
+        if it >= _L2_ROUNDS and float(omega.norm(dim=-1).max()) < 1e-10:
             break
     u, _, vh = torch.linalg.svd(rot)
     return u @ vh
