@@ -73,7 +73,7 @@ def _cameras(rng, n: int, path: str):
             tgt = eye + np.array([math.cos(yaw), math.sin(yaw), rng.normal(0, 0.05)])
             poses.append(_look_at(eye, tgt))
     elif path == "shot":
-        from helpers_shot import shot_poses   # a hand-held walk (the fixture README's "shots")
+        from helpers_shot import shot_poses  # a hand-held walk (the fixture README's "shots")
 
         return shot_poses(rng, n)
     else:

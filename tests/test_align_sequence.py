@@ -11,8 +11,7 @@ from helpers_shot import drift_floor, make_shot_case, sequence_scores, shot_pass
 from helpers_synth import load_npz_case
 from pointmap.core.align.geometry import axis_angle_to_matrix
 from pointmap.core.align.refine import AlignOptions, global_align
-from pointmap.core.align.rotation_averaging import (average_rotations, matrix_to_axis_angle,
-                                                    solve_differences)
+from pointmap.core.align.rotation_averaging import average_rotations, matrix_to_axis_angle, solve_differences
 
 ALIGN_DIR = fixture_dir("POINTMAP_ALIGN_DIR", FIXTURES / "alignment")
 
