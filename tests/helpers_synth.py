@@ -81,12 +81,13 @@ def _cameras(rng, n: int, path: str):
     return np.stack(poses)
 
 
-def _raycast(cam2world: torch.Tensor, f: float, h: int, w: int, spheres: torch.Tensor) -> torch.Tensor:
-    """z-depth (h, w) of the room seen by one camera (f in pixels, pp at the centre)."""
+def _raycast(cam2world: torch.Tensor, f: float, h: int, w: int, spheres: torch.Tensor, K=None) -> torch.Tensor:
+    """z-depth (h, w) of the room seen by one camera (f in pixels, pp at the centre; or a full 3x3 K)."""
     dev, dt = cam2world.device, cam2world.dtype
-    u = torch.arange(w, device=dev, dtype=dt) - (w - 1) / 2
-    v = torch.arange(h, device=dev, dtype=dt) - (h - 1) / 2
-    ray = torch.stack(torch.broadcast_tensors(u[None, :] / f, v[:, None] / f, torch.ones(1, 1, device=dev, dtype=dt)), -1)
+    fx, fy, cx, cy = (f, f, (w - 1) / 2, (h - 1) / 2) if K is None else (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+    u = (torch.arange(w, device=dev, dtype=dt) - cx) / fx
+    v = (torch.arange(h, device=dev, dtype=dt) - cy) / fy
+    ray = torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, device=dev, dtype=dt)), -1)
     d = ray @ cam2world[:3, :3].T                            # world direction with unit camera z
     c = cam2world[:3, 3]
     lo = torch.tensor([-4.0, -3.0, 0.0], device=dev, dtype=dt)
@@ -106,12 +107,13 @@ def _raycast(cam2world: torch.Tensor, f: float, h: int, w: int, spheres: torch.T
 def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str = "complete",
               noise: float = 0.01, pose_noise_deg: float = 0.5, outliers: float = 0.03,
               shared_focal: bool = False, seed: int = 0, device="cpu", shapes=None,
-              dtype=torch.float32):
+              dtype=torch.float32, intrinsics=None):
     """One synthetic scene. `shapes` (list of (H, W) per view) overrides `size` for mixed shapes.
 
     path: "orbit" (an arc of 160–250° around the room's centre), "loop" (a full circle, for long
     sequences with cyclic graphs) or "forward" (a 1.6 m walk along x looking ahead).
     graph: any `core.pairs.make_pairs` scene graph.
+    intrinsics: optional (N, 3, 3) pixel intrinsics (any fx, fy, cx, cy) replacing the drawn focals.
 
     Returns (PairPredictions, truth) where truth = {"cam2world": (N,4,4) float64, "K": (N,3,3) float64,
     "meta": dict}. Point/conf tensors have `dtype` on `device`.
@@ -133,11 +135,14 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
         spheres.append([*ctr, rad])
     sph = torch.tensor(spheres, device=device, dtype=torch.float64)
     cams = torch.tensor(poses, device=device, dtype=torch.float64)
-    depth = [_raycast(cams[k], float(focal[k]), *shapes[k], sph).float() for k in range(n_views)]
+    K = np.stack([np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]]) for f, (h, w) in zip(focal, shapes, strict=True)])
+    if intrinsics is not None:
+        K = np.asarray(intrinsics, np.float64).reshape(n_views, 3, 3)
+    depth = [_raycast(cams[k], float(focal[k]), *shapes[k], sph, K=K[k]).float() for k in range(n_views)]
     rays = []
     for k, (h, w) in enumerate(shapes):
-        u = (torch.arange(w, device=device) - (w - 1) / 2) / focal[k]
-        v = (torch.arange(h, device=device) - (h - 1) / 2) / focal[k]
+        u = (torch.arange(w, device=device) - K[k, 0, 2]) / K[k, 0, 0]
+        v = (torch.arange(h, device=device) - K[k, 1, 2]) / K[k, 1, 1]
         rays.append(torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, device=device)), -1).float())
     edges = make_pairs(n_views, graph).edges
 
@@ -167,7 +172,6 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
             out["pts_" + side].append(x.to(dtype))
             out["conf_" + side].append(conf.to(dtype))
     pred = PairPredictions(edges=edges, image_shapes=shapes, **out)
-    K = np.stack([np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]]) for f, (h, w) in zip(focal, shapes, strict=True)])
     meta = {"seed": seed, "views": n_views, "size": [list(s) for s in sorted(set(shapes))], "path": path, "graph": graph,
             "noise": noise, "pose_noise_deg": pose_noise_deg, "outliers": outliers, "shared_focal": shared_focal}
     return pred, {"cam2world": poses, "K": K, "meta": meta}
