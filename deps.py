@@ -20,6 +20,9 @@ import threading
 from dataclasses import dataclass, field
 
 REQUIRED = ("torch", "torchvision", "timm")
+# Installed with them but not required to run: PyAV decodes movie files for the Python API / CLI
+# (inside Blender, Blender's own movie-clip decoding is used).
+ALSO_INSTALLED = ("av",)
 CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 PYPI_INDEX_URL = "https://pypi.org/simple"
 
@@ -112,7 +115,7 @@ def pip_install_command(target: str, variant: str = "CPU", python: str | None = 
            "--disable-pip-version-check", "--target", target]
     if variant == "CPU":
         cmd += ["--index-url", CPU_INDEX_URL, "--extra-index-url", PYPI_INDEX_URL]
-    cmd += list(REQUIRED)
+    cmd += list(REQUIRED) + list(ALSO_INSTALLED)
     try:
         cmd.append(f"numpy=={importlib.metadata.version('numpy')}")
     except importlib.metadata.PackageNotFoundError:
