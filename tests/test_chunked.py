@@ -129,3 +129,25 @@ def test_loop_chunk_is_used_and_cancel_between_chunks():
     with pytest.raises(Cancelled):
         run_chunked(n, run2, chunk=30, overlap=4, progress=progress, cancel=tok)
     assert len(calls2) == 2 and seen == sorted(seen)
+
+
+def test_vggt_chunked_with_the_tiny_model():
+    from helpers_vggt import VGGT_PARITY_DIR, tiny_model
+    from pointmap.core.backends.vggt import run_vggt
+    from pointmap.core.backends.vggt_chunked import run_vggt_chunked
+    from pointmap.core.io.images import load_images_vggt
+
+    frames = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i % 3}.png") for i in range(11)]
+    images = load_images_vggt(frames, mode="crop", target=70)
+    model = tiny_model("pt")
+    rec = run_vggt_chunked(model, images, chunk=6, overlap=4, device="cpu")
+    rec.validate()
+    assert rec.n_views == 11 and rec.family == "vggt"
+    chunks = rec.meta["chunked"]["chunks"]
+    assert chunks[0][0] == 0 and chunks[-1][-1] == 10 and len(chunks) >= 2
+    assert all(np.isfinite(p).all() for p in rec.points) and np.isfinite(rec.cam2world).all()
+    # One chunk holding every frame is exactly the plain run.
+    whole = run_vggt_chunked(model, images[:5], chunk=8, device="cpu")
+    plain = run_vggt(model, images[:5], device="cpu")
+    np.testing.assert_allclose(whole.cam2world, plain.cam2world, atol=1e-6)
+    np.testing.assert_allclose(whole.points[3], plain.points[3], atol=1e-5)
