@@ -151,3 +151,12 @@ def test_vggt_chunked_with_the_tiny_model():
     plain = run_vggt(model, images[:5], device="cpu")
     np.testing.assert_allclose(whole.cam2world, plain.cam2world, atol=1e-6)
     np.testing.assert_allclose(whole.points[3], plain.points[3], atol=1e-5)
+
+
+def test_eta_text():
+    from pointmap.core.progress import eta_text
+
+    assert eta_text(0.0, 0, 10, now=5.0) == ""
+    assert eta_text(0.0, 2, 10, now=5.0) == "ETA 20 s"
+    assert eta_text(0.0, 1, 30, now=5.0) == "ETA 2 min 25 s"
+    assert eta_text(0.0, 10, 10, now=5.0) == ""

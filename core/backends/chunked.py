@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import CancelToken, PointmapError, check_cancel
-from ..progress import ProgressFn, report
+from ..progress import ProgressFn, eta_text, report
 
 MIN_OVERLAP_FRAMES = 4
 MIN_OVERLAP_FRACTION = 0.1
@@ -114,7 +114,8 @@ def run_chunked(n: int, runner: Callable[[np.ndarray], ChunkPrediction], chunk: 
             raise PointmapError(f"Chunk {c}: the runner returned frames other than the ones asked for.")
         preds.append(pred)
         covered = max(covered, int(frames.max()) + 1) if c < len(plan) - len(extra_chunks or []) else covered
-        report(progress, "chunks", min(covered, n), n, f"chunk {c + 1} of {len(plan)}")
+        report(progress, "chunks", min(covered, n), n,
+               f"chunk {c + 1} of {len(plan)}, frames {min(covered, n)}/{n} {eta_text(t0, c + 1, len(plan))}".strip())
     check_cancel(cancel)
     t_run = time.perf_counter()
     out = join_chunks(n, preds, samples)

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CancelToken, InputError, check_cancel
-from ..progress import ProgressFn, report
+from ..progress import ProgressFn, eta_text, report
 from .images import IMAGE_EXTENSIONS, ImageSet, LoadedImage, list_image_files, load_images, load_images_vggt
 
 MOVIE_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mxf", ".mpg", ".mpeg", ".gif"})
@@ -164,6 +164,9 @@ def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r
     if recipe not in ("dust3r", "vggt"):
         raise ValueError(f"unknown preprocessing recipe {recipe!r}; expected 'dust3r' or 'vggt'")
     src = source if isinstance(source, FrameSource) else open_sequence(source, **select)
+    import time
+
+    started = time.perf_counter()
     images, numbers, failures = [], [], []
     stem = Path(src.path).stem
     for k, (number, rgb, err) in enumerate(src.frames()):
@@ -186,7 +189,8 @@ def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r
             images.append(frame)
             numbers.append(number)
         del rgb
-        report(progress, "decode", k + 1, len(src), f"frame {number}")
+        report(progress, "decode", k + 1, len(src), f"frame {number} ({k + 1}/{len(src)}) "
+               f"{eta_text(started, k + 1, len(src))}".strip())
     order = np.argsort(numbers, kind="stable")       # a movie yields frames it could not decode last
     images, numbers = [images[k] for k in order], [numbers[k] for k in order]
     failures.sort()
