@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--iterations", type=int, default=None, help="default: the aligner's (by view count)")
+    ap.add_argument("--lr", type=float, default=None, help="Adam step of the refinement (default: the aligner's)")
     args = ap.parse_args(argv)
     cases = sorted(args.dir.glob("*.npz"))
     if not cases:
@@ -42,7 +43,8 @@ def main(argv=None) -> int:
         t_load = time.perf_counter() - t0
         meta = truth["meta"]
         shot = meta.get("path") == "shot"
-        opts = AlignOptions(iterations=args.iterations, shared_focal=bool(shot and meta.get("shared_focal")))
+        opts = AlignOptions(iterations=args.iterations, shared_focal=bool(shot and meta.get("shared_focal")),
+                            **({"lr": args.lr} if args.lr else {}))
         t0 = time.perf_counter()
         res = global_align(pred, opts)
         dt = time.perf_counter() - t0
