@@ -43,14 +43,10 @@ def unregister():
     global _cli_handle
     import bpy
 
-    from .operators import download_weights, install_deps
-    from .operators import job as jobs
+    from . import tasks
 
     # Stop background work first: its callbacks reference the classes about to go away.
-    jobs.shutdown()
-    for task in (download_weights.current(), install_deps.current()):
-        if task is not None:
-            task.cancel()
+    tasks.shutdown()
     if _cli_handle is not None:
         bpy.utils.unregister_cli_command(_cli_handle)
         _cli_handle = None

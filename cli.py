@@ -1,7 +1,11 @@
 """Command line: `blender -b -c pointmap PHOTOS_DIR -o OUT.blend [options]`.
 
 Registered with `bpy.utils.register_cli_command("pointmap", main)`; `demo.py` reuses `run()`.
-Exit codes: 0 success, 1 reconstruction failed, 2 no usable checkpoint (the message says how to get one).
+Also `python -m pointmap PHOTOS_DIR -o OUT.blend` (the bpy module, no Blender binary).
+
+Exit codes: 0 success; 1 the reconstruction or the scene build failed; 2 usage error (bad option,
+unusable output path, --device naming a GPU the machine lacks), reported before any work starts;
+3 no usable checkpoint (the message says how to get one). Every error is printed once.
 """
 
 from __future__ import annotations
@@ -9,12 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 
-EXIT_OK, EXIT_FAILED, EXIT_NO_WEIGHTS = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_WEIGHTS = 0, 1, 2, 3
+
+EXIT_CODES_HELP = ("exit codes: 0 success, 1 reconstruction or scene build failed, 2 usage error (bad option, "
+                   "unusable output path, missing GPU), 3 no usable checkpoint")
 
 
 def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Reconstruct cameras and a point cloud from photos "
-                                                       "into a .blend file.")
+                                                       "into a .blend file.",
+                                epilog=EXIT_CODES_HELP)
     p.add_argument("photos", help="folder of photos")
     p.add_argument("-o", "--output", required=True, help="the .blend file to write")
     p.add_argument("--checkpoint", default="",
@@ -26,16 +34,31 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
                         "access: run blender with --online-mode); its licence is printed first")
     p.add_argument("--backend", choices=["auto", "pairs", "vggt"], default="auto")
     p.add_argument("--graph", default="complete",
-                   help="scene graph: complete, swin-K, logwin-K, oneref-K, retrieval-K")
+                   help="scene graph: complete, swin-K, swin-K-noncyclic, logwin-K, logwin-K-noncyclic, "
+                        "oneref-R, retrieval-K")
     p.add_argument("--image-size", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
+                   help="pairwise models: GiB the predictions + alignment may take on the device (default: free memory)")
+    p.add_argument("--offload", choices=["auto", "yes", "no"], default="auto",
+                   help="pairwise models: keep predictions in host memory (auto: when they do not fit)")
+    p.add_argument("--vggt-points", choices=["depth", "head"], default="depth",
+                   help="VGGT: points from depth + cameras (default) or from the point head")
+    p.add_argument("--vggt-mode", choices=["crop", "pad"], default="crop", help="VGGT preprocessing")
+    p.add_argument("--vggt-fused", action="store_true", help="VGGT: compile the blocks (CUDA, one-time compile)")
     p.add_argument("--iterations", type=int, default=0, help="alignment iterations (0: default)")
     p.add_argument("--shared-focal", action="store_true")
     p.add_argument("--focal-mm", type=float, default=0.0, help="known focal length in mm")
     p.add_argument("--sensor-mm", type=float, default=36.0, help="sensor width in mm")
     p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip")
     p.add_argument("--name", default="", help="name of the created collection (default: from the photos)")
-    p.add_argument("--min-conf", type=float, default=1.5)
+    p.add_argument("--min-conf", type=float, default=1.5,
+                   help="display / export confidence threshold: points below it are hidden in the scene and left "
+                        "out of --export-ply / --export-colmap (the alignment has its own, --align-conf)")
+    p.add_argument("--align-conf", type=float, default=None,
+                   help="alignment confidence threshold: pixels below it get no weight in global alignment "
+                        "(default 1.0)")
     p.add_argument("--no-points", action="store_true", help="do not create the point cloud")
     p.add_argument("--no-cameras", action="store_true", help="do not create cameras")
     p.add_argument("--no-background-images", action="store_true")
@@ -49,68 +72,160 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     return p
 
 
-def _split_graph(graph: str) -> tuple[str, int]:
-    """"swin-3" → ("SWIN", 3): the operator's graph and graph_k options (K defaults to 4)."""
-    from .ui.properties import GRAPH_ITEMS
+class UsageError(Exception):
+    """A command line that cannot work (bad option value, unusable output path, missing device)."""
 
-    kind, _, k = graph.partition("-")
-    kind = kind.upper()
-    if kind not in {item[0] for item in GRAPH_ITEMS} or (k and not k.isdigit()):
-        raise ValueError(f"unknown scene graph '{graph}' (use complete, swin-K, logwin-K, oneref-K or retrieval-K)")
-    return kind, int(k) if k else 4
+
+def core_options(args: argparse.Namespace):
+    """`core.options.ReconstructOptions` from parsed arguments; UsageError for values the core rejects."""
+    from .core.options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
+    from .core.pairwise.graph import check_graph
+
+    try:
+        check_graph(args.graph)   # the core's own parser: every spec it knows is accepted
+    except ValueError as err:
+        raise UsageError(f"--graph {args.graph!r}: {err}") from None
+    align = AlignOptions(iterations=args.iterations or None, shared_focal=args.shared_focal)
+    if args.align_conf is not None:
+        align.conf_threshold = args.align_conf
+    options = ReconstructOptions(
+        backend=args.backend, device=None if args.device == "auto" else args.device, image_size=args.image_size or None,
+        on_bad_image="raise" if args.on_bad_image == "stop" else "skip", known_focal_mm=args.focal_mm or None,
+        sensor_width_mm=args.sensor_mm, precision=args.precision, align=align,
+        pairwise=PairwiseOptions(graph=args.graph, offload={"auto": None, "yes": True, "no": False}[args.offload],
+                                 memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2**30)),
+        vggt=VGGTOptions(points=args.vggt_points, mode=args.vggt_mode, fused=args.vggt_fused))
+    try:
+        options.check()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return options
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output path is usable before any work starts: UsageError naming the first that is not."""
+    out = os.path.abspath(args.output)
+    if os.path.isdir(out):
+        raise UsageError(f"-o {args.output}: is a folder; give the path of the .blend file to write.")
+    if not out.lower().endswith(".blend"):
+        raise UsageError(f"-o {args.output}: the output must be a .blend file.")
+    _check_writable_parent(out, "-o")
+    for flag, path in (("--export-ply", args.export_ply), ("--save-reconstruction", args.save_reconstruction)):
+        if path:
+            if os.path.isdir(path):
+                raise UsageError(f"{flag} {path}: is a folder; give a file path.")
+            _check_writable_parent(os.path.abspath(path), flag)
+    if args.export_colmap:
+        folder = os.path.abspath(args.export_colmap)
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise UsageError(f"--export-colmap {args.export_colmap}: exists and is not a folder.")
+        # The model folder itself is created if missing; the folder it goes in must exist.
+        _check_writable_parent(os.path.join(folder, "cameras.txt") if os.path.isdir(folder) else folder,
+                               "--export-colmap")
+
+
+def _check_writable_parent(path: str, flag: str) -> None:
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} {path}: the folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{flag} {path}: the folder {folder} is not writable.")
+
+
+def check_device(device: str) -> None:
+    """`--device cuda` / `mps` on a machine without one is a usage error, said before loading anything."""
+    if device not in ("cuda", "mps"):
+        return
+    try:
+        import torch
+    except Exception:
+        return   # the core reports the missing dependency itself
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: this machine has no usable CUDA GPU (use --device cpu or auto).")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: this machine has no Apple GPU (use --device cpu or auto).")
+
+
+def scene_options(args: argparse.Namespace):
+    """`scene.SceneOptions` from parsed arguments (textures as files lie beside the .blend)."""
+    from .scene import SceneOptions
+
+    return SceneOptions(
+        name=args.name or None, point_cloud=not args.no_points, min_conf=args.min_conf, cameras=not args.no_cameras,
+        background_images=not args.no_background_images,
+        depth_textures=None if args.depth_textures == "none" else args.depth_textures,
+        texture_dir=os.path.join(os.path.dirname(os.path.abspath(args.output)), "pointmap_textures"),
+        per_view_meshes=args.per_view_meshes, sensor_mm=args.sensor_mm)
 
 
 def run(args: argparse.Namespace, online: bool | None = None) -> int:
     """Reconstruct `args.photos` into a new scene of the current file and save it as `args.output`.
 
-    Needs the pointmap operators registered (the extension enabled, or `pointmap.register()`).
-    online: may `--download` use the network (default: `bpy.app.online_access`).
+    argparse → ReconstructOptions → core.reconstruct → scene.build_scene → save → core.io exports.
+    online: may `--download` use the network (default: `bpy.app.online_access`). Returns an exit code.
     """
     import bpy
 
-    from .core.errors import CheckpointError
-    from .operators.checkpoint import resolve_checkpoint
+    from .core.errors import CheckpointError, PointmapError
+    from .core.weights.resolve import resolve_checkpoint
     from .ui.preferences import get_settings
 
+    try:
+        options = core_options(args)
+        check_outputs(args)
+        check_device(args.device)
+        scene_opts = scene_options(args)
+    except UsageError as err:
+        print(f"pointmap: {err}", flush=True)
+        return EXIT_USAGE
+
     settings = get_settings()
+    cache_dir = args.weights_dir or settings.cache_dir
+    options.cache_dir = cache_dir or None
     explicit = args.checkpoint or os.environ.get("POINTMAP_CHECKPOINT", "")
     try:
-        checkpoint = resolve_checkpoint(explicit, settings.checkpoint, args.weights_dir or settings.cache_dir)
+        checkpoint = resolve_checkpoint(explicit, settings.checkpoint, cache_dir)
     except CheckpointError as err:
-        cache_dir = args.weights_dir or settings.cache_dir
         checkpoint = _download(explicit or settings.checkpoint, cache_dir, online) if args.download else None
         if checkpoint is None:
             print(f"pointmap: {err}", flush=True)
             print("pointmap: pass --checkpoint /path/to/model.pth or set POINTMAP_CHECKPOINT to use local weights"
                   + ("." if args.download else ", or --download to fetch them."), flush=True)
             return EXIT_NO_WEIGHTS
-    try:
-        graph, graph_k = _split_graph(args.graph)
-    except ValueError as err:
-        print(f"pointmap: {err}", flush=True)
-        return EXIT_FAILED
+
+    from .core.pipeline import reconstruct
+    from .core.progress import console_progress, count
+    from .scene import build_scene
 
     try:
-        result = _reconstruct(bpy, args, checkpoint, graph, graph_k)
-    except RuntimeError as err:   # bpy.ops turns the operator's ERROR report into RuntimeError
-        print(f"pointmap: {str(err).removeprefix('Error: ').strip()}", flush=True)
+        rec = reconstruct(os.path.abspath(args.photos), checkpoint, options, progress=console_progress())
+    except CheckpointError as err:
+        print(f"pointmap: {err}", flush=True)
+        return EXIT_NO_WEIGHTS
+    except PointmapError as err:
+        print(f"pointmap: {err}", flush=True)
         return EXIT_FAILED
-    if "FINISHED" not in result:
+    for warning in rec.warnings:
+        print(f"pointmap: warning: {warning}", flush=True)
+    n_warnings = len(rec.warnings)
+    try:
+        coll = build_scene(rec, scene=bpy.context.scene, options=scene_opts)
+    except PointmapError as err:
+        print(f"pointmap: {err}", flush=True)
         return EXIT_FAILED
+    for warning in rec.warnings[n_warnings:]:   # the scene builder's own warnings
+        print(f"pointmap: warning: {warning}", flush=True)
+    print(f"pointmap: reconstructed {count(rec.n_views, 'view')} into collection '{coll.name}'", flush=True)
     out = os.path.abspath(args.output)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=out)
     print(f"pointmap: wrote {out}", flush=True)
-    _export(args)
+    _export(args, rec)
     return EXIT_OK
 
 
-def _export(args: argparse.Namespace) -> None:
+def _export(args: argparse.Namespace, rec) -> None:
     from .core.io.export import write_colmap, write_ply
-    from .operators.reconstruct import last_reconstruction as rec
 
-    if rec is None:
-        return
     if args.export_colmap:
         print(f"pointmap: wrote COLMAP model {write_colmap(rec, args.export_colmap, min_conf=args.min_conf)}",
               flush=True)
@@ -129,7 +244,7 @@ def _download(name: str, cache_dir: str, online: bool | None) -> str | None:
     from .core.errors import PointmapError
     from .core.weights import registry
     from .core.weights.download import download_checkpoint
-    from .operators.checkpoint import default_name
+    from .core.weights.resolve import default_name
 
     try:
         spec = registry.get(name or default_name())
@@ -159,22 +274,24 @@ def _download(name: str, cache_dir: str, online: bool | None) -> str | None:
         return None
 
 
-def _reconstruct(bpy, args, checkpoint: str, graph: str, graph_k: int) -> set:
-    return bpy.ops.pointmap.reconstruct(
-        source="FOLDER", directory=os.path.abspath(args.photos), checkpoint=checkpoint,
-        backend=args.backend.upper(), device=args.device.upper(), image_size=args.image_size,
-        graph=graph, graph_k=graph_k, iterations=args.iterations, shared_focal=args.shared_focal,
-        focal_mm=args.focal_mm, sensor_mm=args.sensor_mm, on_bad_image=args.on_bad_image.upper(),
-        name=args.name, min_conf=args.min_conf, point_cloud=not args.no_points, cameras=not args.no_cameras,
-        background_images=not args.no_background_images, depth_textures=args.depth_textures.upper(),
-        per_view_meshes=args.per_view_meshes,
-    )
+def run_standalone(args: argparse.Namespace, online: bool | None = None) -> int:
+    """`run` in the bpy module (no Blender binary): register the extension, start from an empty file."""
+    import bpy
+
+    from . import register, unregister
+
+    register()
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        return run(args, online=online)
+    finally:
+        unregister()
 
 
 def main(argv: list[str]) -> int:
     """Entry point for `blender -c pointmap ...` (argv: the arguments after the command id)."""
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exc:   # argparse exits on --help / bad arguments; Blender wants a code back
+    except SystemExit as exc:   # argparse exits on --help (0) / bad arguments (2); Blender wants a code back
         return int(exc.code or 0)
     return run(args)

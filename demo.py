@@ -3,7 +3,7 @@
 Runs in the bpy module (what `make demo` uses): registers the extension's classes, reconstructs the
 photos with the same operator the panel uses, and saves the .blend. Checkpoint: --checkpoint, else
 $POINTMAP_CHECKPOINT, else the registry default in the weights folder; without any it exits with
-code 2 and says how to get one. It never invents outputs.
+code 3 (see `cli` for all exit codes) and says how to get one. It never invents outputs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .cli import EXIT_FAILED, build_parser, run
+    from .cli import EXIT_FAILED, build_parser
 
     # Positional OUT.blend (the Makefile's form) becomes the CLI's -o.
     parser = build_parser(prog="python -m pointmap.demo")
@@ -25,25 +25,19 @@ def main(argv: list[str] | None = None) -> int:
         argv.append("--download")
     args = parser.parse_args(argv)
 
-    import bpy
+    from .cli import run_standalone
 
-    from . import register, unregister
-
-    register()
     try:
-        bpy.ops.wm.read_factory_settings(use_empty=True)
         # `make demo` is an explicit request to set everything up, so it may download the default weights
         # (the licence is printed first); the bpy module itself has no online-access preference.
         # POINTMAP_OFFLINE=1 forbids it (tests, air-gapped machines).
-        return run(args, online=os.environ.get("POINTMAP_OFFLINE", "") in ("", "0"))
+        return run_standalone(args, online=os.environ.get("POINTMAP_OFFLINE", "") in ("", "0"))
     except Exception as err:   # last resort: one readable line, then the details
         import traceback
 
         traceback.print_exc()
         print(f"pointmap demo failed: {err}", flush=True)
         return EXIT_FAILED
-    finally:
-        unregister()
 
 
 if __name__ == "__main__":

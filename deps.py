@@ -19,7 +19,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-REQUIRED = ("torch", "torchvision", "timm")
+REQUIRED = ("torch", "torchvision", "timm", "safetensors")
 # Installed with them but not required to run: PyAV decodes movie files for the Python API / CLI
 # (inside Blender, Blender's own movie-clip decoding is used).
 ALSO_INSTALLED = ("av",)
@@ -103,7 +103,7 @@ def describe_devices() -> str:
 
 
 def pip_install_command(target: str, variant: str = "CPU", python: str | None = None) -> list[str]:
-    """The pip command installing torch, torchvision and timm into `target`.
+    """The pip command installing torch, torchvision, timm and safetensors into `target`.
 
     variant "CPU" takes the PyTorch CPU wheels (small, work everywhere); "CUDA" takes PyPI's default
     wheels (CUDA on Linux/Windows, MPS-capable on macOS). numpy is pinned to the running version so pip

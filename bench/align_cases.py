@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # helpe
 
 from helpers_shot import drift_floor, sequence_scores, shot_passes, shot_targets  # noqa: E402
 from helpers_synth import TARGETS, load_npz_case, passes, score  # noqa: E402
-from pointmap.core.align.refine import AlignOptions, global_align  # noqa: E402
+from pointmap.core.align.refine import global_align
+from pointmap.core.options import AlignOptions  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # helpe
 
 import torch  # noqa: E402
 from helpers_synth import make_case, passes, score  # noqa: E402
-from pointmap.core.align.refine import AlignOptions, global_align  # noqa: E402
+from pointmap.core.align.refine import global_align
+from pointmap.core.options import AlignOptions  # noqa: E402
 
 REFERENCE = {"h200_512x384_complete_s": {"8": 4.3, "16": 9.7, "32": 35.1}, "cpu2_8x96x64_s": 73.0}
 TARGETS_S = {"gpu": {"8": 0.4, "16": 1.0, "32": 3.0}, "cpu2_8x96x64_s": 5.0}

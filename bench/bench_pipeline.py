@@ -53,7 +53,7 @@ def _photos(photos: str, views: int | None, tmp: Path) -> str:
 
 def _run(kind: str, photos: str, device: torch.device, graph: str, repeats: int, size: int | None,
          model=None, **extra) -> dict:
-    from pointmap.core import reconstruct
+    from pointmap.core import PairwiseOptions, ReconstructOptions, reconstruct
 
     model = model if model is not None else _random_model(kind, device)
     runs = []
@@ -63,7 +63,9 @@ def _run(kind: str, photos: str, device: torch.device, graph: str, repeats: int,
             torch.cuda.reset_peak_memory_stats(device)
         t = time.perf_counter()
         try:
-            rec = reconstruct(photos, model, device=str(device), graph=graph, image_size=size, **extra)
+            options = ReconstructOptions(device=str(device), image_size=size,
+                                         pairwise=PairwiseOptions(graph=graph, **extra))
+            rec = reconstruct(photos, model, options)
         except Exception as err:   # an out-of-memory "before" run is a result too
             runs.append({"error": f"{type(err).__name__}: {err}"[:300]})
             continue

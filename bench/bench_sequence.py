@@ -58,13 +58,16 @@ def _reset(device) -> None:
 
 def run_pairwise(device, n: int, h: int, w: int, size: int, window: int, model=None) -> dict:
     from pointmap.core import reconstruct
+    from pointmap.core.options import AlignOptions, PairwiseOptions, ReconstructOptions
 
     model = model if model is not None else _random_model("dust3r", device)
     shot = frames(n, h, w)
     _reset(device)
     t = time.perf_counter()
     try:
-        rec = reconstruct(shot, model, device=str(device), graph=f"seq-{window}", image_size=size, shared_focal=True)
+        opts = ReconstructOptions(device=str(device), image_size=size, pairwise=PairwiseOptions(graph=f"seq-{window}"),
+                                  align=AlignOptions(shared_focal=True))
+        rec = reconstruct(shot, model, opts)
     except Exception as err:     # an out-of-memory run is a result too
         return {"frames": n, "error": f"{type(err).__name__}: {err}"[:400], "seconds": time.perf_counter() - t}
     if device.type == "cuda":

@@ -4,13 +4,23 @@ Importing this package is cheap and needs no torch: heavy modules are imported o
 Blender can register the extension (and offer to install torch) before torch exists.
 """
 
-from .errors import Cancelled, CancelToken, CheckpointError, DependencyError, InputError, PointmapError
+from .errors import (
+    Cancelled,
+    CancelToken,
+    CheckpointError,
+    DependencyError,
+    InputError,
+    PointmapError,
+    UnsupportedOption,
+)
+from .options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
 from .progress import Progress
 from .reconstruction import Reconstruction
 
 __all__ = [
     "Cancelled", "CancelToken", "CheckpointError", "DependencyError", "InputError", "PointmapError",
-    "Progress", "Reconstruction", "reconstruct",
+    "Progress", "Reconstruction", "reconstruct", "UnsupportedOption",
+    "AlignOptions", "PairwiseOptions", "ReconstructOptions", "VGGTOptions",
 ]
 
 

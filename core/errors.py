@@ -26,6 +26,10 @@ class CheckpointError(PointmapError):
     """A checkpoint file/folder is missing, truncated, of an unknown layout or does not fit the model."""
 
 
+class UnsupportedOption(PointmapError):
+    """An option the chosen backend cannot honour (e.g. a scene graph for VGGT); refused, never dropped."""
+
+
 class DependencyError(PointmapError):
     """A runtime dependency (torch, torchvision, timm) is missing or unusable."""
 

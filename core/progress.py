@@ -49,3 +49,21 @@ def eta_text(started: float, done: int, total: int, now: float | None = None) ->
     left = (((now if now is not None else time.perf_counter()) - started) / done) * (total - done)
     minutes, seconds = divmod(int(round(left)), 60)
     return f"ETA {minutes} min {seconds} s" if minutes else f"ETA {seconds} s"
+
+
+def console_progress(prefix: str = "pointmap") -> ProgressFn:
+    """Progress printer for headless runs (CLI, demo, `blender -b`): one line per stage change or 10 % step,
+    flushed at once so the lines appear while the job runs."""
+    last = {"stage": None, "tenth": -1}
+
+    def show(p: Progress) -> None:
+        tenth = int(p.fraction * 10)
+        if p.stage != last["stage"] or tenth != last["tenth"]:
+            last["stage"], last["tenth"] = p.stage, tenth
+            print(f"{prefix}: {p.stage} {p.done}/{p.total} {p.message}".rstrip(), flush=True)
+    return show
+
+
+def count(n: int, noun: str) -> str:
+    """"1 view", "3 views": a count with its noun in the right number (regular plurals)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import job as jobs
+from .. import tasks as jobs
 
 WHAT_ITEMS = [
     ("AUTO", "Whatever Runs", "Every pointmap task that is running"),
@@ -16,16 +16,14 @@ WHAT_ITEMS = [
 
 def running_tasks() -> dict:
     """Name -> object with .cancel() for every task in progress."""
-    from . import download_weights, install_deps
-
     tasks = {}
     rec = jobs.current()
     if rec is not None and not rec.state.finished:
         tasks["RECONSTRUCT"] = rec
-    dl = download_weights.current()
+    dl = jobs.current("download")
     if dl is not None and not dl.state.finished:
         tasks["DOWNLOAD"] = dl
-    pip = install_deps.current()
+    pip = jobs.current("install")
     if pip is not None and pip.running:
         tasks["INSTALL"] = pip
     return tasks

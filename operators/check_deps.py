@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import install_deps
+from .. import tasks as jobs
 
 
 class POINTMAP_OT_check_dependencies(bpy.types.Operator):
@@ -15,7 +15,7 @@ class POINTMAP_OT_check_dependencies(bpy.types.Operator):
     bl_options = {"INTERNAL"}
 
     def execute(self, _context):
-        status = install_deps.cached_status(refresh=True, probe_device=True)
+        status = jobs.dependency_status(refresh=True, probe_device=True)
         if status.ok:
             self.report({"INFO"}, f"Dependencies found; {status.device}")
         else:

@@ -10,15 +10,9 @@ import textwrap
 
 import bpy
 
+from .. import tasks as jobs
 from ..core.errors import CheckpointError
 from ..ui.preferences import get_prefs, weights_dir
-from . import job as jobs
-
-_job: jobs.Job | None = None
-
-
-def current() -> jobs.Job | None:
-    return _job
 
 
 def _info(name: str):
@@ -40,7 +34,7 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
 
     @classmethod
     def poll(cls, _context):
-        return _job is None or _job.state.finished
+        return jobs.current("download") is None or jobs.current("download").state.finished
 
     def invoke(self, context, _event):
         if not self._check(context):
@@ -78,7 +72,6 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
         return True
 
     def _make_job(self, context):
-        global _job
         name, cache_dir = self.name, weights_dir(get_prefs(context))
 
         def work(progress, cancel):
@@ -92,8 +85,9 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
         def on_error(err, tb):
             self._outcome = jobs.error_outcome(err, tb, "Download", "Download cancelled.")
 
-        _job = jobs.Job(work, on_done=on_done, on_error=on_error, name="pointmap-download")
-        return _job
+        job = jobs.Job(work, on_done=on_done, on_error=on_error, name="pointmap-download")
+        jobs.set_current(job, "download")
+        return job
 
     def execute(self, context):
         if not self._check(context):
@@ -110,14 +104,14 @@ class POINTMAP_OT_download_weights(bpy.types.Operator):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         jobs.redraw(context)
-        if not _job.drain_or_stop():
+        if not jobs.current("download").drain_or_stop():
             return {"PASS_THROUGH"}
         jobs.stop_modal_timer(self, context)
         return jobs.report_outcome(self, self._outcome)
 
     def cancel(self, context):
-        if _job is not None:
-            _job.cancel()
+        if jobs.current("download") is not None:
+            jobs.current("download").cancel()
         jobs.stop_modal_timer(self, context)
 
 

@@ -9,25 +9,14 @@ from __future__ import annotations
 import bpy
 
 from .. import deps
+from .. import tasks as jobs
 from ..ui.preferences import get_prefs, site_packages_dir
-from . import job as jobs
 
 LOG_TEXT = "pointmap_install_log"
 
-_pip: deps.PipJob | None = None
-_status: deps.DepStatus | None = None
 
-
-def current() -> deps.PipJob | None:
-    return _pip
-
-
-def cached_status(refresh: bool = False, probe_device: bool = False) -> deps.DepStatus:
-    """Dependency status, computed once and on request (drawing must stay cheap)."""
-    global _status
-    if _status is None or refresh:
-        _status = deps.check(probe_device=probe_device)
-    return _status
+def _pip() -> deps.PipJob | None:
+    return jobs.current("install")
 
 
 def _write_log(lines: list[str]) -> None:
@@ -49,7 +38,7 @@ class POINTMAP_OT_install_dependencies(bpy.types.Operator):
 
     @classmethod
     def poll(cls, _context):
-        return _pip is None or not _pip.running
+        return _pip() is None or not _pip().running
 
     def _command(self, context) -> list[str]:
         variant = self.variant
@@ -59,20 +48,19 @@ class POINTMAP_OT_install_dependencies(bpy.types.Operator):
         return deps.pip_install_command(site_packages_dir(), variant)
 
     def _start(self, context) -> bool:
-        global _pip
         if not bpy.app.online_access:
             self.report({"ERROR"}, "Blender is set to work offline: allow online access in "
                                    "Preferences › System › Network to install dependencies.")
             return False
-        _pip = deps.PipJob(self._command(context))
-        _pip.start()
+        jobs.set_current(deps.PipJob(self._command(context)), "install")
+        _pip().start()
         return True
 
     def execute(self, context):
         # Scripts / background: run to completion.
         if not self._start(context):
             return {"CANCELLED"}
-        _pip.wait()
+        _pip().wait()
         return self._finish(context)
 
     def invoke(self, context, _event):
@@ -86,26 +74,26 @@ class POINTMAP_OT_install_dependencies(bpy.types.Operator):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         jobs.redraw(context)
-        if _pip.running:
+        if _pip().running:
             return {"PASS_THROUGH"}
         jobs.stop_modal_timer(self, context)
         return self._finish(context)
 
     def _finish(self, _context):
-        _, log = _pip.snapshot()
+        _, log = _pip().snapshot()
         _write_log(log)
-        status = cached_status(refresh=True)
-        if _pip.returncode == 0 and status.ok:
+        status = jobs.dependency_status(refresh=True)
+        if _pip().returncode == 0 and status.ok:
             self.report({"INFO"}, "Dependencies installed: " +
                         ", ".join(f"{k} {v}" for k, v in status.versions.items()))
             return {"FINISHED"}
-        self.report({"ERROR"}, f"Installing dependencies failed (pip exit code {_pip.returncode}); "
+        self.report({"ERROR"}, f"Installing dependencies failed (pip exit code {_pip().returncode}); "
                                f"see the text '{LOG_TEXT}' for pip's output.")
         return {"CANCELLED"}
 
     def cancel(self, context):
-        if _pip is not None:
-            _pip.cancel()
+        if _pip() is not None:
+            _pip().cancel()
         jobs.stop_modal_timer(self, context)
 
 

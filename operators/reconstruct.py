@@ -13,11 +13,12 @@ import traceback
 
 import bpy
 
+from .. import tasks as jobs
 from ..core.errors import PointmapError
+from ..core.progress import console_progress, count
+from ..core.weights.resolve import resolve_checkpoint
 from ..ui.preferences import get_settings
 from ..ui.properties import ReconstructOptions, copy_options
-from . import job as jobs
-from .checkpoint import resolve_checkpoint
 from .inputs import beside_blend, resolve_inputs
 
 
@@ -26,22 +27,23 @@ def graph_string(kind: str, k: int) -> str:
     return "complete" if kind == "COMPLETE" else f"{kind.lower()}-{int(k)}"
 
 
-def core_kwargs(op, settings) -> dict:
-    """Keyword arguments for core.reconstruct, from operator options and preferences (plain values)."""
+def core_options(op, settings):
+    """core.options.ReconstructOptions from operator options and preferences (plain values)."""
+    from ..core.options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
+
     device = settings.device if op.device == "PREFS" else op.device.lower()
-    return dict(
+    return ReconstructOptions(
         backend={"AUTO": "auto", "PAIRS": "pairs", "VGGT": "vggt"}[op.backend],
-        graph=graph_string(op.graph, op.graph_k),
         image_size=op.image_size or None,
         device=None if device == "auto" else device,
         precision=settings.precision,
-        iterations=op.iterations or None,
-        shared_focal=op.shared_focal,
         known_focal_mm=op.focal_mm or None,
         sensor_width_mm=op.sensor_mm,
         on_bad_image="skip" if op.on_bad_image == "SKIP" else "raise",
-        vggt_points=op.vggt_points.lower(),
         cache_dir=settings.cache_dir or None,
+        pairwise=PairwiseOptions(graph=graph_string(op.graph, op.graph_k)),
+        align=AlignOptions(iterations=op.iterations or None, shared_focal=op.shared_focal),
+        vggt=VGGTOptions(points=op.vggt_points.lower()),
     )
 
 
@@ -57,22 +59,6 @@ def scene_options(op):
         texture_dir=bpy.path.abspath(op.texture_dir) if op.texture_dir else beside_blend("pointmap_textures"),
         per_view_meshes=op.per_view_meshes, sensor_mm=op.sensor_mm,
     )
-
-
-# The Reconstruction of the last successful run (for the CLI's exports and for scripts).
-last_reconstruction = None
-
-
-def _console_progress():
-    """Progress printer for headless runs: one line per stage change or 10 % step."""
-    last = {"stage": None, "tenth": -1}
-
-    def show(p):
-        tenth = int(p.fraction * 10)
-        if p.stage != last["stage"] or tenth != last["tenth"]:
-            last["stage"], last["tenth"] = p.stage, tenth
-            print(f"pointmap: {p.stage} {p.done}/{p.total} {p.message}".rstrip(), flush=True)
-    return show
 
 
 class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
@@ -120,14 +106,14 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
         inputs = resolve_inputs(self, context)
         checkpoint = resolve_checkpoint(bpy.path.abspath(self.checkpoint) if self.checkpoint.startswith("//")
                                         else self.checkpoint, prefs.checkpoint, prefs.cache_dir)
-        kwargs = core_kwargs(self, prefs)
+        core_opts = core_options(self, prefs)
         options = scene_options(self)
         scene = context.scene
 
         def work(progress, cancel):
             from ..core.pipeline import reconstruct
 
-            return reconstruct(inputs, checkpoint, progress=progress, cancel=cancel, **kwargs)
+            return reconstruct(inputs, checkpoint, core_opts, progress=progress, cancel=cancel)
 
         def on_done(recon):
             self._apply(recon, scene, options)
@@ -137,17 +123,14 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
     def _apply(self, recon, scene, options) -> None:
         from ..scene import build_scene
 
-        global last_reconstruction
-
         try:
             coll = build_scene(recon, scene=scene, options=options)
         except Exception as err:   # build_scene has undone its work; a SceneError reports its sentence
             self._failed(err, traceback.format_exc())
             return
-        last_reconstruction = recon
         for w in recon.warnings:
             self.report({"WARNING"}, w)
-        self._outcome = ("done", {"INFO"}, f"Reconstructed {recon.n_views} views into collection "
+        self._outcome = ("done", {"INFO"}, f"Reconstructed {count(recon.n_views, 'view')} into collection "
                                           f"'{coll.name}' in {jobs.format_seconds(self._job.state.elapsed())}.")
 
     def _failed(self, err, tb) -> None:
@@ -158,7 +141,7 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
 
     def _run_sync(self, context):
         wm = context.window_manager
-        show = _console_progress() if bpy.app.background else (lambda p: wm.progress_update(int(100 * p.fraction)))
+        show = console_progress() if bpy.app.background else (lambda p: wm.progress_update(int(100 * p.fraction)))
         try:
             self._job = self._make_job(context, show)
         except PointmapError as err:

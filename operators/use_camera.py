@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import bpy
 
+from ..scene import keys
+
 
 def _pointmap_camera(obj):
-    return obj if obj is not None and obj.type == "CAMERA" and "pointmap_width" in obj else None
+    return obj if obj is not None and obj.type == "CAMERA" and keys.WIDTH in obj else None
 
 
 class POINTMAP_OT_use_camera(bpy.types.Operator):

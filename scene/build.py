@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core.errors import CancelToken, check_cancel
 from ..core.progress import ProgressFn, report
+from . import keys
 from .convention import blender_intrinsics, camera_matrix_world, world_rotation
 from .ledger import Created
 from .options import SceneError, SceneOptions
@@ -120,12 +121,12 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
     step("collection")
     coll = created.add(bpy.data.collections.new(name))
     scene.collection.children.link(coll)
-    coll["pointmap_family"] = recon.family
-    coll["pointmap_model"] = recon.model
-    coll["pointmap_source"] = os.path.dirname(os.path.abspath(recon.paths[0])) if recon.paths[0] else ""
-    coll["pointmap_paths"] = [p or "" for p in recon.paths]
-    coll["pointmap_world_orientation"] = options.world_orientation
-    coll["pointmap_world_matrix"] = W.reshape(-1).tolist()
+    coll[keys.FAMILY] = recon.family
+    coll[keys.MODEL] = recon.model
+    coll[keys.SOURCE] = os.path.dirname(os.path.abspath(recon.paths[0])) if recon.paths[0] else ""
+    coll[keys.PATHS] = [p or "" for p in recon.paths]
+    coll[keys.WORLD_ORIENTATION] = options.world_orientation
+    coll[keys.WORLD_MATRIX] = W.reshape(-1).tolist()
 
     if options.point_cloud:
         step("point cloud")
@@ -160,17 +161,17 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             except ValueError as err:
                 raise SceneError(f"View {recon.names[i]}: {err}.") from err
             cam = cam_mod.build_camera(recon.names[i], mats[i], intr, clip, 0.15 * med_depth, coll, created)
-            cam["pointmap_view"] = i
-            cam["pointmap_path"] = recon.paths[i] or ""
+            cam[keys.VIEW] = i
+            cam[keys.PATH] = recon.paths[i] or ""
             cam["pointmap_K"] = np.asarray(recon.K[i], np.float64).reshape(-1).tolist()
             cam["pointmap_cam2world_cv"] = np.asarray(recon.cam2world[i], np.float64).reshape(-1).tolist()
             if options.background_images:
                 img = textures.photo_image(recon, i, f"{recon.names[i]} photo", created, warnings)
                 cam_mod.set_background(cam, img)
-                cam["pointmap_photo"] = img.name
+                cam[keys.PHOTO] = img.name
                 photos[i] = img
             cams.append(cam)
-        aspects = {tuple(round(float(a), 4) for a in c["pointmap_pixel_aspect"]) for c in cams}
+        aspects = {tuple(round(float(a), 4) for a in c[keys.PIXEL_ASPECT]) for c in cams}
         if len(aspects) > 1:
             warnings.append(
                 "The cameras' focal lengths differ in x/y ratio (pixel aspects "
@@ -179,7 +180,7 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
                 "(pointmap.scene.use_camera_render_settings sets them per camera).")
         if options.set_render_resolution:
             _remember_render_settings(scene, created)
-            first = next(c for c in cams if (c["pointmap_width"], c["pointmap_height"]) == (res_w, res_h))
+            first = next(c for c in cams if (c[keys.WIDTH], c[keys.HEIGHT]) == (res_w, res_h))
             cam_mod.use_camera_render_settings(scene, first)
 
     if want_tex:
@@ -192,8 +193,8 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             c = textures.float_map_image(f"{recon.names[i]} confidence", recon.conf[i], options.depth_textures,
                                          options.texture_dir, created)
             # ID pointers, not names: they count as users, so the images are saved with the .blend.
-            cam["pointmap_depth"] = d
-            cam["pointmap_conf"] = c
+            cam[keys.DEPTH] = d
+            cam[keys.CONF] = c
 
     if options.per_view_meshes:
         min_conf = options.mesh_min_conf if options.mesh_min_conf is not None else options.min_conf
@@ -204,12 +205,12 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             img = photos.get(i) or textures.photo_image(recon, i, f"{recon.names[i]} photo", created, warnings)
             me.materials.append(materials.photo_material(f"{recon.names[i]} photo", img, created))
             obj = created.add(bpy.data.objects.new(f"{recon.names[i]} mesh", me))
-            obj["pointmap_view"] = i
+            obj[keys.VIEW] = i
             coll.objects.link(obj)
 
     step("finishing")
     if warnings:
         recon.warnings.extend(w for w in warnings if w not in recon.warnings)
-    coll["pointmap_warnings"] = list(recon.warnings)
+    coll[keys.WARNINGS] = list(recon.warnings)
     report(progress, STAGE, total, total, "done")
     return coll

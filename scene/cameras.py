@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import keys
 from .convention import BlenderIntrinsics
 
 
@@ -36,9 +37,9 @@ def build_camera(name: str, matrix_world: np.ndarray, intr: BlenderIntrinsics, c
     obj = created.add(bpy.data.objects.new(name, cam))
     obj.matrix_world = Matrix(np.asarray(matrix_world, np.float64).tolist())
     collection.objects.link(obj)
-    obj["pointmap_width"] = intr.width
-    obj["pointmap_height"] = intr.height
-    obj["pointmap_pixel_aspect"] = [intr.pixel_aspect_x, intr.pixel_aspect_y]
+    obj[keys.WIDTH] = intr.width
+    obj[keys.HEIGHT] = intr.height
+    obj[keys.PIXEL_ASPECT] = [intr.pixel_aspect_x, intr.pixel_aspect_y]
     return obj
 
 
@@ -55,9 +56,9 @@ def set_background(cam_obj, image, alpha: float = 0.8) -> None:
 def use_camera_render_settings(scene, cam_obj) -> None:
     """Make `cam_obj` the scene camera and set render size and pixel aspect to its image's."""
     r = scene.render
-    r.resolution_x = int(cam_obj["pointmap_width"])
-    r.resolution_y = int(cam_obj["pointmap_height"])
+    r.resolution_x = int(cam_obj[keys.WIDTH])
+    r.resolution_y = int(cam_obj[keys.HEIGHT])
     r.resolution_percentage = 100
-    ax, ay = cam_obj["pointmap_pixel_aspect"]
+    ax, ay = cam_obj[keys.PIXEL_ASPECT]
     r.pixel_aspect_x, r.pixel_aspect_y = float(ax), float(ay)
     scene.camera = cam_obj

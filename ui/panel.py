@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import bpy
 
-from ..operators import install_deps
-from ..operators import job as jobs
+from .. import tasks as jobs
+from ..scene import keys
 from .preferences import ADDON_ID
 
 
@@ -25,7 +25,7 @@ class POINTMAP_PT_main(_Sidebar, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
-        status = install_deps.cached_status()
+        status = jobs.dependency_status()
         if status.missing:
             box = layout.box()
             box.label(text=f"Missing: {', '.join(status.missing)}", icon="ERROR")
@@ -50,7 +50,7 @@ def draw_run(layout, context) -> None:
     else:
         layout.operator("pointmap.reconstruct", text="Reconstruct", icon="PLAY")
     obj = context.active_object
-    if obj is not None and obj.type == "CAMERA" and "pointmap_width" in obj:
+    if obj is not None and obj.type == "CAMERA" and keys.WIDTH in obj:
         layout.operator("pointmap.use_camera", text=f"Look Through {obj.name}", icon="VIEW_CAMERA")
 
 
@@ -101,6 +101,21 @@ class POINTMAP_PT_model(_Sidebar, bpy.types.Panel):
             layout.prop(s, "vggt_points")
 
 
+def runs_vggt(settings, context=None) -> bool:
+    """Whether a run with these panel settings uses VGGT: chosen explicitly, or AUTO with a registry
+    checkpoint of the VGGT family (a local file's family is only known once it is read)."""
+    if settings.backend != "AUTO":
+        return settings.backend == "VGGT"
+    from ..core.weights import registry
+    from .preferences import get_settings
+
+    name = settings.checkpoint or get_settings(context).checkpoint
+    try:
+        return registry.get(name).family == "vggt"
+    except Exception:   # a path or an unknown name: the run itself says what it is
+        return False
+
+
 class POINTMAP_PT_alignment(_Sidebar, bpy.types.Panel):
     bl_idname = "POINTMAP_PT_alignment"
     bl_label = "Alignment"
@@ -110,6 +125,11 @@ class POINTMAP_PT_alignment(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         s = context.scene.pointmap
         layout = self.layout
+        if runs_vggt(s, context):
+            # VGGT has no scene graph, alignment or focal constraint; the core refuses these options.
+            layout.label(text="VGGT predicts all cameras in one pass", icon="INFO")
+            layout = layout.column()
+            layout.enabled = False
         row = layout.row(align=True)
         row.prop(s, "graph", text="")
         sub = row.row(align=True)

@@ -101,9 +101,9 @@ def weights_dir(prefs=None) -> str:
 
 
 def draw_download(layout, _context, name: str) -> None:
-    from ..operators import download_weights
+    from .. import tasks
 
-    job = download_weights.current()
+    job = tasks.current("download")
     if job is not None and not job.state.finished:
         row = layout.row()
         row.progress(factor=job.state.fraction, text=job.state.message or "Downloading…")
@@ -114,9 +114,9 @@ def draw_download(layout, _context, name: str) -> None:
 
 
 def draw_dependencies(box, _context, prefs) -> None:
-    from ..operators import install_deps
+    from .. import tasks
 
-    status = install_deps.cached_status()
+    status = tasks.dependency_status()
     box.label(text="Dependencies", icon="SCRIPT")
     for name, version in status.versions.items():
         box.label(text=f"{name}: {version or 'not installed'}", icon="CHECKMARK" if version else "ERROR")
@@ -126,7 +126,7 @@ def draw_dependencies(box, _context, prefs) -> None:
         box.label(text=status.error, icon="ERROR")
     row = box.row()
     row.operator("pointmap.check_dependencies", icon="FILE_REFRESH")
-    job = install_deps.current()
+    job = tasks.current("install")
     if job is not None and job.running:
         row.operator("pointmap.cancel", text="Stop Installing", icon="CANCEL")
     else:

@@ -136,3 +136,21 @@ def maximum_spanning_tree(n: int, pairs: np.ndarray, scores: np.ndarray):
         link[upd] = best[k][upd]
         parent[upd] = k
     return root, tree
+
+
+def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotations → (N, 4) unit quaternions (w, x, y, z) with w >= 0 (Shepperd's method)."""
+    R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
+    m00, m11, m22 = R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]
+    # Four candidate formulas; each is well conditioned where its squared component is the largest.
+    cand = np.stack([
+        np.stack([1 + m00 + m11 + m22, R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], -1),
+        np.stack([R[:, 2, 1] - R[:, 1, 2], 1 + m00 - m11 - m22, R[:, 0, 1] + R[:, 1, 0], R[:, 0, 2] + R[:, 2, 0]], -1),
+        np.stack([R[:, 0, 2] - R[:, 2, 0], R[:, 0, 1] + R[:, 1, 0], 1 - m00 + m11 - m22, R[:, 1, 2] + R[:, 2, 1]], -1),
+        np.stack([R[:, 1, 0] - R[:, 0, 1], R[:, 0, 2] + R[:, 2, 0], R[:, 1, 2] + R[:, 2, 1], 1 - m00 - m11 + m22], -1),
+    ], 1)                                                     # (N, 4 candidates, 4 components)
+    best = np.argmax(np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
+                               1 - m00 - m11 + m22], -1), axis=1)
+    q = cand[np.arange(len(R)), best]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return q * np.where(q[:, :1] < 0, -1.0, 1.0)

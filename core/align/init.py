@@ -5,11 +5,9 @@ pointmap, both in the edge's frame (camera i's, at the edge's unknown scale). Ob
 per image shape (`ViewGroup`), so each step is a few batched tensor ops per distinct shape — never a
 Python loop over edges.
 
-Storage: `PairStorage` allocates one (M, H, W, 3) pointmap and one (M, H, W) confidence buffer per image
-shape, rows in exactly the order `build_groups` stacks them, and hands out per-edge views of it. The
-inference engine writes into it, so grouping is then a view (no second copy of the predictions); the
-buffers may live in (pinned) host memory while the alignment runs on the GPU: `ViewGroup.sample`
-streams the pixels it needs to the compute device.
+Storage: the predictions' per-shape buffers (`pairwise.predictions.PairStorage`) are the groups'
+pointmaps and confidences as they are (no second copy); they may live in (pinned) host memory while the
+alignment runs on the GPU: `ViewGroup.sample` streams the pixels it needs to the compute device.
 
 Initialisation (no randomness; `initialise`): by default averaging over all edges (`global_init`);
 the older tree initialisation (`initialise_tree`): score each edge by its confidence, take a maximum spanning tree over
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import PointmapError
+from ..pairwise.predictions import PairPredictions, observation_rows
 from .geometry import maximum_spanning_tree, similarity_stats, umeyama_from_stats, weiszfeld_focal
 
 
@@ -87,126 +86,23 @@ def conf_weight(conf: torch.Tensor, min_conf: float) -> torch.Tensor:
     return torch.where((conf >= min_conf) & torch.isfinite(conf), w, torch.zeros_like(w))
 
 
-def observation_rows(edges: np.ndarray, shapes) -> dict:
-    """{(H, W): [(edge, view, own), ...]} in the row order of `build_groups` (shapes sorted; per shape
-    first every edge's first view, then every edge's second view, by edge index)."""
-    out = {}
-    for shape in sorted(set(shapes)):
-        rows = [(e, int(i), True) for e, (i, _) in enumerate(edges) if shapes[i] == shape]
-        rows += [(e, int(j), False) for e, (_, j) in enumerate(edges) if shapes[j] == shape]
-        if rows:
-            out[shape] = rows
-    return out
-
-
-class PairStorage:
-    """Per-shape-group buffers for pair predictions (see the module doc).
-
-    buffers[(H, W)] = (pts (M, H, W, 3), conf (M, H, W)) in `dtype` on `device`; row_i[e] / row_j[e]: the
-    row of edge e's first / second view in the buffers of that view's shape. `pin_memory` pins host
-    buffers so copies to and from the GPU run at full speed (only when CUDA is available).
-    """
-
-    def __init__(self, edges, shapes, dtype=None, device="cpu", pin_memory: bool = False):
-        self.edges = np.asarray(edges, np.int64).reshape(-1, 2)
-        self.shapes = [tuple(int(x) for x in s) for s in shapes]
-        self.dtype = dtype or torch.float16
-        device = torch.device(device)
-        pin = pin_memory and device.type == "cpu" and torch.cuda.is_available()
-        self.row_i = np.zeros(len(self.edges), np.int64)
-        self.row_j = np.zeros(len(self.edges), np.int64)
-        self.buffers = {}
-        for shape, rows in observation_rows(self.edges, self.shapes).items():
-            for r, (e, _, own) in enumerate(rows):
-                (self.row_i if own else self.row_j)[e] = r
-            m = len(rows)
-            self.buffers[shape] = (torch.empty(m, *shape, 3, dtype=self.dtype, device=device, pin_memory=pin),
-                                   torch.empty(m, *shape, dtype=self.dtype, device=device, pin_memory=pin))
-
-    @property
-    def nbytes(self) -> int:
-        return sum(p.numel() * p.element_size() + c.numel() * c.element_size() for p, c in self.buffers.values())
-
-    def write(self, side: str, edge_ids, pts: torch.Tensor, conf: torch.Tensor) -> None:
-        """Store a batch: side "i" or "j"; edge_ids (B,) edges whose `side` views share one shape;
-        pts (B, H, W, 3), conf (B, H, W) (any float dtype / device; values beyond the storage dtype's
-        range are clamped so a float16 store never turns a large value into infinity)."""
-        edge_ids = np.asarray(edge_ids, np.int64)
-        k = self.edges[edge_ids[0], 0 if side == "i" else 1]
-        buf_p, buf_c = self.buffers[self.shapes[k]]
-        rows = torch.as_tensor((self.row_i if side == "i" else self.row_j)[edge_ids], device=buf_p.device)
-        lim = torch.finfo(self.dtype).max
-        buf_p.index_copy_(0, rows, pts.clamp(-lim, lim).to(buf_p.device, self.dtype))
-        buf_c.index_copy_(0, rows, conf.clamp(-lim, lim).to(buf_c.device, self.dtype))
-
-    def views(self) -> dict:
-        """{"pts_i", "pts_j", "conf_i", "conf_j"}: per-edge lists of views into the buffers."""
-        out = {f: [] for f in ("pts_i", "pts_j", "conf_i", "conf_j")}
-        for e, (i, j) in enumerate(self.edges):
-            for side, k, row in (("i", i, self.row_i[e]), ("j", j, self.row_j[e])):
-                p, c = self.buffers[self.shapes[k]]
-                out["pts_" + side].append(p[row])
-                out["conf_" + side].append(c[row])
-        return out
-
-
-def pack_predictions(pred, dtype=None, device=None, pin_memory: bool = False):
-    """Copy any `PairPredictions` into `PairStorage` layout (dtype default float16, device default the
-    predictions'); returns a new PairPredictions whose pointmaps / confidences are buffer views."""
-    from ..pairwise.predictions import PairPredictions
-
-    dev = device if device is not None else pred.pts_i[0].device
-    store = PairStorage(pred.edges, pred.image_shapes, dtype, dev, pin_memory)
-    for e in range(pred.n_edges):
-        store.write("i", [e], pred.pts_i[e][None], pred.conf_i[e][None])
-        store.write("j", [e], pred.pts_j[e][None], pred.conf_j[e][None])
-    return PairPredictions(edges=store.edges, image_shapes=list(store.shapes), **store.views(),
-                           desc_i=pred.desc_i, desc_j=pred.desc_j,
-                           desc_conf_i=pred.desc_conf_i, desc_conf_j=pred.desc_conf_j)
-
-
-def _stacked(tensors: list) -> torch.Tensor:
-    """torch.stack(tensors), but a view (no copy) when they are consecutive rows of one buffer."""
-    t0 = tensors[0]
-    step = t0.numel()
-    ptr = t0.untyped_storage().data_ptr()
-    consecutive = all(
-        t.is_contiguous() and t.dtype == t0.dtype and t.device == t0.device and t.shape == t0.shape
-        and t.untyped_storage().data_ptr() == ptr and t.storage_offset() == t0.storage_offset() + k * step
-        for k, t in enumerate(tensors))
-    if not consecutive:
-        return torch.stack(tensors)
-    stride = (step, *t0.stride())
-    return t0.as_strided((len(tensors), *t0.shape), stride, t0.storage_offset())
-
-
-def build_groups(pred, device, stream: bool = False) -> list[ViewGroup]:
+def build_groups(pred: PairPredictions, device, stream: bool = False) -> list[ViewGroup]:
     """Group the predictions' observations by image shape; index tensors on `device`.
 
-    The pointmaps / confidences are moved to `device` unless `stream` (then they stay where they are and
-    `ViewGroup.sample` brings pixels over on demand). Predictions in `PairStorage` layout on their target
-    device are grouped without a copy.
+    Each group's pointmaps / confidences are the storage's buffers of that shape, moved to `device`
+    unless `stream` (then they stay where they are and `ViewGroup.sample` brings pixels over on demand);
+    buffers already on `device` are used without a copy.
     """
-    edges = np.asarray(pred.edges, np.int64).reshape(-1, 2)
+    store = pred.storage
+    edges = store.edges
     n = pred.n_images
-    shapes = [tuple(int(x) for x in s) for s in pred.image_shapes]
-    for e, (i, j) in enumerate(edges):
-        if not (0 <= i < n and 0 <= j < n):
-            raise PointmapError(f"Pair predictions: edge {e} refers to image {max(i, j)} but only {n} images exist.")
-        for side, k, p, c in (("i", i, pred.pts_i[e], pred.conf_i[e]), ("j", j, pred.pts_j[e], pred.conf_j[e])):
-            if tuple(p.shape) != (*shapes[k], 3) or tuple(c.shape) != shapes[k]:
-                raise PointmapError(f"Pair predictions: edge {e} ({i}, {j}) side {side} has pointmap shape "
-                                    f"{tuple(p.shape)} / confidence {tuple(c.shape)}, expected image {k}'s {shapes[k]}.")
     groups = []
-    for shape, rows in observation_rows(edges, shapes).items():
-        views = [k for k in range(n) if shapes[k] == shape]
+    for shape, rows in observation_rows(edges, store.shapes).items():
+        views = [k for k in range(n) if store.shapes[k] == shape]
         local = {k: a for a, k in enumerate(views)}
-        pts = _stacked([(pred.pts_i if own else pred.pts_j)[e] for e, _, own in rows])
-        conf = _stacked([(pred.conf_i if own else pred.conf_j)[e] for e, _, own in rows])
+        pts, conf = store.buffers[shape]
         if not stream:
             pts, conf = pts.to(device), conf.to(device)
-        if not pts.is_floating_point():
-            pts, conf = pts.float(), conf.float()
         lt = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
         groups.append(ViewGroup(shape, lt(views), lt([local[k] for _, k, _ in rows]), lt([k for _, k, _ in rows]),
                                 lt([e for e, _, _ in rows]),

@@ -62,24 +62,6 @@ def write_ply(rec: Reconstruction, path: str | os.PathLike, min_conf: float = 0.
     return len(vertex)
 
 
-def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) rotations → (N, 4) unit quaternions (w, x, y, z) with w >= 0 (Shepperd's method)."""
-    R = np.asarray(R, dtype=np.float64).reshape(-1, 3, 3)
-    m00, m11, m22 = R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]
-    # Four candidate formulas; each is well conditioned where its squared component is the largest.
-    cand = np.stack([
-        np.stack([1 + m00 + m11 + m22, R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], -1),
-        np.stack([R[:, 2, 1] - R[:, 1, 2], 1 + m00 - m11 - m22, R[:, 0, 1] + R[:, 1, 0], R[:, 0, 2] + R[:, 2, 0]], -1),
-        np.stack([R[:, 0, 2] - R[:, 2, 0], R[:, 0, 1] + R[:, 1, 0], 1 - m00 + m11 - m22, R[:, 1, 2] + R[:, 2, 1]], -1),
-        np.stack([R[:, 1, 0] - R[:, 0, 1], R[:, 0, 2] + R[:, 2, 0], R[:, 1, 2] + R[:, 2, 1], 1 - m00 - m11 + m22], -1),
-    ], 1)                                                     # (N, 4 candidates, 4 components)
-    best = np.argmax(np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
-                               1 - m00 - m11 + m22], -1), axis=1)
-    q = cand[np.arange(len(R)), best]
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return q * np.where(q[:, :1] < 0, -1.0, 1.0)
-
-
 def write_colmap(rec: Reconstruction, folder: str | os.PathLike, points: int = 100_000,
                  min_conf: float = 0.0, seed: int = 0) -> Path:
     """Write cameras.txt, images.txt and points3D.txt (at most `points` points, 0 = none) into `folder`."""
@@ -88,6 +70,8 @@ def write_colmap(rec: Reconstruction, folder: str | os.PathLike, points: int = 1
     n = rec.n_views
     K = np.asarray(rec.K, dtype=np.float64)
     world2cam = np.linalg.inv(np.asarray(rec.cam2world, dtype=np.float64))
+    from ..align.geometry import rotation_to_quaternion  # lazily: geometry imports torch
+
     q = rotation_to_quaternion(world2cam[:, :3, :3])
     t = world2cam[:, :3, 3]
     names = [os.path.basename(p) if p else f"{name}.png" for p, name in zip(rec.paths, rec.names, strict=True)]

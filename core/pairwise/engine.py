@@ -10,7 +10,7 @@ reused by every pair (the reference re-encodes both views of every pair). Pairs 
 same shapes are decoded together in batches sized to the free GPU memory; on CUDA out-of-memory the
 batch is halved and retried.
 
-Outputs are written batch by batch straight into per-shape-group buffers (`align_init.PairStorage`), so
+Outputs are written batch by batch straight into per-shape-group buffers (`predictions.PairStorage`), so
 the aligner groups them without a copy and no batch tensor outlives its batch. Storage dtype: float16
 when the network runs in bf16/fp16 (its outputs carry no more precision than that; half the bytes of
 float32), float32 when it runs in fp32; on the compute device unless `out_device` says otherwise (e.g.
@@ -28,12 +28,9 @@ import torch
 from ..devices import resolve_device_precision
 from ..errors import CancelToken, PointmapError, check_cancel
 from ..progress import ProgressFn, report
-from .predictions import PairPredictions
+from .memory import ENCODE_BYTES_PER_PIXEL, cuda_free_bytes, pair_bytes_per_pixel
+from .predictions import PairPredictions, PairStorage
 
-# Rough peak activation bytes per pixel of one pair during decoding + heads (measured on the DPT head,
-# which dominates); used only to size batches against free memory.
-_PAIR_BYTES_PER_PIXEL = {torch.float32: 2600, torch.bfloat16: 1300, torch.float16: 1300}
-_ENCODE_BYTES_PER_PIXEL = 200
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -88,7 +85,6 @@ class PairInference:
         """Largest batch whose estimated activations fit in ~60% of the free device memory (≤ max_batch)."""
         if self.device.type != "cuda":
             return self.max_batch
-        from .memory import cuda_free_bytes
 
         free = cuda_free_bytes(self.device, headroom=0.4)
         return int(max(1, min(self.max_batch, free // max(1, pixels * per_pixel))))
@@ -163,7 +159,7 @@ class PairInference:
         done = 0
         report(progress, "encode", 0, max(1, len(imgs)))
         for shape, idx in by_shape.items():
-            batch = self._memory_batch(shape[0] * shape[1], _ENCODE_BYTES_PER_PIXEL)
+            batch = self._memory_batch(shape[0] * shape[1], ENCODE_BYTES_PER_PIXEL)
             done = self._run_chunks(idx, batch, run, "encode", progress, cancel, done, len(imgs))
         return EncodedImages(tokens=tokens, shapes=[tuple(int(s) for s in t.shape[-2:]) for t in imgs])
 
@@ -191,8 +187,6 @@ class PairInference:
         device; host storage is pinned when CUDA is available). out_dtype: storage dtype (default
         `storage_dtype`). Pointmaps / confidences are views into one `PairStorage` buffer per image shape.
         """
-        from ..align.init import PairStorage
-
         edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
         n = len(encoded)
         if len(edges) and (edges.min() < 0 or edges.max() >= n):
@@ -236,10 +230,9 @@ class PairInference:
         done = 0
         with torch.inference_mode():
             for (s1, s2), idx in groups.items():
-                batch = self._memory_batch((s1[0] * s1[1] + s2[0] * s2[1]) // 2, _PAIR_BYTES_PER_PIXEL[self.dtype])
+                batch = self._memory_batch((s1[0] * s1[1] + s2[0] * s2[1]) // 2, pair_bytes_per_pixel(self.dtype))
                 done = self._run_chunks(idx, batch, run, "pairs", progress, cancel, done, total)
-        return PairPredictions(edges=edges, image_shapes=list(encoded.shapes), **store.views(),
-                               **{f: out[f] for f in desc_fields})
+        return PairPredictions(edges, list(store.shapes), store, **{f: out[f] for f in desc_fields})
 
 
 def infer_pairs(model: torch.nn.Module, images, edges, progress: ProgressFn | None = None,

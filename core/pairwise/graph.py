@@ -99,6 +99,11 @@ def make_pairs(n: int, graph: str = "complete", descriptors=None) -> PairGraph:
     return PairGraph(edges, notes, n, spec)
 
 
+def check_graph(graph: str) -> None:
+    """Raise ValueError (naming the valid forms) if `graph` is not a scene-graph spec `make_pairs` knows."""
+    _parse(graph.strip().lower())
+
+
 def connected_components(n: int, edges: np.ndarray) -> np.ndarray:
     """(n,) int64 label per image: the smallest image index of its connected component."""
     parent = np.arange(n)

@@ -2,7 +2,7 @@
 where the predictions live (compute device, or pinned host memory streamed to it) or refuse with a
 scene-graph hint.
 
-The estimate follows the layouts the run will use: `align_init.PairStorage` for the predictions, the
+The estimate follows the layouts the run will use: `predictions.PairStorage` for the predictions, the
 aligner's sample counts (`align_init.INIT_SAMPLES`, `AlignOptions.fine_samples`) and depth-solve chunk,
 and the inference engine's per-pixel activation figure. Imports torch lazily (called from `reconstruct`).
 """
@@ -16,6 +16,19 @@ import numpy as np
 from ..errors import PointmapError
 
 _GIB = 2 ** 30
+
+# Rough peak activation bytes per pixel of one pair during decoding + heads (measured on the DPT head,
+# which dominates), by bytes per element of the compute dtype; used to size batches against free memory.
+PAIR_BYTES_PER_PIXEL = {4: 2600, 2: 1300}
+# ... and of one image through the encoder.
+ENCODE_BYTES_PER_PIXEL = 200
+
+
+def pair_bytes_per_pixel(dtype) -> int:
+    """Peak decoder + head activation bytes per pixel of one pair computed in torch `dtype`."""
+    import torch
+
+    return PAIR_BYTES_PER_PIXEL[torch.empty((), dtype=dtype).element_size()]
 
 
 @dataclass
@@ -62,8 +75,8 @@ def estimate_pairwise_memory(shapes, edges, storage_dtype=None, desc_dim: int = 
     import torch
 
     from ..align.init import INIT_SAMPLES
-    from ..align.refine import _SOLVE_CHUNK_PIXELS, AlignOptions
-    from .engine import _PAIR_BYTES_PER_PIXEL
+    from ..align.refine import SOLVE_CHUNK_PIXELS
+    from ..options import AlignOptions
 
     dtype = storage_dtype or torch.float16
     fine_samples = fine_samples or AlignOptions.fine_samples
@@ -74,9 +87,9 @@ def estimate_pairwise_memory(shapes, edges, storage_dtype=None, desc_dim: int = 
     per_px = (4 + (desc_dim + 1 if desc_dim else 0)) * elt
     predictions = int(obs_px.sum()) * per_px
     alignment = (int(np.minimum(obs_px, fine_samples).sum()) * 120 + int(np.minimum(obs_px, INIT_SAMPLES).sum()) * 150
-                 + min(int(obs_px.sum()), _SOLVE_CHUNK_PIXELS) * 80 + int(px.sum()) * 32)
+                 + min(int(obs_px.sum()), SOLVE_CHUNK_PIXELS) * 80 + int(px.sum()) * 32)
     # The storage dtype is float32 exactly when the network runs in fp32 (PairInference.storage_dtype).
-    inference = int(px.max(initial=0)) * _PAIR_BYTES_PER_PIXEL[dtype]
+    inference = int(px.max(initial=0)) * pair_bytes_per_pixel(dtype)
     return PairwiseMemory(int(predictions), int(alignment), int(inference), len(shapes), len(edges))
 
 

@@ -23,7 +23,6 @@ import ast
 import json
 import math
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,6 @@ FAMILY_OF_CLASS = {DUST3R_CLASS: "dust3r", MAST3R_CLASS: "mast3r", VGGT_CLASS: "
 
 VGGT_AGGREGATOR = "aggregator."
 
-_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 _ZIP_MAGIC = b"PK\x03\x04"
 _SHOW = 4   # how many offending keys an error message lists
 
@@ -169,83 +167,35 @@ def hf_config_to_constructor(config: Mapping) -> tuple[str, dict]:
 # File readers
 # --------------------------------------------------------------------------------------------------
 
-_ST_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
+def _safe_open(path: Path):
+    """`safetensors.safe_open` (memory-mapped) with a CheckpointError naming the file for a damaged one."""
+    from safetensors import SafetensorError, safe_open
 
-
-def _read_safetensors_header(path: Path) -> tuple[dict, int, int]:
-    """Parse and validate a safetensors header. Returns (entries, data_start, file_size).
-
-    Layout: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
-    then the tensor bytes; offsets are relative to the end of the header and must tile the data exactly.
-    """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path} is too short ({size} bytes) to be a safetensors file.")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8 or n > _SAFETENSORS_MAX_HEADER:
-            raise CheckpointError(f"{path} is not a valid safetensors file: its header claims {n} bytes but the "
-                                  f"file has {size} (truncated download or not safetensors).")
-        raw = f.read(n)
+    if path.stat().st_size < 8:
+        raise CheckpointError(f"{path} is too short ({path.stat().st_size} bytes) to be a safetensors file.")
     try:
-        entries = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise CheckpointError(f"{path} is not a valid safetensors file: its header is not JSON.") from None
-    if not isinstance(entries, dict):
-        raise CheckpointError(f"{path} is not a valid safetensors file: its header is not a JSON object.")
-    entries.pop("__metadata__", None)
-    data_size = size - 8 - n
-    end_max = 0
-    for name, e in entries.items():
-        try:
-            dtype = _ST_DTYPES[e["dtype"]]
-            shape = [int(d) for d in e["shape"]]
-            begin, end = (int(o) for o in e["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor {name!r} has an unsupported or malformed header entry "
-                                  f"({str(e)[:120]}).") from None
-        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-        if min(shape, default=0) < 0 or begin < 0 or end - begin != nbytes:
-            raise CheckpointError(f"{path}: tensor {name!r} has inconsistent offsets in the header.")
-        end_max = max(end_max, end)
-    if end_max != data_size:
-        what = "truncated" if end_max > data_size else "longer than its header says"
-        raise CheckpointError(f"{path} is {what}: the header describes {end_max} data bytes but the file "
-                              f"holds {data_size}. Delete it and download it again.")
-    return entries, 8 + n, size
+        return safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a valid safetensors file or is truncated ({err}). Delete it and "
+                              f"download it again.") from None
 
 
 def safetensors_keys(path: str | Path) -> list[str]:
     """Tensor names in a safetensors file (header only, nothing else is read)."""
-    return list(_read_safetensors_header(Path(path))[0])
+    with _safe_open(Path(path)) as f:
+        return list(f.keys())
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file as CPU tensors backed by one private memory map of the file.
-
-    A tensor whose byte offset is not a multiple of its element size (files from old writers) is copied.
-    """
+    """All tensors of a safetensors file as CPU tensors (memory-mapped by the safetensors library)."""
     path = Path(path)
-    entries, start, size = _read_safetensors_header(path)
-    if size == start:
-        return {name: torch.empty([int(d) for d in e["shape"]], dtype=_ST_DTYPES[e["dtype"]])
-                for name, e in entries.items()}
-    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
-    whole = torch.empty(0, dtype=torch.uint8).set_(storage)
-    out = {}
-    for name, e in entries.items():
-        dtype = _ST_DTYPES[e["dtype"]]
-        begin, end = (start + int(o) for o in e["data_offsets"])
-        flat = whole[begin:end]
-        if begin % torch.empty((), dtype=dtype).element_size():
-            flat = flat.clone()
-        out[name] = flat.view(dtype).reshape([int(d) for d in e["shape"]])
-    return out
+    from safetensors import SafetensorError
+
+    with _safe_open(path) as f:
+        try:
+            return {name: f.get_tensor(name) for name in f.keys()}
+        except (SafetensorError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{path} is truncated or damaged ({err}). Delete it and download it again.") from None
 
 
 def _torch_load(path: Path, zip_format: bool):
@@ -464,7 +414,7 @@ def _build(raw: RawCheckpoint, vggt_config: dict | None) -> torch.nn.Module:
     """The network `raw` describes, built on the meta device (no memory, no random init)."""
     # Imported before entering the meta context so that nothing created at import time lands on meta.
     from ..models import build_model
-    from ..models.vggt import build_vggt
+    from ..models.vggt.model import build_vggt
 
     try:
         with torch.device("meta"):
@@ -478,9 +428,9 @@ def _build(raw: RawCheckpoint, vggt_config: dict | None) -> torch.nn.Module:
                               f"({type(err).__name__}: {err}).") from None
 
 
-def _input_size(model: torch.nn.Module, family: str) -> int:
+def model_input_size(model: torch.nn.Module) -> int:
     """Long side the network was trained for, from the built model's resolved settings (defaults filled in)."""
-    size = model.config["img_size"] if family == "vggt" else model.settings["img_size"]
+    size = model.config["img_size"] if model.family == "vggt" else model.settings["img_size"]
     return int(max(size) if isinstance(size, tuple | list) else size)
 
 
@@ -513,5 +463,5 @@ def load_raw_checkpoint(raw: RawCheckpoint, device: str | torch.device = "cpu", 
     info = CheckpointInfo(path=where, family=raw.family, class_name=raw.class_name,
                           kwargs=dict(vggt_config) if raw.family == "vggt" and vggt_config else raw.kwargs,
                           source_format=raw.source_format, num_params=count_parameters(model),
-                          input_size=_input_size(model, raw.family), notes=notes)
+                          input_size=model_input_size(model), notes=notes)
     return model, info

@@ -30,6 +30,8 @@ VGGT_1B_CONFIG: dict = {
 
 
 class VGGT(nn.Module):
+    family = "vggt"   # model family, as `core.weights` and the pipeline read it
+
     def __init__(self, config: dict | None = None):
         super().__init__()
         cfg = copy.deepcopy(VGGT_1B_CONFIG)

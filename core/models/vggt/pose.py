@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...io.export import rotation_to_quaternion
+from ...align.geometry import rotation_to_quaternion
 
 
 def quat_to_mat(q: torch.Tensor) -> torch.Tensor:

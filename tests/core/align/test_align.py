@@ -177,10 +177,9 @@ def test_float16_inputs():
 
 
 def test_long_loop_sparse_graph():
-    # Above 32 views the default budget grows with N and runs without early stop (loop drift).
     pred, truth = make_case(n_views=40, size=(24, 32), path="loop", graph="logwin-3", seed=19)
     res = global_align(pred)
-    assert res.info["iterations"] == 160
+    assert 0 < res.info["iterations"] <= 200      # no longer grows with N: the averaging init has no drift
     _check(res, truth, "loop40 logwin-3")
 
 
@@ -223,7 +222,7 @@ def test_mixed_shape_storage_and_smaller_solve_chunks(monkeypatch):
     groups = build_groups(packed, torch.device("cpu"))
     assert len(groups) == 2 and all(g.pts.untyped_storage().data_ptr() in buffers for g in groups)
     ref = global_align(packed)
-    monkeypatch.setattr(align_mod, "_SOLVE_CHUNK_PIXELS", 3 * 48 * 64)
+    monkeypatch.setattr(align_mod, "SOLVE_CHUNK_PIXELS", 3 * 48 * 64)
     got = global_align(packed)
     np.testing.assert_allclose(got.cam2world, ref.cam2world, atol=1e-6)
     for a, b in zip(got.depth, ref.depth, strict=True):

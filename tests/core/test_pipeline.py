@@ -14,7 +14,8 @@ import pytest
 from conftest import FIXTURES
 from PIL import Image
 from pointmap.core import Cancelled, CancelToken, CheckpointError, InputError, reconstruct
-from pointmap.core.pipeline import focal_mm_to_net_px
+from pointmap.core.backends.pairwise import focal_mm_to_net_px
+from pointmap.core.options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
 
 PARITY = FIXTURES / "parity"
 IMAGES = [PARITY / "images" / n for n in ("view_a_150x100.png", "view_b_150x100.png",
@@ -39,10 +40,15 @@ def _check_contract(rec, n):
         assert rec.colors[i].dtype == np.uint8
 
 
+
+def _opts(image_size: int, iterations: int | None = None, **top) -> ReconstructOptions:
+    """Options of a tiny run: network size `image_size`, at most `iterations` alignment steps."""
+    return ReconstructOptions(image_size=image_size, align=AlignOptions(iterations=iterations), **top)
+
+
 def test_pairwise_end_to_end_with_progress(tiny_dust3r):
     events = []
-    rec = reconstruct([str(p) for p in IMAGES], tiny_dust3r, image_size=80, iterations=20,
-                      progress=events.append)
+    rec = reconstruct([str(p) for p in IMAGES], tiny_dust3r, _opts(80, iterations=20), progress=events.append)
     _check_contract(rec, 3)
     assert rec.names == ["view_a_150x100", "view_b_150x100", "view_c_portrait_100x150"]
     assert tuple(rec.image_sizes[2]) == (150, 100)          # original (H0, W0) of the portrait view
@@ -57,11 +63,11 @@ def test_pairwise_end_to_end_with_progress(tiny_dust3r):
 
 
 def test_sliding_window_graph_and_single_image(tiny_dust3r):
-    rec = reconstruct([str(p) for p in IMAGES[:2]] * 2, tiny_dust3r, image_size=64, graph="swin-1",
-                      iterations=10)
+    rec = reconstruct([str(p) for p in IMAGES[:2]] * 2, tiny_dust3r,
+                      _opts(64, iterations=10, pairwise=PairwiseOptions(graph="swin-1")))
     _check_contract(rec, 4)
     assert rec.meta["n_pairs"] == 8
-    mono = reconstruct([str(IMAGES[0])], tiny_dust3r, image_size=64)
+    mono = reconstruct([str(IMAGES[0])], tiny_dust3r, _opts(64))
     _check_contract(mono, 1)
     np.testing.assert_allclose(mono.cam2world[0], np.eye(4), atol=1e-9)
 
@@ -70,18 +76,18 @@ def test_bad_image_skipped_or_reported(tiny_dust3r, tmp_path):
     for p in IMAGES:
         shutil.copy(p, tmp_path / p.name)
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg at all")
-    rec = reconstruct(str(tmp_path), tiny_dust3r, image_size=64, iterations=5)
+    rec = reconstruct(str(tmp_path), tiny_dust3r, _opts(64, iterations=5))
     _check_contract(rec, 3)
     assert any("broken.jpg" in w for w in rec.warnings)
     with pytest.raises(InputError, match="broken.jpg"):
-        reconstruct(str(tmp_path), tiny_dust3r, image_size=64, on_bad_image="raise")
+        reconstruct(str(tmp_path), tiny_dust3r, _opts(64, on_bad_image="raise"))
 
 
 def test_cancel_and_missing_weights(tiny_dust3r, tmp_path):
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        reconstruct([str(p) for p in IMAGES], tiny_dust3r, image_size=64, cancel=token)
+        reconstruct([str(p) for p in IMAGES], tiny_dust3r, _opts(64), cancel=token)
 
     # Cancel from inside the run (as the Blender Cancel button does from another thread).
     token = CancelToken()
@@ -91,11 +97,11 @@ def test_cancel_and_missing_weights(tiny_dust3r, tmp_path):
             token.cancel()
 
     with pytest.raises(Cancelled):
-        reconstruct([str(p) for p in IMAGES], tiny_dust3r, image_size=64, progress=cancel_during_pairs,
-                    cancel=token)
+        reconstruct([str(p) for p in IMAGES], tiny_dust3r, _opts(64), progress=cancel_during_pairs, cancel=token)
 
     with pytest.raises(CheckpointError, match="not downloaded"):
-        reconstruct([str(p) for p in IMAGES], "DUSt3R_ViTLarge_BaseDecoder_512_dpt", cache_dir=tmp_path)
+        reconstruct([str(p) for p in IMAGES], "DUSt3R_ViTLarge_BaseDecoder_512_dpt",
+                    ReconstructOptions(cache_dir=tmp_path))
 
 
 def test_known_focal_is_used(tiny_dust3r):
@@ -105,8 +111,7 @@ def test_known_focal_is_used(tiny_dust3r):
     f_net = focal_mm_to_net_px(50.0, 36.0, im)
     # 150 px long side: f_orig = 50/36*150; network pixels are 150/80 original pixels wide.
     assert f_net == pytest.approx(50 / 36 * 150 / (150 / 80))
-    rec = reconstruct([str(p) for p in IMAGES[:2]], tiny_dust3r, image_size=80, known_focal_mm=50.0,
-                      iterations=10)
+    rec = reconstruct([str(p) for p in IMAGES[:2]], tiny_dust3r, _opts(80, iterations=10, known_focal_mm=50.0))
     np.testing.assert_allclose(rec.K[:, 0, 0], 50 / 36 * 150, rtol=1e-3)
 
 
@@ -115,7 +120,7 @@ def test_vggt_backend_end_to_end(tmp_path):
 
     frames = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i}.png") for i in range(3)]
     Image.open(frames[0]).save(tmp_path / "extra.png")
-    rec = reconstruct(frames, tiny_model("pt"), image_size=56, vggt_points="depth")
+    rec = reconstruct(frames, tiny_model("pt"), ReconstructOptions(image_size=56, vggt=VGGTOptions(points="depth")))
     _check_contract(rec, 3)
     assert rec.family == "vggt"
     np.testing.assert_allclose(rec.cam2world[0], np.eye(4), atol=1e-5)
@@ -132,14 +137,14 @@ def test_broken_weights_give_a_clear_error():
         for p in model.parameters():
             p.fill_(float("nan"))
     with pytest.raises(PointmapError, match="invalid cameras|NaN"):
-        reconstruct([str(p) for p in IMAGES], model, image_size=64, iterations=5)
+        reconstruct([str(p) for p in IMAGES], model, _opts(64, iterations=5))
 
 
 def test_offloaded_predictions_give_the_same_result(tiny_dust3r):
     """offload=True keeps the predictions in host storage (pinned when CUDA exists): same cameras."""
     paths = [str(p) for p in IMAGES]
-    ref = reconstruct(paths, tiny_dust3r, image_size=64, iterations=20)
-    off = reconstruct(paths, tiny_dust3r, image_size=64, iterations=20, offload=True)
+    ref = reconstruct(paths, tiny_dust3r, _opts(64, iterations=20))
+    off = reconstruct(paths, tiny_dust3r, _opts(64, iterations=20, pairwise=PairwiseOptions(offload=True)))
     assert ref.meta["memory"]["plan"] == "device" and off.meta["memory"]["plan"] == "offload"
     np.testing.assert_allclose(off.cam2world, ref.cam2world, atol=1e-6)
     np.testing.assert_allclose(off.K, ref.K, rtol=1e-6)
@@ -198,4 +203,27 @@ def test_memory_budget_too_small_on_cpu_is_a_clear_error(tiny_dust3r):
     from pointmap.core import PointmapError
 
     with pytest.raises(PointmapError, match="scene graph"):
-        reconstruct([str(p) for p in IMAGES], tiny_dust3r, image_size=64, memory_budget=1000)
+        reconstruct([str(p) for p in IMAGES], tiny_dust3r, _opts(64, pairwise=PairwiseOptions(memory_budget=1000)))
+
+
+def test_vggt_refuses_pairwise_only_options():
+    """Options VGGT cannot honour are refused with a message naming them, not silently dropped."""
+    from helpers_vggt import VGGT_PARITY_DIR, tiny_model
+    from pointmap.core import UnsupportedOption
+
+    frames = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i}.png") for i in range(2)]
+    asks = {"scene graph": ReconstructOptions(pairwise=PairwiseOptions(graph="swin-2")),
+            "alignment iterations": ReconstructOptions(align=AlignOptions(iterations=5)),
+            "shared focal": ReconstructOptions(align=AlignOptions(shared_focal=True)),
+            "known focal": ReconstructOptions(known_focal_mm=35.0)}
+    for what, options in asks.items():
+        options.image_size = 56
+        with pytest.raises(UnsupportedOption, match=what):
+            reconstruct(frames, tiny_model("pt"), options)
+
+
+def test_options_with_unknown_values_are_rejected(tiny_dust3r):
+    for bad in (ReconstructOptions(backend="colmap"), ReconstructOptions(on_bad_image="ignore"),
+                ReconstructOptions(vggt=VGGTOptions(points="mesh"))):
+        with pytest.raises(ValueError, match="must be one of"):
+            reconstruct([str(IMAGES[0])], tiny_dust3r, bad)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers_synthrecon import make_synthetic_recon, net_pixels_in_orig
-from pointmap.core.io.export import point_cloud, rotation_to_quaternion, write_colmap, write_ply
+from pointmap.core.align.geometry import rotation_to_quaternion
+from pointmap.core.io.export import point_cloud, write_colmap, write_ply
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,19 @@
-"""Which checkpoint a run uses: an explicit path, a registry name found in the weights cache, or a
-clear error saying how to get one. No bpy: shared by the operator, the CLI and the demo."""
+"""Which checkpoint a run uses: an explicit path, a registry name found in the weights cache, or one
+clear error saying how to get it. The one place that resolves checkpoints: `reconstruct()`, the
+operator, the CLI and the demo all call `resolve_checkpoint`."""
 
 from __future__ import annotations
 
 import os
 
-from ..core.errors import CheckpointError
+from ..errors import CheckpointError
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
 
 
 def default_name() -> str:
     """The registry's default checkpoint name."""
-    from ..core.weights import registry
+    from . import registry
 
     return registry.DEFAULT
 
@@ -21,7 +22,7 @@ def cached_path(name: str, cache_dir: str) -> str | None:
     """Where a downloaded registry checkpoint lies in `cache_dir` (`<cache_dir>/<name>/`), or None."""
     if not cache_dir:
         return None
-    from ..core.weights.download import cached_checkpoint
+    from .download import cached_checkpoint
 
     found = cached_checkpoint(name, cache_dir)
     return str(found) if found else None
@@ -29,7 +30,7 @@ def cached_path(name: str, cache_dir: str) -> str | None:
 
 def how_to_get(name: str, cache_dir: str) -> str:
     """A sentence telling the user how to obtain registry checkpoint `name`."""
-    from ..core.weights import registry
+    from . import registry
 
     spec = registry.get(name)
     files = spec.files()
@@ -52,7 +53,7 @@ def resolve_checkpoint(explicit: str, default: str = "", cache_dir: str = "") ->
     path = os.path.expanduser(name)
     if os.path.exists(path):
         return os.path.abspath(path)
-    from ..core.weights import registry
+    from . import registry
 
     if os.sep in name or "/" in name or name.endswith(WEIGHT_SUFFIXES):
         raise CheckpointError(f"The checkpoint '{name}' does not exist.")

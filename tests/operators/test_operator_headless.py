@@ -8,9 +8,9 @@ import threading
 
 import pytest
 from helpers_bpydata import datablock_names
+from pointmap import tasks as jobs
 from pointmap.core.errors import Cancelled, InputError
 from pointmap.core.progress import Progress
-from pointmap.operators import job as jobs
 
 
 def _collector():
@@ -213,6 +213,7 @@ def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
     from pointmap.core import Reconstruction
 
     out = tmp_path / "out"
+    out.mkdir()   # the CLI checks output folders before any work instead of creating them
     code = cli.main([str(photos), "-o", str(out / "scene.blend"), "--checkpoint", _tiny_checkpoint(),
                      "--image-size", "64", "--iterations", "10", "--device", "cpu", "--min-conf", "0",
                      "--export-colmap", str(out / "sparse"), "--export-ply", str(out / "cloud.ply"),
@@ -256,6 +257,7 @@ def test_failed_scene_build_leaves_blender_unchanged(registered, photos, tmp_pat
 
 @pytest.mark.parametrize("when", ["before", "during"])
 def test_cancel_leaves_scene_untouched(registered, photos, when):
+    from pointmap.core.options import AlignOptions, ReconstructOptions
     from pointmap.core.pipeline import reconstruct
     from pointmap.scene import SceneOptions, build_scene
 
@@ -267,8 +269,8 @@ def test_cancel_leaves_scene_untouched(registered, photos, when):
             progress(p)
             if p.stage == "pairs":
                 cancel.cancel()          # the user presses Cancel while pairs are decoded
-        return reconstruct(str(photos), _tiny_checkpoint(), image_size=64, iterations=10, device="cpu",
-                           progress=relay, cancel=cancel)
+        options = ReconstructOptions(image_size=64, device="cpu", align=AlignOptions(iterations=10))
+        return reconstruct(str(photos), _tiny_checkpoint(), options, progress=relay, cancel=cancel)
 
     job = jobs.Job(work, on_done=lambda r: seen["done"].append(build_scene(r, options=SceneOptions(name="x"))),
                    on_error=lambda e, tb: seen["error"].append(e))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 bpy = pytest.importorskip("bpy")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _blender_ext() -> str:

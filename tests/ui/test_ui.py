@@ -1,5 +1,6 @@
 """Registration, settings, preferences helpers, dependency helpers and CLI wiring in real bpy."""
 
+import os
 import subprocess
 import sys
 
@@ -76,26 +77,70 @@ def test_clip_input_without_clip(registered):
         bpy.ops.pointmap.reconstruct(source="CLIP")
 
 
-def test_core_kwargs_mapping(registered):
-    from pointmap.operators.reconstruct import core_kwargs, graph_string
+def test_core_options_mapping(registered):
+    from pointmap.operators.reconstruct import core_options, graph_string
     from pointmap.ui.preferences import Settings
 
     assert graph_string("COMPLETE", 5) == "complete" and graph_string("SWIN", 3) == "swin-3"
     s = bpy.context.scene.pointmap
     s.graph, s.graph_k, s.focal_mm, s.iterations, s.on_bad_image = "LOGWIN", 2, 0.0, 0, "STOP"
-    kw = core_kwargs(s, Settings(device="cpu", precision="fp32"))
-    assert kw["graph"] == "logwin-2" and kw["known_focal_mm"] is None and kw["iterations"] is None
-    assert kw["on_bad_image"] == "raise" and kw["device"] == "cpu" and kw["precision"] == "fp32"
+    opt = core_options(s, Settings(device="cpu", precision="fp32"))
+    assert opt.pairwise.graph == "logwin-2" and opt.known_focal_mm is None and opt.align.iterations is None
+    assert opt.on_bad_image == "raise" and opt.device == "cpu" and opt.precision == "fp32"
 
 
-def test_cli_graph_spec_maps_to_operator_options(registered):
+def test_cli_options_go_straight_to_core(registered, tmp_path):
     from pointmap import cli
 
-    assert cli._split_graph("complete") == ("COMPLETE", 4)
-    assert cli._split_graph("swin-3") == ("SWIN", 3) and cli._split_graph("Retrieval-10") == ("RETRIEVAL", 10)
-    for bad in ("ring-3", "swin-4-noncyclic", "logwin-x"):   # nothing silently dropped or guessed
-        with pytest.raises(ValueError, match="unknown scene graph"):
-            cli._split_graph(bad)
+    def opts(*extra):
+        return cli.core_options(cli.build_parser().parse_args([str(tmp_path), "-o", "x.blend", *extra]))
+
+    assert opts().pairwise.graph == "complete"
+    assert opts("--graph", "swin-4-noncyclic").pairwise.graph == "swin-4-noncyclic"   # all the core knows
+    o = opts("--align-conf", "2.5", "--min-conf", "7", "--iterations", "9")
+    assert o.align.conf_threshold == 2.5 and o.align.iterations == 9   # --min-conf is display only
+    o = opts("--precision", "fp32", "--memory-budget", "1.5", "--offload", "yes", "--vggt-points", "head",
+             "--vggt-mode", "pad", "--vggt-fused")
+    assert o.precision == "fp32" and o.pairwise.memory_budget == int(1.5 * 2**30) and o.pairwise.offload is True
+    assert (o.vggt.points, o.vggt.mode, o.vggt.fused) == ("head", "pad", True)
+    for bad in ("ring-3", "logwin-x"):   # nothing silently dropped or guessed
+        with pytest.raises(cli.UsageError, match="unknown scene graph"):
+            opts("--graph", bad)
+
+
+def test_cli_checks_every_output_path_first(registered, tmp_path, capsys):
+    from pointmap import cli
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        cases = [(tmp_path, [], "is a folder"), (tmp_path / "nope" / "x.blend", [], "does not exist"),
+                 (tmp_path / "x.blend", ["--export-colmap", str(tmp_path / "nope" / "sparse" / "0")], "does not exist")]
+        if os.geteuid() != 0:   # root may write into a read-only folder, so only other users can test it
+            cases += [(locked / "x.blend", [], "not writable"),
+                      (tmp_path / "x.blend", ["--export-ply", str(locked / "c.ply")], "not writable")]
+        for out, extra, says in cases:
+            code = cli.main([str(photos), "-o", str(out), "--checkpoint", str(tmp_path / "no.pth"), *extra])
+            assert code == cli.EXIT_USAGE, (out, extra)
+            assert capsys.readouterr().out.count(says) == 1
+    finally:
+        locked.chmod(0o700)
+    assert not list(tmp_path.rglob("*.blend"))
+
+
+def test_cli_device_cuda_without_gpu_is_a_usage_error(registered, tmp_path, capsys):
+    import torch
+    from pointmap import cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    code = cli.main([str(tmp_path), "-o", str(tmp_path / "x.blend"), "--device", "cuda"])
+    assert code == cli.EXIT_USAGE
+    out = capsys.readouterr().out
+    assert out.count("no usable CUDA GPU") == 1 and not (tmp_path / "x.blend").exists()
 
 
 def test_checkpoint_choices_are_the_registry_and_a_local_file(registered):
@@ -124,10 +169,10 @@ def test_dependency_helpers(tmp_path):
     from pointmap import deps
 
     st = deps.check()
-    assert set(st.versions) == {"torch", "torchvision", "timm"}
+    assert set(st.versions) == {"torch", "torchvision", "timm", "safetensors"}
     cpu = deps.pip_install_command(str(tmp_path), "CPU")
     assert cpu[1:4] == ["-m", "pip", "install"] and cpu[cpu.index("--target") + 1] == str(tmp_path)
-    assert deps.CPU_INDEX_URL in cpu and {"torch", "torchvision", "timm"} <= set(cpu)
+    assert deps.CPU_INDEX_URL in cpu and {"torch", "torchvision", "timm", "safetensors"} <= set(cpu)
     assert deps.CPU_INDEX_URL not in deps.pip_install_command(str(tmp_path), "CUDA")
     with pytest.raises(ValueError):
         deps.pip_install_command(str(tmp_path), "ROCM")
@@ -152,15 +197,35 @@ def test_cli_help_and_missing_checkpoint(registered, tmp_path):
     assert not (tmp_path / "x.blend").exists()
 
 
-def test_demo_without_weights_exits_2(tmp_path):
+def test_demo_without_weights_exits_3(tmp_path):
     env_code = ("import os, sys; os.environ.pop('POINTMAP_CHECKPOINT', None); from pointmap.demo import main; "
                 f"sys.exit(main([{str(tmp_path)!r}, {str(tmp_path / 'demo.blend')!r}, "
                 f"'--weights-dir', {str(tmp_path / 'weights')!r}]))")
     res = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True, timeout=120,
                          env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PATH": "/usr/bin:/bin",
                               "POINTMAP_OFFLINE": "1"})
-    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.returncode == 3, res.stdout + res.stderr
     assert "POINTMAP_OFFLINE is set" in res.stdout and "--download to fetch" not in res.stdout
     assert "--checkpoint" in res.stdout
     assert "Download Weights" in res.stdout and "https://" in res.stdout
     assert not (tmp_path / "demo.blend").exists()
+
+
+def test_alignment_options_greyed_out_for_vggt(registered):
+    """The panel disables what VGGT cannot honour (the core refuses those options; see test_pipeline)."""
+    from pointmap.ui.panel import runs_vggt
+
+    s = bpy.context.scene.pointmap
+    s.backend = "VGGT"
+    assert runs_vggt(s)
+    s.backend = "PAIRS"
+    assert not runs_vggt(s)
+    s.backend = "AUTO"
+    from pointmap.core.weights import registry
+
+    vggt = next(n for n in registry.names() if registry.get(n).family == "vggt")
+    s.checkpoint = vggt
+    assert runs_vggt(s)
+    s.checkpoint = "DUSt3R_ViTLarge_BaseDecoder_512_dpt"
+    assert not runs_vggt(s)
+    s.checkpoint = ""

@@ -1,4 +1,7 @@
-"""Background work for operators: a worker thread, an event queue, and a main-thread drain.
+"""Background tasks (reconstruct, weights download, dependency install) and the state the UI reads.
+
+Operators start tasks and preferences / panels draw them; both read this one module, so neither
+imports the other. Background work: a worker thread, an event queue, and a main-thread drain.
 
 Blender data may only be touched on the main thread. A `Job` runs `work(progress, cancel)` in a
 worker thread; the worker only puts events on a `queue.Queue`. The main thread calls `drain()`
@@ -21,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import Cancelled, CancelToken, PointmapError
-from ..core.progress import Progress
+from . import deps
+from .core.errors import Cancelled, CancelToken, PointmapError
+from .core.progress import Progress
 
 
 @dataclass
@@ -184,34 +188,45 @@ class Job:
             fn(*args)
 
 
-# The one job the UI tracks. Scripts running operators synchronously never leave one behind.
-_current: Job | None = None
+# The task of each kind the UI tracks: "reconstruct" and "download" (a `Job`), "install" (a `deps.PipJob`).
+# Scripts running operators synchronously never leave one behind.
+_current: dict[str, Any] = {}
+_dep_status: deps.DepStatus | None = None
 
 
-def current() -> Job | None:
-    return _current
+def current(kind: str = "reconstruct"):
+    """The tracked task of `kind`, or None."""
+    return _current.get(kind)
 
 
-def set_current(job: Job | None) -> None:
-    global _current
-    _current = job
+def set_current(job, kind: str = "reconstruct") -> None:
+    _current[kind] = job
 
 
 def busy() -> bool:
-    """True while a job is unfinished or its (cancelled) worker thread has not exited yet."""
-    job = _current
+    """True while a reconstruction is unfinished or its (cancelled) worker thread has not exited yet."""
+    job = _current.get("reconstruct")
     return job is not None and (not job.state.finished or job.alive)
 
 
+def dependency_status(refresh: bool = False, probe_device: bool = False) -> deps.DepStatus:
+    """Dependency status, computed once and on request (drawing must stay cheap)."""
+    global _dep_status
+    if _dep_status is None or refresh:
+        _dep_status = deps.check(probe_device=probe_device)
+    return _dep_status
+
+
 def shutdown(timeout: float = 2.0) -> None:
-    """Cancel the current job and wait briefly for its worker (used by unregister)."""
-    global _current
-    job = _current
-    _current = None
-    if job is not None:
-        job.cancel()
-        if job.thread is not None:
-            job.thread.join(timeout)
+    """Cancel every tracked task and wait briefly for a reconstruction's worker (used by unregister)."""
+    tasks = dict(_current)
+    _current.clear()
+    for task in tasks.values():
+        if task is not None:
+            task.cancel()
+    job = tasks.get("reconstruct")
+    if job is not None and job.thread is not None:
+        job.thread.join(timeout)
 
 
 # -- modal operators: the timer that drains a job, and redrawing what shows its progress --

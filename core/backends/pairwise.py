@@ -1,0 +1,111 @@
+"""Pairwise backend (DUSt3R / MASt3R): encode → scene graph → memory plan → pair inference → global
+alignment → `Reconstruction`.
+
+Frames: the aligned cameras are cam2world in OpenCV axes with the first camera at the identity; K_net is
+in network pixels, K in original-image pixels (K = net_to_orig @ K_net).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from ..errors import PointmapError
+from ..options import ReconstructOptions
+from ..progress import ProgressFn
+from ..reconstruction import Reconstruction
+
+
+def run_pairwise(model, model_name: str, images, options: ReconstructOptions, progress: ProgressFn | None,
+                 cancel, timings: dict[str, float], warnings: list[str]) -> tuple[Reconstruction, dict]:
+    """Reconstruct `images` (list of `core.io.images.LoadedImage`) with a pairwise model.
+
+    Appends stage times to `timings` and user-facing notes to `warnings`. Returns the reconstruction and
+    the run's metadata (graph, pair count, alignment info, memory plan).
+    """
+    from ..align.refine import global_align
+    from ..pairwise.engine import PairInference
+    from ..pairwise.graph import make_pairs
+    from ..pairwise.memory import estimate_pairwise_memory, plan_pairwise_memory
+
+    graph = options.pairwise.graph
+    engine = PairInference(model, device=options.device, precision=options.precision)
+    t = time.perf_counter()
+    encoded = engine.encode([im.rgb for im in images], progress=progress, cancel=cancel)
+    timings["encode"] = time.perf_counter() - t
+
+    descriptors = None
+    if graph.startswith("retrieval"):
+        descriptors = engine.global_descriptors(encoded).float().cpu().numpy()
+    pair_graph = make_pairs(len(images), graph, descriptors=descriptors)
+    warnings.extend(pair_graph.notes)
+
+    estimate = estimate_pairwise_memory(encoded.shapes, pair_graph.edges, engine.storage_dtype,
+                                        desc_dim=getattr(model, "desc_dim", None) or 0)
+    plan = plan_pairwise_memory(estimate, engine.device, options.pairwise.memory_budget, options.pairwise.offload,
+                                graph)
+    if plan.warning:
+        warnings.append(plan.warning)
+
+    t = time.perf_counter()
+    pred = engine.run_pairs(encoded, pair_graph.edges, progress=progress, cancel=cancel,
+                            out_device=plan.storage_device)
+    timings["pairs"] = time.perf_counter() - t
+    del encoded
+    if not engine.outputs_finite():
+        raise PointmapError(f"The network returned invalid pointmaps (NaN or infinite values). The checkpoint "
+                            f"{model_name} may be damaged or not a trained model.")
+
+    align = dataclasses.replace(options.align, device=str(plan.align_device))
+    if options.known_focal_mm:
+        align.focals = [focal_mm_to_net_px(options.known_focal_mm, options.sensor_width_mm, im) for im in images]
+    t = time.perf_counter()
+    aligned = global_align(pred, align, progress=progress, cancel=cancel)
+    timings["align"] = time.perf_counter() - t
+    del pred
+
+    net_to_orig = np.stack([im.net_to_orig for im in images]).astype(np.float64)
+    recon = Reconstruction(
+        names=[im.name for im in images],
+        paths=[im.path for im in images],
+        image_sizes=np.array([im.original_size for im in images], dtype=np.int32),
+        cam2world=aligned.cam2world,
+        K=net_to_orig @ aligned.K_net,
+        K_net=aligned.K_net,
+        net_to_orig=net_to_orig,
+        depth=aligned.depth,
+        points=aligned.points,
+        conf=aligned.conf,
+        colors=[im.rgb for im in images],
+    )
+    meta = {"graph": graph, "n_pairs": pair_graph.n_edges, "align": _jsonable(aligned.info),
+            "memory": {**estimate.as_dict(), "plan": plan.mode}}
+    return recon, meta
+
+
+def focal_mm_to_net_px(focal_mm: float, sensor_width_mm: float, image) -> float:
+    """Focal length in network pixels of `image` (a LoadedImage) from a lens in mm.
+
+    The sensor width is taken along the image's long side (how camera sensors are specified), so the
+    focal in original pixels is focal_mm / sensor_mm · max(W0, H0); network pixels divide by the resize scale.
+    """
+    if focal_mm <= 0 or sensor_width_mm <= 0:
+        raise ValueError("focal length and sensor width must be positive (mm)")
+    h0, w0 = image.original_size
+    f_orig = focal_mm / sensor_width_mm * max(w0, h0)
+    return float(f_orig / image.net_to_orig[0, 0])
+
+
+def _jsonable(info: dict) -> dict:
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, (np.floating, np.integer)):
+            v = v.item()
+        if isinstance(v, (str, int, float, bool, type(None), list, dict)):
+            out[k] = v
+    return out
+
+
+__all__ = ["focal_mm_to_net_px", "run_pairwise"]

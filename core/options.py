@@ -1,0 +1,132 @@
+"""Options of `reconstruct()`: one typed tree instead of keyword arguments.
+
+`ReconstructOptions` holds what every backend shares (device, precision, input handling, what is known
+about the camera) and one nested group per stage or backend:
+
+    ReconstructOptions
+      .pairwise  PairwiseOptions   scene graph and memory plan of DUSt3R / MASt3R
+      .align     AlignOptions      global alignment of pairwise pointmaps
+      .vggt      VGGTOptions       VGGT's preprocessing and outputs
+
+Adding a group (e.g. `DA3Options`, `SequenceOptions`, `MeshOptions`): define the dataclass in its own
+module or here, and add one `name: Group = field(default_factory=Group)` line to `ReconstructOptions`;
+nothing else changes. Every group is a plain dataclass with defaults, so `ReconstructOptions()` is a
+complete, valid run description, and `dataclasses.replace` / attribute assignment edit it.
+
+Confidence thresholds: `AlignOptions.conf_threshold` decides which pixels weigh in the *alignment*; the
+display / export threshold (`SceneOptions.min_conf`, `write_ply(min_conf=...)`) only filters what is shown
+or written afterwards. They are different knobs with different names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BACKENDS = ("auto", "pairs", "vggt")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BAD_IMAGE_POLICIES = ("skip", "raise")
+
+
+@dataclass
+class PairwiseOptions:
+    """Pairwise (DUSt3R / MASt3R) inference.
+
+    graph:         scene graph: complete, swin-K, swin-K-noncyclic, logwin-K, oneref-R, retrieval-K
+                   (see `core.pairwise.graph.make_pairs`).
+    memory_budget: bytes the pair predictions + alignment may take on the device (None: the free GPU
+                   memory; on the CPU the available RAM). Above it predictions stay in host memory and are
+                   streamed to the GPU (a warning says so).
+    offload:       True keeps predictions in host memory whatever the estimate, False never does, None
+                   decides from `memory_budget`.
+    """
+
+    graph: str = "complete"
+    memory_budget: int | None = None
+    offload: bool | None = None
+
+
+@dataclass
+class AlignOptions:
+    """Global alignment (`core.align.refine.global_align`). Focal lengths and intrinsics in network pixels.
+
+    `focals`, `intrinsics`, `known_poses` and `device` are per-run data that `reconstruct()` fills in from
+    the top-level options; scripts calling `global_align` directly set them themselves.
+    """
+
+    iterations: int | None = None          # most optimisation steps; None: 200 (early stop)
+    shared_focal: bool = False             # one focal for all views with an unknown focal
+    focals: Sequence[float] | None = None  # per image known focal; NaN = unknown
+    intrinsics: Sequence | None = None     # per image known 3x3 K_net, or None entries; fixed if given
+    known_poses: dict[int, np.ndarray] | None = None   # image → 4x4 cam2world (OpenCV), kept fixed
+    conf_threshold: float = 1.0            # pixels below this confidence get no alignment weight
+    robust_scale: float | None = None      # Cauchy scale on |residual|/depth; None = from the data
+    lr: float = 0.003                      # Adam step (radians, log units, scene-scale units)
+    lr_final_factor: float = 0.01          # cosine decay to lr * this
+    coarse_samples: int = 1024             # pixels per observation in the coarse stage
+    fine_samples: int = 8192               # ... and in the fine stage
+    fine_fraction: float = 0.25            # share of the iterations spent in the fine stage
+    tolerance: float = 1e-5                # stop a stage when the loss fell by less than this (relative) in
+                                           # 10 steps (not for long sequences when `iterations` is None)
+    device: str | None = None              # default: the device of the predictions
+    cuda_graph: bool = True                # on CUDA, replay each stage's step as one captured graph
+
+
+@dataclass
+class VGGTOptions:
+    """VGGT single pass.
+
+    points: "depth" (depth map unprojected with the cameras, the reference's recommendation) or "head"
+            (the point head).
+    mode:   preprocessing, "crop" or "pad".
+    fused:  compile the transformer blocks (CUDA; ~4 % faster on long runs, ~15 s one-time compile).
+    """
+
+    points: str = "depth"
+    mode: str = "crop"
+    fused: bool = False
+
+
+@dataclass
+class ReconstructOptions:
+    """Everything `reconstruct()` can be told. Defaults reproduce a plain run.
+
+    backend:        "auto" (from the checkpoint's family), "pairs" or "vggt".
+    device:         "cuda", "cpu", "mps" or None (CUDA when available).
+    precision:      "auto", "fp32", "bf16", "fp16".
+    image_size:     network input size (None: what the checkpoint was trained for).
+    on_bad_image:   "skip" (report in `warnings`, use the rest) or "raise" (stop at the first bad file).
+    cache_dir:      where registry checkpoints are looked up (None: the default weights folder).
+    known_focal_mm: the lens, if known; with `sensor_width_mm` = the sensor's long side (36: full frame).
+    """
+
+    backend: str = "auto"
+    device: str | None = None
+    precision: str = "auto"
+    image_size: int | None = None
+    on_bad_image: str = "skip"
+    cache_dir: str | Path | None = None
+    known_focal_mm: float | None = None
+    sensor_width_mm: float = 36.0
+    pairwise: PairwiseOptions = field(default_factory=PairwiseOptions)
+    align: AlignOptions = field(default_factory=AlignOptions)
+    vggt: VGGTOptions = field(default_factory=VGGTOptions)
+
+    def check(self) -> None:
+        """Raise `ValueError` naming the first option with a value no backend understands."""
+        for name, value, allowed in (("backend", self.backend, BACKENDS), ("precision", self.precision, PRECISIONS),
+                                     ("on_bad_image", self.on_bad_image, BAD_IMAGE_POLICIES),
+                                     ("vggt.points", self.vggt.points, ("depth", "head")),
+                                     ("vggt.mode", self.vggt.mode, ("crop", "pad"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
+        if self.known_focal_mm is not None and (self.known_focal_mm <= 0 or self.sensor_width_mm <= 0):
+            raise ValueError("known_focal_mm and sensor_width_mm must be positive (mm)")
+        if self.image_size is not None and self.image_size <= 0:
+            raise ValueError(f"image_size must be positive, not {self.image_size}")
+
+
+__all__ = ["AlignOptions", "PairwiseOptions", "ReconstructOptions", "VGGTOptions"]

@@ -1,0 +1,24 @@
+"""Custom-property keys pointmap writes on Blender data and reads back (one name each, used everywhere).
+
+On a camera object: WIDTH, HEIGHT (original image pixels), PIXEL_ASPECT ([x, y]), VIEW (index in the
+reconstruction), PATH (source photo), PHOTO (its image datablock), DEPTH / CONF (depth-texture images).
+On a per-view mesh object: VIEW. On the run's collection: FAMILY, MODEL, SOURCE, PATHS, WORLD_ORIENTATION,
+WORLD_MATRIX (the 4x4 OpenCV-world -> Blender-world matrix, row-major), WARNINGS.
+"""
+
+WIDTH = "pointmap_width"
+HEIGHT = "pointmap_height"
+PIXEL_ASPECT = "pointmap_pixel_aspect"
+VIEW = "pointmap_view"
+PATH = "pointmap_path"
+PHOTO = "pointmap_photo"
+DEPTH = "pointmap_depth"
+CONF = "pointmap_conf"
+
+FAMILY = "pointmap_family"
+MODEL = "pointmap_model"
+SOURCE = "pointmap_source"
+PATHS = "pointmap_paths"
+WORLD_ORIENTATION = "pointmap_world_orientation"
+WORLD_MATRIX = "pointmap_world_matrix"
+WARNINGS = "pointmap_warnings"
