@@ -18,6 +18,7 @@ import math
 import numpy as np
 import torch
 from helpers_synth import _angle, make_case
+from pointmap.core.pairwise.predictions import PairPredictions
 
 
 def shot_poses(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -79,8 +80,9 @@ def make_shot_case(n_frames: int = 60, size=(32, 48), window: int = 3, seed: int
     pred, truth = make_case(n_views=n_frames, size=size, path="shot", graph=f"swin-{window}-noncyclic",
                             noise=noise, pose_noise_deg=pose_noise_deg, outliers=outliers, shared_focal=True,
                             seed=seed, dtype=torch.float16)
-    for key, bits in (("pts_i", 8), ("pts_j", 8), ("conf_i", 4), ("conf_j", 4)):
-        setattr(pred, key, [_keep_mantissa(t, bits).to(dtype) for t in getattr(pred, key)])
+    kept = {key: [_keep_mantissa(t, bits).to(dtype) for t in getattr(pred, key)]
+            for key, bits in (("pts_i", 8), ("pts_j", 8), ("conf_i", 4), ("conf_j", 4))}
+    pred = PairPredictions.from_tensors(pred.edges, pred.image_shapes, **kept)
     truth["meta"]["graph"] = f"swin-{window}"
     return pred, truth
 

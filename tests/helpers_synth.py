@@ -171,7 +171,7 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
             x, conf = corrupt(x, conf, s)
             out["pts_" + side].append(x.to(dtype))
             out["conf_" + side].append(conf.to(dtype))
-    pred = PairPredictions(edges=edges, image_shapes=shapes, **out)
+    pred = PairPredictions.from_tensors(edges, shapes, **out)
     meta = {"seed": seed, "views": n_views, "size": [list(s) for s in sorted(set(shapes))], "path": path, "graph": graph,
             "noise": noise, "pose_noise_deg": pose_noise_deg, "outliers": outliers, "shared_focal": shared_focal}
     return pred, {"cam2world": poses, "K": K, "meta": meta}
@@ -182,7 +182,7 @@ def case_to_npz(pred: PairPredictions, truth: dict) -> dict:
     h, w = pred.image_shapes[0]
     return {
         "edges": pred.edges.astype(np.int32),
-        **{k: torch.stack(getattr(pred, k)).cpu().numpy().astype(np.float16) for k in ("pts_i", "pts_j", "conf_i", "conf_j")},
+        **{k: torch.stack(list(getattr(pred, k))).cpu().numpy().astype(np.float16) for k in ("pts_i", "pts_j", "conf_i", "conf_j")},
         "gt_cam2world": truth["cam2world"], "gt_K": truth["K"], "image_size": np.array([h, w], np.int32),
         "meta": np.array(json.dumps(truth["meta"])),
     }
@@ -199,7 +199,7 @@ def load_npz_case(path, device="cpu", dtype=torch.float32):
             arr = torch.from_numpy(z[k]).to(device=device, dtype=dtype)
             lists[k] = list(arr.unbind(0)) if len(arr) == e else [arr[n] for n in range(e)]
         n = len(z["gt_cam2world"])
-        pred = PairPredictions(edges=z["edges"].astype(np.int64), image_shapes=[(h, w)] * n, **lists)
+        pred = PairPredictions.from_tensors(z["edges"].astype(np.int64), [(h, w)] * n, **lists)
         truth = {"cam2world": z["gt_cam2world"], "K": z["gt_K"], "meta": json.loads(str(z["meta"]))}
     return pred, truth
 
