@@ -1,6 +1,6 @@
 """Drift-free initialisation of global alignment: averaging over all edges instead of chaining.
 
-The tree initialisation (`init.initialise`) chains per-edge frames along a spanning tree, so on a long
+The tree initialisation (`init.initialise_tree`) chains per-edge frames along a spanning tree, so on a long
 shot every hop adds its pair's rotation error and the far end starts degrees off; refinement, moving a
 graph hop per step, does not remove such a smooth error in any affordable number of steps. Here every
 edge counts at once:
@@ -34,7 +34,7 @@ from .rotation_averaging import average_rotations, solve_differences
 
 def initialise_global(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf: float, pp: torch.Tensor,
                       focal_group: torch.Tensor, n_focal: int) -> InitResult:
-    """Averaging initialisation (module doc); same arguments and result as `init.initialise`.
+    """Averaging initialisation (module doc); same arguments and result as `init.initialise_tree`.
 
     pp: (N, 2) principal points; focal_group: (N,) focal index of each view; n_focal: number of focals.
     """

@@ -9,7 +9,7 @@ Storage: the predictions' per-shape buffers (`pairwise.predictions.PairStorage`)
 pointmaps and confidences as they are (no second copy); they may live in (pinned) host memory while the
 alignment runs on the GPU: `ViewGroup.sample` streams the pixels it needs to the compute device.
 
-Initialisation (no randomness; `initialise`): by default averaging over all edges (`global_init`);
+Initialisation (no randomness; `initialise.initialise`): by default averaging over all edges (`global_init`);
 the older tree initialisation (`initialise_tree`): score each edge by its confidence, take a maximum spanning tree over
 the images, chain the per-edge frames along it with confidence-weighted Umeyama fits between two
 predictions of the same view, then fit every edge's similarity to the chained world pointmaps, every
@@ -133,20 +133,6 @@ class InitResult:
     edge_t: torch.Tensor
     focal: torch.Tensor
     root: int
-
-
-def initialise(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf: float, pp: torch.Tensor,
-               focal_group: torch.Tensor, n_focal: int, method: str = "average") -> InitResult:
-    """Initial cameras, edge similarities and focals.
-
-    method: "average" (default): rotation / scale / position averaging over all edges
-    (`global_init.initialise_global`, no drift on long shots); "tree": the spanning-tree chain below.
-    """
-    if method == "tree":
-        return initialise_tree(groups, edges, n, min_conf, pp, focal_group, n_focal)
-    from .global_init import initialise_global
-
-    return initialise_global(groups, edges, n, min_conf, pp, focal_group, n_focal)
 
 
 def initialise_tree(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf: float, pp: torch.Tensor,

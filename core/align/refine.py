@@ -57,7 +57,8 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     """Recover cameras, focals and depth maps from `PairPredictions` (see the module docstring)."""
     import torch
 
-    from .init import build_groups, initialise
+    from .init import build_groups
+    from .initialise import initialise
     from .loop import refine
     from .schedule import auto_steps
     from .step import Intrinsics

@@ -60,12 +60,13 @@ def test_generated_shot_initialisation_has_no_drift(n, window, seed):
 
 def test_tree_initialisation_drifts_where_averaging_does_not(monkeypatch):
     import pointmap.core.align.init as init_mod
+    import pointmap.core.align.initialise as initialise_mod
 
     pred, truth = make_shot_case(120, size=(32, 48), window=3, seed=5)
     avg = sequence_scores(global_align(pred, AlignOptions(iterations=0, shared_focal=True)).cam2world,
                           np.ones(120), truth)
     tree = init_mod.initialise_tree
-    monkeypatch.setattr(init_mod, "initialise", lambda *a, **k: tree(*a))
+    monkeypatch.setattr(initialise_mod, "initialise", lambda *a, **k: tree(*a))
     chained = sequence_scores(global_align(pred, AlignOptions(iterations=0, shared_focal=True)).cam2world,
                               np.ones(120), truth)
     assert avg["rot_max_deg"] < 0.6 * chained["rot_max_deg"], (avg, chained)
