@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # helpe
 from helpers_synth import TARGETS, load_npz_case, passes, score  # noqa: E402
 from pointmap.core.align.refine import global_align
 from pointmap.core.options import AlignOptions  # noqa: E402
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main(argv=None) -> int:
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
               + f", seconds {dt:.3f}, {'PASS' if passes(s) else 'FAIL'}")
     mean = {k: sum(t[k] for t in table) / len(table) for k in table[0]}
     print("mean: " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items()) + f"  (targets {TARGETS})")
-    args.out.write_text(json.dumps(results, indent=1))
+    args.out.write_text(json.dumps(stamp(results), indent=1))
     return 0 if all(passes(t) for t in table) else 1
 
 

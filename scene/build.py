@@ -201,6 +201,12 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
         for i in range(n):
             step(f"mesh {i + 1}/{n}")
             verts, tris, uv = meshes.view_mesh_arrays(recon, i, W, min_conf, options.mesh_max_depth_jump)
+            if len(tris) == 0:
+                # Blender 5.0 gives a mesh without vertices no "position" attribute; an empty object would
+                # only clutter the outliner, so the view is left out and the user told why.
+                warnings.append(f"View {recon.names[i]}: no per-view mesh (no triangle passed the confidence "
+                                f"threshold {min_conf:g} and the depth-jump limit); the view was skipped.")
+                continue
             me = meshes.build_mesh(f"{recon.names[i]} mesh", verts, tris, uv, created)
             img = photos.get(i) or textures.photo_image(recon, i, f"{recon.names[i]} photo", created, warnings)
             me.materials.append(materials.photo_material(f"{recon.names[i]} photo", img, created))

@@ -338,3 +338,15 @@ def test_photos_from_files_and_default_name(tmp_path):
     n_images = len(bpy.data.images)
     coll2 = build_scene(rec, options=SceneOptions(depth_textures=None))
     assert len(bpy.data.images) == n_images and coll2.name != coll.name
+
+
+def test_per_view_mesh_of_a_view_with_no_triangles_is_skipped_with_a_note():
+    """Issue #9.7: a view whose every pixel is below the confidence threshold used to crash (Blender 5.0 gives a
+    mesh without vertices no "position" attribute). The run succeeds; the view gets no mesh and a warning."""
+    recon = make_synthetic_recon()
+    recon.conf[1][...] = 0.0
+    coll = build_scene(recon, options=SceneOptions(per_view_meshes=True, depth_textures=None, min_conf=1.5))
+    views = sorted(o["pointmap_view"] for o in coll.objects if o.type == "MESH" and not o.modifiers)
+    assert views == [i for i in range(recon.n_views) if i != 1]
+    note = [w for w in coll["pointmap_warnings"] if "no per-view mesh" in w]
+    assert len(note) == 1 and recon.names[1] in note[0]
