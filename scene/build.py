@@ -184,14 +184,23 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             cam_mod.use_camera_render_settings(scene, first)
 
     if want_tex:
-        if options.depth_textures == "exr":
-            textures.ensure_texture_dir(options.texture_dir)
+        tex_mode, tex_dir = options.depth_textures, None
+        if tex_mode == "exr":
+            parent = textures.texture_parent(options.texture_dir)
+            if parent is None:
+                # Never Blender's temp folder (deleted on quit): pack into the .blend instead, and say so.
+                tex_mode = "pack"
+                warnings.append("Depth textures were packed into the .blend instead of written as OpenEXR "
+                                "files: the file is not saved yet (or the texture folder is Blender's temporary "
+                                "folder). Save the .blend first, or name a texture folder.")
+            else:
+                tex_dir = textures.run_texture_dir(parent, coll.name, created)
+                coll[keys.TEXTURE_DIR] = tex_dir
         for i, cam in enumerate(cams):
             step(f"depth texture {i + 1}/{n}")
-            d = textures.float_map_image(f"{recon.names[i]} depth", recon.depth[i], options.depth_textures,
-                                         options.texture_dir, created)
-            c = textures.float_map_image(f"{recon.names[i]} confidence", recon.conf[i], options.depth_textures,
-                                         options.texture_dir, created)
+            d = textures.float_map_image(f"{recon.names[i]} depth", recon.depth[i], tex_mode, tex_dir, created)
+            c = textures.float_map_image(f"{recon.names[i]} confidence", recon.conf[i], tex_mode, tex_dir,
+                                         created)
             # ID pointers, not names: they count as users, so the images are saved with the .blend.
             cam[keys.DEPTH] = d
             cam[keys.CONF] = c

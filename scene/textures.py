@@ -25,7 +25,8 @@ def _blender_pixels(rgb: np.ndarray) -> np.ndarray:
 
 
 def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | None, created):
-    """A (h, w) float32 map as a Non-Color float image, packed or saved to `directory/name.exr`."""
+    """A (h, w) float32 map as a Non-Color float image, packed or saved as a new file in `directory`
+    (`name.exr`, or `name_2.exr`, ... when that name is taken: an existing file is never overwritten)."""
     import bpy
 
     h, w = values.shape
@@ -36,16 +37,14 @@ def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | N
     if mode == "pack":
         img.pack()
     elif mode == "exr":
-        path = os.path.join(directory, _file_name(img.name) + ".exr")
+        path = _claim_new_file(directory, _file_name(img.name), ".exr")
+        created.add_file(path)          # ours from here on: claimed empty, so undo may delete it
         img.filepath_raw = path
         img.file_format = "OPEN_EXR"
-        existed = os.path.exists(path)
         try:
             img.save()
         except RuntimeError as err:
             raise SceneError(f"Could not write the texture {path}: {err}") from err
-        if not existed:
-            created.add_file(path)
     return img
 
 
@@ -53,11 +52,62 @@ def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def ensure_texture_dir(directory: str) -> None:
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as err:
-        raise SceneError(f"Could not create the texture folder {directory}: {err}") from err
+def _claim_new_file(directory: str, stem: str, suffix: str) -> str:
+    """Create an empty file `directory/stem[_N]suffix` that did not exist (O_EXCL: no race, no overwrite,
+    also on case-insensitive file systems) and return its path."""
+    for k in range(1, 10_000):
+        path = os.path.join(directory, f"{stem}{'' if k == 1 else f'_{k}'}{suffix}")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return path
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise SceneError(f"Could not create the texture {path}: {err}") from err
+    raise SceneError(f"Could not find a free file name for {stem}{suffix} in {directory}.")
+
+
+def run_texture_dir(parent: str, run_name: str, created) -> str:
+    """Create this run's own texture folder `parent/<run_name>` (`<run_name>_2`, ... when taken: another
+    run's or another .blend's folder is never reused) and record it in the ledger; returns its path."""
+    missing, folder = [], os.path.abspath(parent)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in reversed(missing):     # outermost first, so undo removes them innermost first
+        try:
+            os.mkdir(folder)
+        except OSError as err:
+            raise SceneError(f"Could not create the texture folder {parent}: {err}") from err
+        created.add_dir(folder)
+    stem = _file_name(run_name) or "pointmap"
+    for k in range(1, 10_000):
+        path = os.path.join(parent, stem if k == 1 else f"{stem}_{k}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise SceneError(f"Could not create the texture folder {path}: {err}") from err
+        created.add_dir(path)
+        return path
+    raise SceneError(f"Could not find a free folder name for {stem} in {parent}.")
+
+
+def texture_parent(texture_dir: str | None) -> str | None:
+    """Where a run's OpenEXR folder goes: `texture_dir` if given, else beside the saved .blend; None when
+    the .blend is unsaved (then the textures are packed) or when the folder is Blender's session temp folder,
+    which Blender deletes on quit (the .blend would point at files that no longer exist)."""
+    import bpy
+
+    if texture_dir is None:
+        if not bpy.data.filepath:
+            return None
+        texture_dir = os.path.dirname(bpy.path.abspath(bpy.data.filepath))
+    tmp = bpy.app.tempdir
+    if tmp and os.path.commonpath([os.path.abspath(texture_dir), os.path.abspath(tmp)]) == os.path.abspath(tmp):
+        return None
+    return texture_dir
 
 
 def network_photo_array(colors: np.ndarray, net_to_orig: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
