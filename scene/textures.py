@@ -136,12 +136,40 @@ def network_photo_array(colors: np.ndarray, net_to_orig: np.ndarray, orig_hw: tu
     return out
 
 
+EXIF_SOURCE = "pointmap_exif_source"   # on an oriented photo copy: the file it was made from
+
+
+def _exif_upright(path: str) -> np.ndarray | None:
+    """(H, W, 3) uint8 pixels of `path` turned upright by its EXIF orientation, or None when the file has
+    no orientation other than 1 (or Pillow cannot read it: Blender then loads the file itself)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.getexif().get(0x0112, 1) in (0, 1):
+                return None
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+
+
 def photo_image(recon, i: int, name: str, created, warnings: list[str]):
-    """The photo of view i: its original file when readable, else one made from the network colours."""
+    """The photo of view i, upright: its original file when readable (a packed upright copy when the file
+    carries an EXIF orientation, which Blender would ignore), else one made from the network colours."""
     import bpy
 
     path = recon.paths[i]
     if path and os.path.isfile(path):
+        upright = _exif_upright(path)
+        if upright is not None:
+            # Blender ignores EXIF orientation: show the photo as the reconstruction saw it (upright),
+            # packed so the .blend carries it and the original file is never touched.
+            h, w = upright.shape[:2]
+            img = created.add(bpy.data.images.new(name, w, h, alpha=False))
+            img.pixels.foreach_set(_blender_pixels(upright / np.float32(255.0)))
+            img.pack()
+            img[EXIF_SOURCE] = path
+            return img
         before = {im.as_pointer() for im in bpy.data.images}
         try:
             img = bpy.data.images.load(path, check_existing=True)

@@ -422,3 +422,36 @@ def test_failure_after_some_textures_leaves_the_folder_as_it_was(tmp_path, monke
     assert len(calls) == 3
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["run"]
+
+
+def test_exif_oriented_photo_is_upright_behind_its_camera_and_on_its_mesh(tmp_path):
+    """Issue #9.7: an orientation-6 JPEG (stored landscape, shown portrait) is shown upright; the file is
+    left untouched and the upright copy is packed."""
+    from PIL import Image
+
+    raw = np.zeros((40, 60, 3), np.uint8)            # stored 60 wide x 40 high
+    raw[:20, :30] = (255, 0, 0)                        # stored top-left quadrant red
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(raw).save(path, quality=100, exif=exif)
+    original = path.read_bytes()
+    with Image.open(path) as im:
+        from PIL import ImageOps
+
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert upright.shape == (60, 40, 3)
+    recon = make_synthetic_recon()
+    recon.paths[0] = str(path)
+    coll = build_scene(recon, options=SceneOptions(per_view_meshes=True, depth_textures=None))
+    cam = _cameras(coll)[0]
+    img = cam.data.background_images[0].image
+    assert tuple(img.size) == (40, 60) and img.packed_file is not None
+    px = np.empty(40 * 60 * 4, np.float32)
+    img.pixels.foreach_get(px)
+    got = np.round(px.reshape(60, 40, 4)[::-1, :, :3] * 255).astype(np.int16)
+    assert np.abs(got - upright.astype(np.int16)).max() <= 1
+    mesh = next(o for o in coll.objects if o.type == "MESH" and not o.modifiers and o["pointmap_view"] == 0)
+    tex = next(n for n in mesh.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
+    assert tex.image == img
+    assert path.read_bytes() == original
