@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # helpe
 
 from helpers_shot import drift_floor, sequence_scores, shot_passes, shot_targets  # noqa: E402
 from helpers_synth import TARGETS, load_npz_case, passes, score  # noqa: E402
-from pointmap.core.align.refine import global_align
+from pointmap.core.align.refine import global_align  # noqa: E402
 from pointmap.core.options import AlignOptions  # noqa: E402
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main(argv=None) -> int:
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         print(line + f"\n  seconds {dt:.2f} (+ {t_load:.2f} loading), {'PASS' if good else 'FAIL'}", flush=True)
     mean = {k: sum(t[k] for t in table) / len(table) for k in table[0]}
     print("mean: " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items()) + f"  (targets {TARGETS})")
-    args.out.write_text(json.dumps(results, indent=1))
+    args.out.write_text(json.dumps(stamp(results), indent=1))
     return 0 if ok else 1
 
 

@@ -22,3 +22,4 @@ PATHS = "pointmap_paths"
 WORLD_ORIENTATION = "pointmap_world_orientation"
 WORLD_MATRIX = "pointmap_world_matrix"
 WARNINGS = "pointmap_warnings"
+TEXTURE_DIR = "pointmap_texture_dir"   # the run's own OpenEXR folder (collection property)
