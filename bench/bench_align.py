@@ -31,9 +31,7 @@ def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeat
              **options) -> dict:
     pred, truth = make_case(n_views=n, size=size, graph=graph, path=path, seed=seed, device=device)
     if storage == "fp16":   # what the inference engine hands over: float16, one buffer per image shape
-        from pointmap.core.align.init import pack_predictions
-
-        pred = pack_predictions(pred, torch.float16)
+        pred = pred.converted(torch.float16)
     cuda = device.startswith("cuda")
     times, res = [], None
     for _ in range(repeats):
