@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_pipeline import _random_model  # noqa: E402
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def frames(n: int, h: int, w: int, seed: int = 0) -> list[np.ndarray]:
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
                 report["vggt_chunked"] = run_vggt(device, args.frames, h, w, 6, tiny_model("pt"), (w // 14) * 14)
             else:
                 report["vggt_chunked"] = run_vggt(device, args.frames, h, w, args.chunk)
-    print(json.dumps(report, indent=1))
+    print(json.dumps(stamp(report), indent=1))
     return 0
 
 

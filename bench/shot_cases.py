@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # gener
 
 from helpers_shot import drift_floor, make_shot_case  # noqa: E402
 from helpers_synth import case_to_npz  # noqa: E402
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main(argv=None) -> int:
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
         truth["meta"]["drift_floor"] = drift_floor(pred.edges, n, truth["meta"]["pose_noise_deg"])
         out = args.dir / f"shot{n}_swin{args.window}.npz"
         np.savez_compressed(out, **case_to_npz(pred, truth))
-        print(json.dumps({"file": str(out), "frames": n, "edges": pred.n_edges, **truth["meta"]["drift_floor"]}))
+        print(json.dumps(stamp({"file": str(out), "frames": n, "edges": pred.n_edges, **truth["meta"]["drift_floor"]})))
     return 0
 
 

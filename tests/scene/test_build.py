@@ -455,3 +455,16 @@ def test_exif_oriented_photo_is_upright_behind_its_camera_and_on_its_mesh(tmp_pa
     tex = next(n for n in mesh.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
     assert tex.image == img
     assert path.read_bytes() == original
+
+
+def test_view_names_that_map_to_one_file_name_get_distinct_textures(tmp_path):
+    """'a b' and 'a_b' (or 'View'/'view' on a case-insensitive disk) would share a file name: never overwritten."""
+    recon = make_synthetic_recon()
+    recon.names[0], recon.names[1] = "a b", "a_b"
+    recon.depth[1] = recon.depth[1] * 3.0
+    coll = build_scene(recon, options=SceneOptions(depth_textures="exr", texture_dir=str(tmp_path)))
+    cams = _cameras(coll)
+    paths = [Path(c["pointmap_depth"].filepath) for c in cams[:2]]
+    assert paths[0] != paths[1] and paths[1].name == "a_b_depth_2.exr"
+    for i in range(2):
+        np.testing.assert_allclose(_depth_from_file(cams[i]["pointmap_depth"]), recon.depth[i], rtol=1e-6)
