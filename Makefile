@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pointmap-installed
 
-.PHONY: test demo lint zip
+.PHONY: test test-gpu demo lint zip
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest
+
+# GPU tier (tests/gpu, marker `gpu`): runs under an interpreter that already has torch with CUDA, numpy,
+# pillow, timm, safetensors and pytest -- by default the system python3, with no venv and no pip (the GPU
+# machine is offline). The package is imported from this checkout through a `pointmap` link on PYTHONPATH
+# (the repository root is the package). Skipped test by test without CUDA; never part of `make test`.
+GPU_PY ?= python3
+GPU_PATH := $(CURDIR)/build/gpu-path
+test-gpu:
+	mkdir -p $(GPU_PATH) && ln -sfn $(CURDIR) $(GPU_PATH)/pointmap
+	PYTHONPATH=$(GPU_PATH)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m pytest -m gpu tests/gpu -p no:cacheprovider $(ARGS)
 
 demo: $(STAMP)
 	$(PY) -m pointmap.demo samples/photos out/demo.blend

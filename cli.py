@@ -134,6 +134,11 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise UsageError("give a folder of photos (or a movie / image sequence), or --from-reconstruction FILE.npz.")
     if args.from_reconstruction and not os.path.isfile(args.from_reconstruction):
         raise UsageError(f"--from-reconstruction {args.from_reconstruction}: no such file.")
+    if args.fused_mesh and (args.animated_camera or args.export_chan or args.frames or args.stride != 1):
+        raise UsageError("--fused-mesh is not available with the shot options (--animated-camera, --frames, "
+                         "--stride, --export-chan) yet: build the mesh in a separate run with --from-reconstruction.")
+    if args.voxel_size < 0:
+        raise UsageError(f"--voxel-size {args.voxel_size}: must be 0 (automatic) or positive.")
     if args.stride < 1:
         raise UsageError(f"--stride {args.stride}: must be 1 or more.")
     if args.frames:

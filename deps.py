@@ -24,6 +24,9 @@ REQUIRED = ("torch", "torchvision", "timm", "safetensors", "cv2", "mcubes")
 # preprocessing is defined by cv2.resize's uint8 rounding (core/io/da3_images.py); headless = no GUI libs.
 # PyMCubes: marching cubes for fused meshes (core/meshing/extract.py).
 PIP_NAMES = {"cv2": "opencv-python-headless", "mcubes": "PyMCubes"}
+# Installed with them but not required to run: PyAV decodes movie files for the Python API / CLI
+# (inside Blender, Blender's own movie-clip decoding is used).
+ALSO_INSTALLED = ("av",)
 CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 PYPI_INDEX_URL = "https://pypi.org/simple"
 

@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from helpers_synth import make_case, passes, score  # noqa: E402
 from pointmap.core.align.refine import global_align
 from pointmap.core.options import AlignOptions  # noqa: E402
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 REFERENCE = {"h200_512x384_complete_s": {"8": 4.3, "16": 9.7, "32": 35.1}, "cpu2_8x96x64_s": 73.0}
 TARGETS_S = {"gpu": {"8": 0.4, "16": 1.0, "32": 3.0}, "cpu2_8x96x64_s": 5.0}
@@ -30,9 +31,7 @@ def run_case(device: str, n: int, size, graph: str, path: str, seed: int, repeat
              **options) -> dict:
     pred, truth = make_case(n_views=n, size=size, graph=graph, path=path, seed=seed, device=device)
     if storage == "fp16":   # what the inference engine hands over: float16, one buffer per image shape
-        from pointmap.core.align.init import pack_predictions
-
-        pred = pack_predictions(pred, torch.float16)
+        pred = pred.converted(torch.float16)
     cuda = device.startswith("cuda")
     times, res = [], None
     for _ in range(repeats):
@@ -88,7 +87,7 @@ def main(argv=None) -> int:
         if args.sparse:
             report["sparse"] = run_case(args.device, args.sparse, (384, 512), args.sparse_graph, args.sparse_path, 7,
                                         storage=args.storage)
-    print(json.dumps(report, indent=1))
+    print(json.dumps(stamp(report), indent=1))
     return 0
 
 

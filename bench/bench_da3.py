@@ -39,6 +39,7 @@ from pointmap.core.backends.da3 import prepare_model
 from pointmap.core.backends.vggt import fast_attention
 from pointmap.core.models.da3 import build_da3
 from pointmap.core.weights.checkpoint import load_state_dict_into
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def commit() -> str:
@@ -204,6 +205,7 @@ def main() -> None:
                                          for o, r in zip(entry["ours"], entry["ref"], strict=True)]
         result["models"][preset] = entry
         del ref_net, our_net
+    stamp(result)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

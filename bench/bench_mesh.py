@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))   # helpers_meshgen: the synthetic scene
 
 from helpers_meshgen import make_case  # noqa: E402
 from pointmap.core.meshing import MeshOptions, fuse_mesh  # noqa: E402
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 CONFIGS = {"gpu": {"views": 100, "W": 512, "H": 384, "resolution": 512, "target_s": 3.0, "target_gib": 8.0},
            "cpu": {"views": 20, "W": 256, "H": 192, "resolution": 256, "target_s": 30.0}}
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     }
     if cuda:
         report["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
-    print(json.dumps(report, indent=1))
+    print(json.dumps(stamp(report), indent=1))
     return 0
 
 

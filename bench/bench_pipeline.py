@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parent.parent
 DUST3R_CONFIG = ROOT / "tests/fixtures/checkpoint_keys/DUSt3R_ViTLarge_BaseDecoder_512_dpt.json"
@@ -126,12 +127,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             result["dust3r_views"] = _run_views(args.photos, device, args.graph, args.repeats, args.image_size,
                                                 args.views, args.offload, Path(tmp))
-        print(json.dumps(result, indent=1))
+        print(json.dumps(stamp(result), indent=1))
         return
     for kind in ("dust3r", "vggt"):
         if args.only in (None, kind):
             result[kind] = _run(kind, args.photos, device, args.graph, args.repeats, args.image_size)
-    print(json.dumps(result, indent=1))
+    print(json.dumps(stamp(result), indent=1))
 
 
 if __name__ == "__main__":

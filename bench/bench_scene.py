@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 
 import numpy as np
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def make_recon(n_views: int, h: int = 384, w: int = 512, sky_rows: int = 188, seed: int = 0):
@@ -217,13 +218,13 @@ def main() -> None:
         coll = build_scene(recon, options=opts, progress=progress)
         total = time.perf_counter() - t0
     n_points = next(len(o.data.vertices) for o in coll.objects if o.type == "MESH")
-    print(json.dumps({
+    print(json.dumps(stamp({
         "points": n_points, "cameras": sum(o.type == "CAMERA" for o in coll.objects),
         "textures": sum(1 for im in bpy.data.images if im.colorspace_settings.name == "Non-Color"),
         "texture_mode": args.textures, "background_photos": args.photos,
         "seconds": {k: round(v, 3) for k, v in parts.items()}, "total_s": round(total, 3),
         "make_recon_s": round(t_make, 2),
-    }))
+    })))
 
 
 if __name__ == "__main__":

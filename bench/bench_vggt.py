@@ -20,6 +20,7 @@ import torch
 from pointmap.core.backends.vggt import fast_attention
 from pointmap.core.models.vggt import build_vggt
 from pointmap.core.models.vggt.blocks import set_fused
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 REFERENCE = {  # official code on H200: bf16 autocast aggregator, fp32 heads, PyTorch attention
     "device": "NVIDIA H200", "frames": [1, 10, 50, 100, 200],
@@ -137,7 +138,7 @@ def main() -> None:
             print(variant, json.dumps(rows[-1]), flush=True)
         result["runs"][variant] = rows
     with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+        json.dump(stamp(result), f, indent=1)
     print(json.dumps(result, indent=1))
 
 

@@ -24,6 +24,7 @@ from helpers_meshscore import load_case, score_cloud, score_mesh, targets  # noq
 from pointmap.core.meshing import MeshingError, MeshOptions, fuse_mesh  # noqa: E402
 from pointmap.core.meshing.views import check_views  # noqa: E402
 from pointmap.scene.meshes import grid_triangles  # noqa: E402
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 PER_VIEW_MAX_JUMP = 0.05   # per-view meshes: no triangle across a depth step above 5 %
 
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
                 row.update(baselines(case))
         results[path.stem] = row
         print(json.dumps({path.stem: row}), flush=True)
-    print(json.dumps({"cases": results}, indent=1))
+    print(json.dumps(stamp({"cases": results}), indent=1))
     return 0
 
 

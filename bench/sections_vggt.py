@@ -21,6 +21,7 @@ import torch
 from bench_vggt import build_bf16_model, gpu_seconds  # run as a script: bench/ is on sys.path
 from pointmap.core.backends.vggt import fast_attention
 from pointmap.core.models.vggt.blocks import set_fused
+from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def timed(fn, repeats=2):
@@ -88,7 +89,7 @@ def main() -> None:
             res["dpt_bf16_err_depth"] = rel_errors(d16, d32)
             res["dpt_bf16_err_conf"] = rel_errors(c16, c32)
             del layers, d32, c32, d16, c16
-            print(json.dumps(res), flush=True)
+            print(json.dumps(stamp(res)), flush=True)
 
 
 if __name__ == "__main__":

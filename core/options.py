@@ -60,7 +60,7 @@ class AlignOptions:
     the top-level options; scripts calling `global_align` directly set them themselves.
     """
 
-    iterations: int | None = None          # most optimisation steps; None: 200, more for long sequences
+    iterations: int | None = None          # most optimisation steps; None: 200 (early stop)
     shared_focal: bool = False             # one focal for all views with an unknown focal
     focals: Sequence[float] | None = None  # per image known focal; NaN = unknown
     intrinsics: Sequence | None = None     # per image known 3x3 K_net, or None entries; fixed if given

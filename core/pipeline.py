@@ -88,7 +88,10 @@ def reconstruct(
         images = load_images(inputs, size=opt.image_size or input_size, on_error=opt.on_bad_image,
                              progress=report, cancel=cancel)
     timings["load"] = time.perf_counter() - t
-    warnings = [f"Skipped {path}: {message}" for path, message in images.failures]
+    # The loaders' messages already name the file: say "Skipped" once, not the path twice.
+    warnings = [f"Skipped: {message}" if path and path in message else f"Skipped {path}: {message}"
+                for path, message in images.failures]
+    warnings += images.duplicate_warnings()
     if model_name == DEMO_NAME:
         warnings.insert(0, DEMO_LABEL)
 

@@ -40,6 +40,17 @@ def report(progress: ProgressFn | None, stage: str, done: int, total: int, messa
         progress(Progress(stage, int(done), int(total), message, loss))
 
 
+def eta_text(started: float, done: int, total: int, now: float | None = None) -> str:
+    """"ETA 1 min 5 s" from the pace so far (`started`: time.perf_counter() at 0 units done); "" at 0."""
+    import time
+
+    if done <= 0 or total <= done:
+        return ""
+    left = (((now if now is not None else time.perf_counter()) - started) / done) * (total - done)
+    minutes, seconds = divmod(int(round(left)), 60)
+    return f"ETA {minutes} min {seconds} s" if minutes else f"ETA {seconds} s"
+
+
 def console_progress(prefix: str = "pointmap") -> ProgressFn:
     """Progress printer for headless runs (CLI, demo, `blender -b`): one line per stage change or 10 % step,
     flushed at once so the lines appear while the job runs."""

@@ -203,14 +203,23 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
         _build_animated_camera(recon, W, name, coll, scene, options, created, med_depth, warnings)
 
     if want_tex:
-        if options.depth_textures == "exr":
-            textures.ensure_texture_dir(options.texture_dir)
+        tex_mode, tex_dir = options.depth_textures, None
+        if tex_mode == "exr":
+            parent = textures.texture_parent(options.texture_dir)
+            if parent is None:
+                # Never Blender's temp folder (deleted on quit): pack into the .blend instead, and say so.
+                tex_mode = "pack"
+                warnings.append("Depth textures were packed into the .blend instead of written as OpenEXR "
+                                "files: the file is not saved yet (or the texture folder is Blender's temporary "
+                                "folder). Save the .blend first, or name a texture folder.")
+            else:
+                tex_dir = textures.run_texture_dir(parent, coll.name, created)
+                coll[keys.TEXTURE_DIR] = tex_dir
         for i, cam in enumerate(cams):
             step(f"depth texture {i + 1}/{n}")
-            d = textures.float_map_image(f"{recon.names[i]} depth", recon.depth[i], options.depth_textures,
-                                         options.texture_dir, created)
-            c = textures.float_map_image(f"{recon.names[i]} confidence", recon.conf[i], options.depth_textures,
-                                         options.texture_dir, created)
+            d = textures.float_map_image(f"{recon.names[i]} depth", recon.depth[i], tex_mode, tex_dir, created)
+            c = textures.float_map_image(f"{recon.names[i]} confidence", recon.conf[i], tex_mode, tex_dir,
+                                         created)
             # ID pointers, not names: they count as users, so the images are saved with the .blend.
             cam[keys.DEPTH] = d
             cam[keys.CONF] = c
@@ -220,6 +229,12 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
         for i in range(n):
             step(f"mesh {i + 1}/{n}")
             verts, tris, uv = meshes.view_mesh_arrays(recon, i, W, min_conf, options.mesh_max_depth_jump)
+            if len(tris) == 0:
+                # Blender 5.0 gives a mesh without vertices no "position" attribute; an empty object would
+                # only clutter the outliner, so the view is left out and the user told why.
+                warnings.append(f"View {recon.names[i]}: no per-view mesh (no triangle passed the confidence "
+                                f"threshold {min_conf:g} and the depth-jump limit); the view was skipped.")
+                continue
             me = meshes.build_mesh(f"{recon.names[i]} mesh", verts, tris, uv, created)
             img = photos.get(i) or textures.photo_image(recon, i, f"{recon.names[i]} photo", created, warnings)
             me.materials.append(materials.photo_material(f"{recon.names[i]} photo", img, created))

@@ -22,6 +22,7 @@ PATHS = "pointmap_paths"
 WORLD_ORIENTATION = "pointmap_world_orientation"
 WORLD_MATRIX = "pointmap_world_matrix"
 WARNINGS = "pointmap_warnings"
+TEXTURE_DIR = "pointmap_texture_dir"   # the run's own OpenEXR folder (collection property)
 
 # On the fused-mesh object of a run (bool), so Re-mesh can find and replace it.
 FUSED_MESH = "pointmap_fused_mesh"

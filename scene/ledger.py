@@ -12,6 +12,7 @@ class Created:
     def __init__(self) -> None:
         self.ids: list = []
         self.files: list[str] = []
+        self.dirs: list[str] = []
         self._restore: list[Callable[[], None]] = []
 
     def add(self, idblock):
@@ -20,7 +21,12 @@ class Created:
         return idblock
 
     def add_file(self, path: str) -> None:
+        """Record a file this build created (never one that existed before): undo deletes it."""
         self.files.append(path)
+
+    def add_dir(self, path: str) -> None:
+        """Record a folder this build created: undo removes it once its recorded files are gone, if empty."""
+        self.dirs.append(path)
 
     def on_undo(self, fn: Callable[[], None]) -> None:
         """Register a function restoring something changed in place (scene settings)."""
@@ -40,8 +46,14 @@ class Created:
                 os.remove(path)
             except OSError:
                 pass
+        for path in reversed(self.dirs):
+            try:
+                os.rmdir(path)      # only when empty: a file someone else put there stays, with its folder
+            except OSError:
+                pass
         self.ids.clear()
         self.files.clear()
+        self.dirs.clear()
         self._restore.clear()
 
 

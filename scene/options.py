@@ -32,7 +32,10 @@ class SceneOptions:
     set_render_resolution: set the scene's render size (and pixel aspect, active camera) from the images.
     depth_textures:     None | "pack" (float images packed into the .blend) | "exr" (OpenEXR files in
                         texture_dir); the depth and confidence maps of each view, linked from the camera.
-    texture_dir:        folder for "exr" textures (created if missing).
+    texture_dir:        folder under which each "exr" run writes its own sub-folder (named after the run's
+                        collection; never an existing one, never overwriting a file). None = beside the
+                        saved .blend; with an unsaved .blend (or Blender's temp folder) the maps are packed
+                        instead, with a warning. The CLI passes the output .blend's folder.
     per_view_meshes:    one triangulated, photo-textured mesh per view.
     mesh_max_depth_jump: drop triangles whose depths differ by more than this fraction of the nearest.
     mesh_min_conf:      drop triangles touching a pixel below this confidence; None = min_conf.
@@ -73,8 +76,6 @@ class SceneOptions:
         """Raise SceneError naming the first bad option."""
         if self.depth_textures not in DEPTH_TEXTURE_MODES:
             raise SceneError(f"Unknown depth texture mode {self.depth_textures!r}; use None, 'pack' or 'exr'.")
-        if self.depth_textures == "exr" and not self.texture_dir:
-            raise SceneError("Depth textures as OpenEXR files need a texture folder (texture_dir).")
         if self.world_orientation not in WORLD_ORIENTATIONS:
             raise SceneError(f"Unknown world orientation {self.world_orientation!r}; "
                              f"use one of {', '.join(WORLD_ORIENTATIONS)}.")

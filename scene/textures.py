@@ -25,7 +25,8 @@ def _blender_pixels(rgb: np.ndarray) -> np.ndarray:
 
 
 def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | None, created):
-    """A (h, w) float32 map as a Non-Color float image, packed or saved to `directory/name.exr`."""
+    """A (h, w) float32 map as a Non-Color float image, packed or saved as a new file in `directory`
+    (`name.exr`, or `name_2.exr`, ... when that name is taken: an existing file is never overwritten)."""
     import bpy
 
     h, w = values.shape
@@ -36,16 +37,14 @@ def float_map_image(name: str, values: np.ndarray, mode: str, directory: str | N
     if mode == "pack":
         img.pack()
     elif mode == "exr":
-        path = os.path.join(directory, _file_name(img.name) + ".exr")
+        path = _claim_new_file(directory, _file_name(img.name), ".exr")
+        created.add_file(path)          # ours from here on: claimed empty, so undo may delete it
         img.filepath_raw = path
         img.file_format = "OPEN_EXR"
-        existed = os.path.exists(path)
         try:
             img.save()
         except RuntimeError as err:
             raise SceneError(f"Could not write the texture {path}: {err}") from err
-        if not existed:
-            created.add_file(path)
     return img
 
 
@@ -53,11 +52,62 @@ def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def ensure_texture_dir(directory: str) -> None:
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as err:
-        raise SceneError(f"Could not create the texture folder {directory}: {err}") from err
+def _claim_new_file(directory: str, stem: str, suffix: str) -> str:
+    """Create an empty file `directory/stem[_N]suffix` that did not exist (O_EXCL: no race, no overwrite,
+    also on case-insensitive file systems) and return its path."""
+    for k in range(1, 10_000):
+        path = os.path.join(directory, f"{stem}{'' if k == 1 else f'_{k}'}{suffix}")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return path
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise SceneError(f"Could not create the texture {path}: {err}") from err
+    raise SceneError(f"Could not find a free file name for {stem}{suffix} in {directory}.")
+
+
+def run_texture_dir(parent: str, run_name: str, created) -> str:
+    """Create this run's own texture folder `parent/<run_name>` (`<run_name>_2`, ... when taken: another
+    run's or another .blend's folder is never reused) and record it in the ledger; returns its path."""
+    missing, folder = [], os.path.abspath(parent)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in reversed(missing):     # outermost first, so undo removes them innermost first
+        try:
+            os.mkdir(folder)
+        except OSError as err:
+            raise SceneError(f"Could not create the texture folder {parent}: {err}") from err
+        created.add_dir(folder)
+    stem = _file_name(run_name) or "pointmap"
+    for k in range(1, 10_000):
+        path = os.path.join(parent, stem if k == 1 else f"{stem}_{k}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise SceneError(f"Could not create the texture folder {path}: {err}") from err
+        created.add_dir(path)
+        return path
+    raise SceneError(f"Could not find a free folder name for {stem} in {parent}.")
+
+
+def texture_parent(texture_dir: str | None) -> str | None:
+    """Where a run's OpenEXR folder goes: `texture_dir` if given, else beside the saved .blend; None when
+    the .blend is unsaved (then the textures are packed) or when the folder is Blender's session temp folder,
+    which Blender deletes on quit (the .blend would point at files that no longer exist)."""
+    import bpy
+
+    if texture_dir is None:
+        if not bpy.data.filepath:
+            return None
+        texture_dir = os.path.dirname(bpy.path.abspath(bpy.data.filepath))
+    tmp = bpy.app.tempdir
+    if tmp and os.path.commonpath([os.path.abspath(texture_dir), os.path.abspath(tmp)]) == os.path.abspath(tmp):
+        return None
+    return texture_dir
 
 
 def network_photo_array(colors: np.ndarray, net_to_orig: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
@@ -86,12 +136,40 @@ def network_photo_array(colors: np.ndarray, net_to_orig: np.ndarray, orig_hw: tu
     return out
 
 
+EXIF_SOURCE = "pointmap_exif_source"   # on an oriented photo copy: the file it was made from
+
+
+def _exif_upright(path: str) -> np.ndarray | None:
+    """(H, W, 3) uint8 pixels of `path` turned upright by its EXIF orientation, or None when the file has
+    no orientation other than 1 (or Pillow cannot read it: Blender then loads the file itself)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.getexif().get(0x0112, 1) in (0, 1):
+                return None
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+
+
 def photo_image(recon, i: int, name: str, created, warnings: list[str]):
-    """The photo of view i: its original file when readable, else one made from the network colours."""
+    """The photo of view i, upright: its original file when readable (a packed upright copy when the file
+    carries an EXIF orientation, which Blender would ignore), else one made from the network colours."""
     import bpy
 
     path = recon.paths[i]
     if path and os.path.isfile(path):
+        upright = _exif_upright(path)
+        if upright is not None:
+            # Blender ignores EXIF orientation: show the photo as the reconstruction saw it (upright),
+            # packed so the .blend carries it and the original file is never touched.
+            h, w = upright.shape[:2]
+            img = created.add(bpy.data.images.new(name, w, h, alpha=False))
+            img.pixels.foreach_set(_blender_pixels(upright / np.float32(255.0)))
+            img.pack()
+            img[EXIF_SOURCE] = path
+            return img
         before = {im.as_pointer() for im in bpy.data.images}
         try:
             img = bpy.data.images.load(path, check_existing=True)

@@ -72,17 +72,22 @@ def _cameras(rng, n: int, path: str):
             yaw = rng.normal(0, 0.15)
             tgt = eye + np.array([math.cos(yaw), math.sin(yaw), rng.normal(0, 0.05)])
             poses.append(_look_at(eye, tgt))
+    elif path == "shot":
+        from helpers_shot import shot_poses  # a hand-held walk (the fixture README's "shots")
+
+        return shot_poses(rng, n)
     else:
         raise ValueError(path)
     return np.stack(poses)
 
 
-def _raycast(cam2world: torch.Tensor, f: float, h: int, w: int, spheres: torch.Tensor) -> torch.Tensor:
-    """z-depth (h, w) of the room seen by one camera (f in pixels, pp at the centre)."""
+def _raycast(cam2world: torch.Tensor, f: float, h: int, w: int, spheres: torch.Tensor, K=None) -> torch.Tensor:
+    """z-depth (h, w) of the room seen by one camera (f in pixels, pp at the centre; or a full 3x3 K)."""
     dev, dt = cam2world.device, cam2world.dtype
-    u = torch.arange(w, device=dev, dtype=dt) - (w - 1) / 2
-    v = torch.arange(h, device=dev, dtype=dt) - (h - 1) / 2
-    ray = torch.stack(torch.broadcast_tensors(u[None, :] / f, v[:, None] / f, torch.ones(1, 1, device=dev, dtype=dt)), -1)
+    fx, fy, cx, cy = (f, f, (w - 1) / 2, (h - 1) / 2) if K is None else (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+    u = (torch.arange(w, device=dev, dtype=dt) - cx) / fx
+    v = (torch.arange(h, device=dev, dtype=dt) - cy) / fy
+    ray = torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, device=dev, dtype=dt)), -1)
     d = ray @ cam2world[:3, :3].T                            # world direction with unit camera z
     c = cam2world[:3, 3]
     lo = torch.tensor([-4.0, -3.0, 0.0], device=dev, dtype=dt)
@@ -102,12 +107,13 @@ def _raycast(cam2world: torch.Tensor, f: float, h: int, w: int, spheres: torch.T
 def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str = "complete",
               noise: float = 0.01, pose_noise_deg: float = 0.5, outliers: float = 0.03,
               shared_focal: bool = False, seed: int = 0, device="cpu", shapes=None,
-              dtype=torch.float32):
+              dtype=torch.float32, intrinsics=None):
     """One synthetic scene. `shapes` (list of (H, W) per view) overrides `size` for mixed shapes.
 
     path: "orbit" (an arc of 160–250° around the room's centre), "loop" (a full circle, for long
     sequences with cyclic graphs) or "forward" (a 1.6 m walk along x looking ahead).
     graph: any `core.pairs.make_pairs` scene graph.
+    intrinsics: optional (N, 3, 3) pixel intrinsics (any fx, fy, cx, cy) replacing the drawn focals.
 
     Returns (PairPredictions, truth) where truth = {"cam2world": (N,4,4) float64, "K": (N,3,3) float64,
     "meta": dict}. Point/conf tensors have `dtype` on `device`.
@@ -120,16 +126,23 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
     focal = np.array([f0 if shared_focal else rng.uniform(0.8, 1.5) for _ in range(n_views)])
     focal = focal * np.array([max(s) for s in shapes])
     spheres = []
-    for _ in range(4):
+    while len(spheres) < 4:
         ctr = np.array([0, 0, 1.0]) + rng.uniform(-1, 1, 3) * np.array([1.0, 1.0, 0.5])
-        spheres.append([*ctr, rng.uniform(0.25, 0.5)])
+        rad = rng.uniform(0.25, 0.5)
+        # A walk through the room must not pass through a sphere (orbits stay outside them anyway).
+        if path == "shot" and np.linalg.norm(poses[:, :3, 3] - ctr, axis=1).min() < rad + 0.5:
+            continue
+        spheres.append([*ctr, rad])
     sph = torch.tensor(spheres, device=device, dtype=torch.float64)
     cams = torch.tensor(poses, device=device, dtype=torch.float64)
-    depth = [_raycast(cams[k], float(focal[k]), *shapes[k], sph).float() for k in range(n_views)]
+    K = np.stack([np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]]) for f, (h, w) in zip(focal, shapes, strict=True)])
+    if intrinsics is not None:
+        K = np.asarray(intrinsics, np.float64).reshape(n_views, 3, 3)
+    depth = [_raycast(cams[k], float(focal[k]), *shapes[k], sph, K=K[k]).float() for k in range(n_views)]
     rays = []
     for k, (h, w) in enumerate(shapes):
-        u = (torch.arange(w, device=device) - (w - 1) / 2) / focal[k]
-        v = (torch.arange(h, device=device) - (h - 1) / 2) / focal[k]
+        u = (torch.arange(w, device=device) - K[k, 0, 2]) / K[k, 0, 0]
+        v = (torch.arange(h, device=device) - K[k, 1, 2]) / K[k, 1, 1]
         rays.append(torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, device=device)), -1).float())
     edges = make_pairs(n_views, graph).edges
 
@@ -158,8 +171,7 @@ def make_case(n_views: int = 6, size=(48, 64), path: str = "orbit", graph: str =
             x, conf = corrupt(x, conf, s)
             out["pts_" + side].append(x.to(dtype))
             out["conf_" + side].append(conf.to(dtype))
-    pred = PairPredictions(edges=edges, image_shapes=shapes, **out)
-    K = np.stack([np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]]) for f, (h, w) in zip(focal, shapes, strict=True)])
+    pred = PairPredictions.from_tensors(edges, shapes, **out)
     meta = {"seed": seed, "views": n_views, "size": [list(s) for s in sorted(set(shapes))], "path": path, "graph": graph,
             "noise": noise, "pose_noise_deg": pose_noise_deg, "outliers": outliers, "shared_focal": shared_focal}
     return pred, {"cam2world": poses, "K": K, "meta": meta}
@@ -170,7 +182,7 @@ def case_to_npz(pred: PairPredictions, truth: dict) -> dict:
     h, w = pred.image_shapes[0]
     return {
         "edges": pred.edges.astype(np.int32),
-        **{k: torch.stack(getattr(pred, k)).cpu().numpy().astype(np.float16) for k in ("pts_i", "pts_j", "conf_i", "conf_j")},
+        **{k: torch.stack(list(getattr(pred, k))).cpu().numpy().astype(np.float16) for k in ("pts_i", "pts_j", "conf_i", "conf_j")},
         "gt_cam2world": truth["cam2world"], "gt_K": truth["K"], "image_size": np.array([h, w], np.int32),
         "meta": np.array(json.dumps(truth["meta"])),
     }
@@ -181,10 +193,13 @@ def load_npz_case(path, device="cpu", dtype=torch.float32):
     with np.load(path, allow_pickle=False) as z:
         h, w = (int(x) for x in z["image_size"])
         e = len(z["edges"])
-        lists = {k: [torch.from_numpy(z[k][n].astype(np.float32)).to(device=device, dtype=dtype) for n in range(e)]
-                 for k in ("pts_i", "pts_j", "conf_i", "conf_j")}
+        lists = {}
+        for k in ("pts_i", "pts_j", "conf_i", "conf_j"):
+            # Decompress each array once (z[k] reads the whole member every time it is indexed).
+            arr = torch.from_numpy(z[k]).to(device=device, dtype=dtype)
+            lists[k] = list(arr.unbind(0)) if len(arr) == e else [arr[n] for n in range(e)]
         n = len(z["gt_cam2world"])
-        pred = PairPredictions(edges=z["edges"].astype(np.int64), image_shapes=[(h, w)] * n, **lists)
+        pred = PairPredictions.from_tensors(z["edges"].astype(np.int64), [(h, w)] * n, **lists)
         truth = {"cam2world": z["gt_cam2world"], "K": z["gt_K"], "meta": json.loads(str(z["meta"]))}
     return pred, truth
 

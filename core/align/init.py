@@ -9,7 +9,8 @@ Storage: the predictions' per-shape buffers (`pairwise.predictions.PairStorage`)
 pointmaps and confidences as they are (no second copy); they may live in (pinned) host memory while the
 alignment runs on the GPU: `ViewGroup.sample` streams the pixels it needs to the compute device.
 
-Initialisation (no randomness): score each edge by its confidence, take a maximum spanning tree over
+Initialisation (no randomness; `initialise.initialise`): by default averaging over all edges (`global_init`);
+the older tree initialisation (`initialise_tree`): score each edge by its confidence, take a maximum spanning tree over
 the images, chain the per-edge frames along it with confidence-weighted Umeyama fits between two
 predictions of the same view, then fit every edge's similarity to the chained world pointmaps, every
 camera pose to its own-frame prediction, and every focal by Weiszfeld (principal point at the centre).
@@ -134,8 +135,8 @@ class InitResult:
     root: int
 
 
-def initialise(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf: float, pp: torch.Tensor,
-               focal_group: torch.Tensor, n_focal: int, gpa_rounds: int = 3) -> InitResult:
+def initialise_tree(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf: float, pp: torch.Tensor,
+                    focal_group: torch.Tensor, n_focal: int, gpa_rounds: int = 3) -> InitResult:
     """MST + Umeyama chaining + Weiszfeld (see module doc).
 
     pp: (N, 2) principal points; focal_group: (N,) index of the focal each view estimates into (views

@@ -57,7 +57,8 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     """Recover cameras, focals and depth maps from `PairPredictions` (see the module docstring)."""
     import torch
 
-    from .init import build_groups, initialise
+    from .init import build_groups
+    from .initialise import initialise
     from .loop import refine
     from .schedule import auto_steps
     from .step import Intrinsics
@@ -101,11 +102,11 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
         if not opt.known_poses:
             state.normalise_gauge()
             depth = [d * state.depth_factor for d in depth]
-    out = _outputs(state, cam, depth, conf)
+    out = _outputs(state, cam, depth, conf, opt.intrinsics)
     report(progress, "align", opt.iterations + 1, opt.iterations + 1, "done", loss=full_loss)
     out.info = {"iterations": steps, "loss": full_loss, "coarse_loss": loss,
                 "seconds": time.perf_counter() - t0, "init_seconds": t_init - t0, "refine_seconds": t_refine - t_init,
-                "init": "mst-umeyama-weiszfeld", "root": init.root, "refine_mode": mode,
+                "init": "averaging-weiszfeld", "root": init.root, "refine_mode": mode,
                 "device": str(dev), "streamed": stream}
     return out
 
@@ -252,7 +253,7 @@ def _solve_depths(state: _State, groups, cam, opt: AlignOptions, n: int, cancel,
     return depth, conf, float(loss_num) * sigma ** 2 / max(float(loss_den), 1e-30)
 
 
-def _outputs(state: _State, cam, depth, conf) -> AlignResult:
+def _outputs(state: _State, cam, depth, conf, intrinsics=None) -> AlignResult:
     import torch
 
     n = state.cam_R.shape[0]
@@ -264,6 +265,10 @@ def _outputs(state: _State, cam, depth, conf) -> AlignResult:
     f = state.focal.cpu()
     K[:, 0, 0], K[:, 1, 1] = f, f * cam.aspect.cpu()
     K[:, :2, 2], K[:, 2, 2] = cam.pp.cpu(), 1
+    # Given intrinsics come back exactly as given (the steps ran in float32).
+    for k, given in enumerate(intrinsics or []):
+        if given is not None:
+            K[k] = torch.as_tensor(np.asarray(given, np.float64))
     points = []
     for k in range(n):
         h, w = depth[k].shape

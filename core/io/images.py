@@ -23,6 +23,7 @@ This module imports neither torch nor bpy at import time; `to_tensor*` import to
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -125,6 +126,21 @@ class ImageSet:
     @property
     def names(self) -> list[str]:
         return [im.name for im in self.images]
+
+    def duplicate_warnings(self) -> list[str]:
+        """One sentence per view whose network-size pixels equal an earlier view's (the same photo twice:
+        the pair between them holds no parallax, so their cameras coincide). Names the files (or names)."""
+        first: dict[tuple, str] = {}
+        out = []
+        for im in self.images:
+            key = (im.rgb.shape, hashlib.sha256(np.ascontiguousarray(im.rgb).tobytes()).hexdigest())
+            label = im.path or im.name
+            if key in first:
+                out.append(f"{label} is the same picture as {first[key]}: the two views give one camera position "
+                           "and no depth between them; remove one of them unless that is intended.")
+            else:
+                first[key] = label
+        return out
 
 
 # ----------------------------------------------------------------------------------------------

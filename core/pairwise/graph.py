@@ -9,6 +9,10 @@ on (i, j) and on (j, i), so every graph is symmetric. Graph strings (K >= 1, R a
     logwin-K                offsets 1, 2, 4, ..., 2^(K-1), cyclic; "-noncyclic" as above
     oneref-R                every image with reference image R
     retrieval-K             each image with its K most similar images (cosine similarity of descriptors)
+    seq-K                   a video shot (frames in order): the sliding window swin-K-noncyclic, log-spaced
+                            longer links (offsets 2^p between K and 8K), and, with descriptors, loop
+                            closures: each frame with its most similar frame more than 8K frames away when
+                            that frame is as similar as the frame's own window neighbours are
 
 Every graph returned is connected: if the chosen rule leaves separate groups, the most similar pairs
 (or, without descriptors, neighbouring indices) joining them are added and a note says so. A single image
@@ -23,11 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 VALID_GRAPHS = ("'complete', 'swin-K', 'swin-K-noncyclic', 'logwin-K', 'logwin-K-noncyclic', 'oneref-R', "
-                "'retrieval-K' (K >= 1 a whole number, R the index of the reference image)")
+                "'retrieval-K', 'seq-K' (K >= 1 a whole number, R the index of the reference image)")
 
 _WINDOW = re.compile(r"(swin|logwin)-(\d+)(-noncyclic)?")
 _ONEREF = re.compile(r"oneref-(\d+)")
 _RETRIEVAL = re.compile(r"retrieval-(\d+)")
+_SEQUENCE = re.compile(r"seq-(\d+)")
+SEQ_LOG_REACH = 8   # seq-K: log-spaced links reach K * this; loop closures start beyond it
 
 
 @dataclass
@@ -77,6 +83,9 @@ def make_pairs(n: int, graph: str = "complete", descriptors=None) -> PairGraph:
         pairs = _window(n, offsets, cyclic)
     elif kind == "oneref":
         pairs = [(k, j) for j in range(n) if j != k]
+    elif kind == "seq":
+        pairs, note = sequence_pairs(n, k, desc)
+        notes += [note] if note else []
     else:
         pairs, note = _retrieval(desc, k)
         notes += [note] if note else []
@@ -125,6 +134,8 @@ def _parse(spec: str) -> tuple[str, int, bool]:
         return "oneref", int(m.group(1)), True
     elif m := _RETRIEVAL.fullmatch(spec):
         kind, k, cyclic = "retrieval", int(m.group(1)), True
+    elif m := _SEQUENCE.fullmatch(spec):
+        kind, k, cyclic = "seq", int(m.group(1)), False
     else:
         raise ValueError(f"unknown scene graph {spec!r}; valid forms: {VALID_GRAPHS}")
     if k < 1:
@@ -166,6 +177,39 @@ def _window(n: int, offsets: list[int], cyclic: bool) -> list[tuple[int, int]]:
             if j != i:  # a cyclic offset that is a multiple of n would pair an image with itself
                 pairs.append((i, j))
     return pairs
+
+
+def sequence_pairs(n: int, window: int, desc: np.ndarray | None = None) -> tuple[list[tuple[int, int]], str]:
+    """Undirected pairs of the seq-K graph (module doc) of `n` frames in order; desc: (n, C) unit rows or None.
+
+    Loop closures: frame i is linked to its most similar frame j with |i − j| > K * SEQ_LOG_REACH when
+    their cosine similarity is at least the lower of the two frames' median similarity to their
+    window neighbours (a revisit looks as much alike as consecutive frames do); of several closures
+    between the same two stretches, only the locally best ones survive (one per frame, each way).
+    """
+    reach = window * SEQ_LOG_REACH
+    offsets = list(range(1, window + 1)) + [2 ** p for p in range(1, 32) if window < 2 ** p <= reach]
+    pairs = _window(n, offsets, cyclic=False)
+    if desc is None or n <= reach + 1:
+        return pairs, ""
+    sim = desc @ desc.T
+    idx = np.arange(n)
+    near = np.full(n, np.nan)
+    for i in range(n):
+        nb = [j for j in range(max(0, i - window), min(n, i + window + 1)) if j != i]
+        near[i] = np.median(sim[i, nb])
+    far = np.abs(idx[:, None] - idx[None, :]) > reach
+    cand = np.where(far, sim, -np.inf)
+    best = np.argmax(cand, axis=1)
+    loops = []
+    for i in range(n):
+        j = int(best[i])
+        if np.isfinite(cand[i, j]) and cand[i, j] >= min(near[i], near[j]) and int(np.argmax(cand[j])) in \
+                range(max(0, i - window), min(n, i + window + 1)):
+            loops.append((min(i, j), max(i, j)))
+    loops = sorted(set(loops))
+    note = f"seq-{window}: {len(loops)} loop closure pair(s) found by descriptor similarity." if loops else ""
+    return pairs + loops, note
 
 
 def _retrieval(desc: np.ndarray, k: int) -> tuple[list[tuple[int, int]], str]:

@@ -5,10 +5,17 @@ reports progress as stage "download", checks the cancel token between chunks (th
 later resume), verifies the finished file and only then moves it into place with `os.replace`, so a file
 at `dest` is always complete. `download_checkpoint(name, cache_dir)` fetches a registry checkpoint into
 `<cache_dir>/<name>/`.
+
+Verification, in order: the size (the server's Content-Length/Content-Range, and the registry's exact size
+where known), then the SHA-256 of the whole finished file (the registry's digest where known, otherwise the
+server's: Hugging Face resolve URLs send a large file's SHA-256 as `X-Linked-Etag`, some servers as `ETag`),
+then the file-type check (JSON parses, checkpoints open). The digest covers the whole file, so a resumed
+download is verified end to end, including bytes that were already on disk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -54,6 +61,30 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
         return None, None
     start = int(m.group(1)) if m.group(1) is not None else None
     return start, (int(m.group(2)) if m.group(2) != "*" else None)
+
+
+def _header_sha256(headers) -> str | None:
+    """The SHA-256 a server states for the file: `X-Linked-Etag` first (Hugging Face sends the git blob's
+    SHA-1 as `ETag` for small files and the LFS object's SHA-256 as `X-Linked-Etag` for large ones), then
+    `ETag`; only a 64-hex-digit value counts as a digest (other ETags are opaque version tags)."""
+    if headers is None:
+        return None
+    for key in ("X-Linked-Etag", "ETag"):
+        value = (headers.get(key) or "").strip()
+        value = value[2:] if value.startswith("W/") else value
+        value = value.strip('"').lower()
+        if re.fullmatch(r"[0-9a-f]{64}", value):
+            return value
+    return None
+
+
+def file_sha256(path: Path, chunk: int = CHUNK) -> str:
+    """Hex SHA-256 of the file at `path`, read in `chunk`-byte pieces (bounded memory for multi-GB files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(chunk):
+            digest.update(data)
+    return digest.hexdigest()
 
 
 def _default_verify(name: str) -> Callable[[Path], None] | None:
@@ -129,13 +160,17 @@ def _message(label: str, done: int, total: int | None) -> str:
 
 def download(url: str, dest_path: str | Path, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
              expected_size: int | None = None, verify: Callable[[Path], None] | None = None, *,
-             label: str | None = None, chunk_size: int = CHUNK, timeout: float = TIMEOUT_S) -> Path:
+             expected_sha256: str | None = None, label: str | None = None, chunk_size: int = CHUNK,
+             timeout: float = TIMEOUT_S) -> Path:
     """Download `url` to `dest_path` and return it.
 
     Resumes `dest_path + ".part"` when present (Range request; a server that ignores Range, or answers for
     the wrong offset, makes it start over once). progress gets ("download", bytes done, bytes total; total
     is 0 when the server does not say). On cancel: raises Cancelled and keeps the `.part`.
     expected_size: exact size in bytes, when known; a mismatch deletes the download.
+    expected_sha256: hex SHA-256 of the whole file, when known (the registry's); else the server's digest
+            header is used when it sends one (module docstring). A mismatch deletes the download and names
+            both digests (CheckpointError).
     verify: called with the finished `.part` before it is moved into place; it raises (CheckpointError) to
             reject the file, which is then deleted. None = the default check for the file name (JSON parses;
             .pth/.pt/.bin/.safetensors open as checkpoints).
@@ -143,11 +178,42 @@ def download(url: str, dest_path: str | Path, progress: ProgressFn | None = None
     CheckpointError (the file arrived but is not what it should be: nothing is kept).
     """
     dest = Path(dest_path)
+    created = _missing_parents(dest.parent)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _download(url, dest, progress, cancel, expected_size, verify, expected_sha256, label,
+                         chunk_size, timeout)
+    finally:
+        _remove_if_empty(created)
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The folders of `folder`'s chain that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed download created, deepest first, stopping at the first that holds
+    anything (a kept `.part`, another file): a failed download leaves no empty folder in the cache."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _download(url: str, dest: Path, progress: ProgressFn | None, cancel: CancelToken | None,
+              expected_size: int | None, verify: Callable[[Path], None] | None, expected_sha256: str | None,
+              label: str | None, chunk_size: int, timeout: float) -> Path:
     part = _part_path(dest)
     label = label or dest.name
     verify = verify if verify is not None else _default_verify(dest.name)
     total = None
+    served_sha256 = None
     for _attempt in range(2):   # a second attempt only after discarding an unusable .part
         offset = part.stat().st_size if part.exists() else 0
         if expected_size is not None and offset > expected_size:
@@ -160,6 +226,7 @@ def download(url: str, dest_path: str | Path, progress: ProgressFn | None = None
             resp = _open(url, offset, timeout)
         except urllib.error.HTTPError as err:
             if err.code == 416 and offset:
+                served_sha256 = _header_sha256(err.headers)
                 _, size = _content_range(err.headers.get("Content-Range"))
                 if size == offset:       # the .part already holds the whole file
                     total = offset
@@ -170,6 +237,7 @@ def download(url: str, dest_path: str | Path, progress: ProgressFn | None = None
         except (urllib.error.URLError, OSError, ValueError) as err:
             raise _network_error(url, err) from None
         with resp:
+            served_sha256 = _header_sha256(resp.headers)
             length = resp.headers.get("Content-Length")
             length = int(length) if length and length.isdigit() else None
             if offset and resp.status == 206:
@@ -199,6 +267,14 @@ def download(url: str, dest_path: str | Path, progress: ProgressFn | None = None
         part.unlink()
         raise DownloadError(f"Downloading {url} gave {size} bytes instead of {expected_size or total}; the partial "
                             "file was deleted, please try again.")
+    want = (expected_sha256 or "").lower() or served_sha256
+    if want is not None:
+        got = file_sha256(part)
+        if got != want:
+            part.unlink()
+            where = "the registry" if expected_sha256 else "the server"
+            raise CheckpointError(f"The file downloaded from {url} is corrupt and was deleted: its SHA-256 is "
+                                  f"{got}, {where} says {want} ({size} bytes arrived). Please try again.")
     if verify is not None:
         try:
             verify(part)
@@ -238,7 +314,8 @@ def download_checkpoint(name: str, cache_dir: str | Path | None = None, progress
     for f in files:
         dest = folder / f.filename
         if not dest.is_file():   # files reach their final name only once verified
-            download(f.url, dest, progress, cancel, label=f"{spec.name}/{f.filename}")
+            download(f.url, dest, progress, cancel, expected_size=f.size, expected_sha256=f.sha256,
+                     label=f"{spec.name}/{f.filename}")
     target = _target(spec, folder, source)
     if len(files) > 1:           # each file was verified alone; together they must also fit (config + weights)
         from .checkpoint import read_checkpoint

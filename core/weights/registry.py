@@ -37,11 +37,15 @@ VGGT_LICENSE = ("CC BY-NC 4.0 (non-commercial use only). For commercial use Meta
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a checkpoint source: the name it gets in the cache folder, its URL, its approximate size."""
+    """One file of a checkpoint source: the name it gets in the cache folder, its URL, its approximate size,
+    and, where known, its exact size in bytes and hex SHA-256 (downloads are checked against them; where
+    they are None the server's Content-Length and digest header are used instead)."""
 
     filename: str
     url: str
     approx_size: int
+    size: int | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -38,3 +38,18 @@ def test_cli_fused_mesh_failure_is_a_clear_message_and_no_blend(photos, tmp_path
     assert code == cli.EXIT_FAILED
     assert "gave no surface" in capsys.readouterr().out
     assert not blend.exists()
+
+
+def test_cli_fused_mesh_from_a_saved_reconstruction(tmp_path):
+    """No network: a saved synthetic reconstruction (consistent depth) becomes a .blend with a fused mesh."""
+    from helpers_synthrecon import make_synthetic_recon
+    from pointmap import cli
+    from pointmap.scene import keys
+
+    make_synthetic_recon(n_views=4).save(tmp_path / "rec.npz")
+    out = tmp_path / "out.blend"
+    assert cli.main(["--from-reconstruction", str(tmp_path / "rec.npz"), "-o", str(out), "--fused-mesh"]) == 0
+    meshes = [o for o in bpy.data.objects if o.get(keys.FUSED_MESH)]
+    assert meshes and len(meshes[-1].data.polygons) > 10 and "Color" in meshes[-1].data.attributes
+    assert cli.main(["--from-reconstruction", str(tmp_path / "rec.npz"), "-o", str(out), "--fused-mesh",
+                     "--animated-camera"]) == cli.EXIT_USAGE

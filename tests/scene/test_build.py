@@ -1,5 +1,7 @@
 """build_scene in real Blender (the bpy module): geometry, cameras, attributes, textures, atomicity."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -188,7 +190,9 @@ def test_depth_and_confidence_textures(recon, mode, tmp_path):
             if mode == "pack":
                 assert img.packed_file is not None
             else:
-                assert img.filepath.endswith(".exr") and (tex_dir / img.filepath.split("/")[-1]).exists()
+                path = Path(img.filepath)
+                assert path.suffix == ".exr" and path.exists()
+                assert path.parent.parent == tex_dir and coll["pointmap_texture_dir"] == str(path.parent)
                 img.reload()    # read back what was written
             px = np.empty(w * h * 4, np.float32)
             img.pixels.foreach_get(px)
@@ -270,7 +274,7 @@ def test_failed_build_leaves_blender_unchanged(recon, fail_at, tmp_path):
                                                texture_dir=str(tex_dir)), progress=progress)
     assert datablock_names() == before
     assert _render_state(scene) == render_before
-    assert not list(tex_dir.glob("*.exr"))
+    assert not tex_dir.exists()          # the folders it made are gone too
 
 
 def test_cancel_leaves_blender_unchanged(recon):
@@ -286,9 +290,11 @@ def test_cancel_leaves_blender_unchanged(recon):
     assert datablock_names() == before
 
 
-def test_bad_input_raises_scene_error(recon):
+def test_bad_input_raises_scene_error(recon, tmp_path):
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
     with pytest.raises(SceneError, match="texture folder"):
-        build_scene(recon, options=SceneOptions(depth_textures="exr"))
+        build_scene(recon, options=SceneOptions(depth_textures="exr", texture_dir=str(blocked / "tex")))
     broken = make_synthetic_recon()
     broken.conf[1] = broken.conf[1][:-1]
     with pytest.raises(SceneError, match="cannot be built"):
@@ -338,3 +344,127 @@ def test_photos_from_files_and_default_name(tmp_path):
     n_images = len(bpy.data.images)
     coll2 = build_scene(rec, options=SceneOptions(depth_textures=None))
     assert len(bpy.data.images) == n_images and coll2.name != coll.name
+
+
+def test_per_view_mesh_of_a_view_with_no_triangles_is_skipped_with_a_note():
+    """Issue #9.7: a view whose every pixel is below the confidence threshold used to crash (Blender 5.0 gives a
+    mesh without vertices no "position" attribute). The run succeeds; the view gets no mesh and a warning."""
+    recon = make_synthetic_recon()
+    recon.conf[1][...] = 0.0
+    coll = build_scene(recon, options=SceneOptions(per_view_meshes=True, depth_textures=None, min_conf=1.5))
+    views = sorted(o["pointmap_view"] for o in coll.objects if o.type == "MESH" and not o.modifiers)
+    assert views == [i for i in range(recon.n_views) if i != 1]
+    note = [w for w in coll["pointmap_warnings"] if "no per-view mesh" in w]
+    assert len(note) == 1 and recon.names[1] in note[0]
+
+
+def _depth_from_file(img) -> np.ndarray:
+    img.reload()
+    w, h = img.size
+    px = np.empty(w * h * 4, np.float32)
+    img.pixels.foreach_get(px)
+    return px.reshape(h, w, 4)[::-1, :, 0]
+
+
+def test_two_runs_into_two_blends_in_one_folder_keep_their_own_textures(tmp_path):
+    """Issue #9.1: same photo names, same collection name, same folder: each .blend keeps its own depth."""
+    recons = {"a": make_synthetic_recon(), "b": make_synthetic_recon()}
+    for i in range(recons["b"].n_views):
+        recons["b"].depth[i] = recons["b"].depth[i] * 2.0
+    for tag, rec in recons.items():
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        build_scene(rec, options=SceneOptions(name="run", depth_textures="exr", texture_dir=str(tmp_path)))
+        bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / f"{tag}.blend"))
+    for tag, rec in recons.items():
+        bpy.ops.wm.open_mainfile(filepath=str(tmp_path / f"{tag}.blend"))
+        cams = sorted((o for o in bpy.data.objects if o.type == "CAMERA"), key=lambda o: o["pointmap_view"])
+        assert len(cams) == rec.n_views
+        for i, cam in enumerate(cams):
+            np.testing.assert_allclose(_depth_from_file(cam["pointmap_depth"]), rec.depth[i], rtol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["run", "run_2"]
+
+
+def test_exr_textures_default_beside_the_saved_blend_and_packed_when_unsaved(tmp_path):
+    recon = make_synthetic_recon()
+    coll = build_scene(recon, options=SceneOptions(depth_textures="exr"))          # unsaved: packed, noted
+    assert all(c["pointmap_depth"].packed_file is not None for c in _cameras(coll))
+    assert any("packed" in w for w in coll["pointmap_warnings"])
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "saved.blend"))
+    coll = build_scene(recon, options=SceneOptions(depth_textures="exr"))
+    assert Path(_cameras(coll)[0]["pointmap_depth"].filepath).parent.parent == tmp_path
+    tmp = Path(bpy.app.tempdir)                   # Blender's session temp folder is never used
+    coll = build_scene(recon, options=SceneOptions(depth_textures="exr", texture_dir=str(tmp / "tex")))
+    assert _cameras(coll)[0]["pointmap_depth"].packed_file is not None and not (tmp / "tex").exists()
+
+
+def test_failure_after_some_textures_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    """Issue #9.1: a file named as an older layout's texture is untouched, the run's own files and folder go."""
+    from pointmap.scene import textures
+
+    recon = make_synthetic_recon()
+    (tmp_path / "old.blend").write_bytes(b"another file")
+    (tmp_path / f"{recon.names[0]} depth.exr".replace(" ", "_")).write_bytes(b"an earlier run's texture")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.exr").write_bytes(b"an earlier run's folder")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real, calls = textures.float_map_image, []
+
+    def failing(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise RuntimeError("disk full (injected)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(textures, "float_map_image", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        build_scene(recon, options=SceneOptions(name="run", depth_textures="exr", texture_dir=str(tmp_path)))
+    assert len(calls) == 3
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["run"]
+
+
+def test_exif_oriented_photo_is_upright_behind_its_camera_and_on_its_mesh(tmp_path):
+    """Issue #9.7: an orientation-6 JPEG (stored landscape, shown portrait) is shown upright; the file is
+    left untouched and the upright copy is packed."""
+    from PIL import Image
+
+    raw = np.zeros((40, 60, 3), np.uint8)            # stored 60 wide x 40 high
+    raw[:20, :30] = (255, 0, 0)                        # stored top-left quadrant red
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(raw).save(path, quality=100, exif=exif)
+    original = path.read_bytes()
+    with Image.open(path) as im:
+        from PIL import ImageOps
+
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert upright.shape == (60, 40, 3)
+    recon = make_synthetic_recon()
+    recon.paths[0] = str(path)
+    coll = build_scene(recon, options=SceneOptions(per_view_meshes=True, depth_textures=None))
+    cam = _cameras(coll)[0]
+    img = cam.data.background_images[0].image
+    assert tuple(img.size) == (40, 60) and img.packed_file is not None
+    px = np.empty(40 * 60 * 4, np.float32)
+    img.pixels.foreach_get(px)
+    got = np.round(px.reshape(60, 40, 4)[::-1, :, :3] * 255).astype(np.int16)
+    assert np.abs(got - upright.astype(np.int16)).max() <= 1
+    mesh = next(o for o in coll.objects if o.type == "MESH" and not o.modifiers and o["pointmap_view"] == 0)
+    tex = next(n for n in mesh.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
+    assert tex.image == img
+    assert path.read_bytes() == original
+
+
+def test_view_names_that_map_to_one_file_name_get_distinct_textures(tmp_path):
+    """'a b' and 'a_b' (or 'View'/'view' on a case-insensitive disk) would share a file name: never overwritten."""
+    recon = make_synthetic_recon()
+    recon.names[0], recon.names[1] = "a b", "a_b"
+    recon.depth[1] = recon.depth[1] * 3.0
+    coll = build_scene(recon, options=SceneOptions(depth_textures="exr", texture_dir=str(tmp_path)))
+    cams = _cameras(coll)
+    paths = [Path(c["pointmap_depth"].filepath) for c in cams[:2]]
+    assert paths[0] != paths[1] and paths[1].name == "a_b_depth_2.exr"
+    for i in range(2):
+        np.testing.assert_allclose(_depth_from_file(cams[i]["pointmap_depth"]), recon.depth[i], rtol=1e-6)

@@ -149,7 +149,8 @@ def test_network_photo_array_places_the_crop():
 
 def test_options_validation():
     SceneOptions().validate()
-    for bad in (dict(depth_textures="png"), dict(depth_textures="exr"), dict(world_orientation="y_up"),
+    SceneOptions(depth_textures="exr").validate()   # no folder: beside the saved .blend, or packed
+    for bad in (dict(depth_textures="png"), dict(world_orientation="y_up"),
                 dict(voxel_size=-1.0), dict(point_radius=0.0), dict(mesh_max_depth_jump=0.0)):
         with pytest.raises(SceneError):
             SceneOptions(**bad).validate()

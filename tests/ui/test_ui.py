@@ -199,17 +199,27 @@ def test_cli_help_and_missing_checkpoint(registered, tmp_path):
 
 
 def test_demo_without_weights_exits_3(tmp_path):
-    env_code = ("import os, sys; os.environ.pop('POINTMAP_CHECKPOINT', None); from pointmap.demo import main; "
+    """An official checkpoint named explicitly but not downloaded: exit 3 and how to get it (never a silent
+    substitute). With nothing named, the bundled demo model is used and labelled."""
+    from pointmap.core.weights.registry import DEFAULT
+
+    def run_demo(*extra):
+        code = ("import os, sys; os.environ.pop('POINTMAP_CHECKPOINT', None); from pointmap.demo import main; "
                 f"sys.exit(main([{str(tmp_path)!r}, {str(tmp_path / 'demo.blend')!r}, "
-                f"'--weights-dir', {str(tmp_path / 'weights')!r}]))")
-    res = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True, timeout=120,
-                         env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PATH": "/usr/bin:/bin",
-                              "POINTMAP_OFFLINE": "1"})
+                f"'--weights-dir', {str(tmp_path / 'weights')!r}, *{list(extra)!r}]))")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env={"BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PATH": "/usr/bin:/bin",
+                                   "POINTMAP_OFFLINE": "1"})
+
+    res = run_demo("--checkpoint", DEFAULT)
     assert res.returncode == 3, res.stdout + res.stderr
     assert "POINTMAP_OFFLINE is set" in res.stdout and "--download to fetch" not in res.stdout
     assert "--checkpoint" in res.stdout
     assert "Download Weights" in res.stdout and "https://" in res.stdout
     assert not (tmp_path / "demo.blend").exists()
+    res = run_demo()   # the folder holds no photos: the run fails after choosing the demo model
+    assert "pointmap demo model — trained on synthetic scenes" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 1 and "No usable images" in res.stdout
 
 
 def test_alignment_options_greyed_out_for_vggt(registered):

@@ -124,9 +124,9 @@ def test_two_views_use_the_pair_directly():
 
 def test_one_view_monocular():
     pred, truth = make_case(n_views=2, size=(48, 64), seed=13, outliers=0.0)
-    one = PairPredictions(edges=np.array([[0, 0]]), image_shapes=[pred.image_shapes[0]],
-                          pts_i=[pred.pts_i[0]], pts_j=[pred.pts_i[0].clone()],
-                          conf_i=[pred.conf_i[0]], conf_j=[pred.conf_i[0].clone()])
+    one = PairPredictions.from_tensors(np.array([[0, 0]]), [pred.image_shapes[0]],
+                                       pts_i=[pred.pts_i[0]], pts_j=[pred.pts_i[0]],
+                                       conf_i=[pred.conf_i[0]], conf_j=[pred.conf_i[0]])
     res = global_align(one)
     np.testing.assert_allclose(res.cam2world[0], np.eye(4), atol=1e-9)
     assert abs(res.focals[0] / truth["K"][0, 0, 0] - 1) < 0.01
@@ -177,10 +177,9 @@ def test_float16_inputs():
 
 
 def test_long_loop_sparse_graph():
-    # Above 32 views the default budget grows with N and runs without early stop (loop drift).
     pred, truth = make_case(n_views=40, size=(24, 32), path="loop", graph="logwin-3", seed=19)
     res = global_align(pred)
-    assert res.info["iterations"] == 160
+    assert 0 < res.info["iterations"] <= 200      # no longer grows with N: the averaging init has no drift
     _check(res, truth, "loop40 logwin-3")
 
 
@@ -192,10 +191,10 @@ def _rot_deg(a, b):
 @pytest.mark.parametrize("name", ["orbit6_complete", "orbit10_swin3_heavy"])
 def test_float16_group_storage_matches_float32(name):
     """Predictions packed as the engine stores them (float16, one buffer per shape) align like float32."""
-    from pointmap.core.align.init import build_groups, pack_predictions
+    from pointmap.core.align.init import build_groups
 
     pred, truth = make_case(size=(48, 64), **SYNTH[name])
-    packed = pack_predictions(pred, torch.float16)
+    packed = pred.converted(torch.float16)
     assert packed.pts_i[0].dtype == torch.float16
     ref, got = global_align(pred), global_align(packed)
     _check(got, truth, name + " fp16")
@@ -207,21 +206,21 @@ def test_float16_group_storage_matches_float32(name):
     assert np.abs(got.cam2world[:, :3, 3] - centres).max() < 2e-3 * extent
     # Grouping engine-layout predictions is a view of the storage, not a second copy.
     groups = build_groups(packed, torch.device("cpu"))
-    assert groups[0].pts.data_ptr() == packed.pts_i[0].data_ptr() == packed.pts_i[0].untyped_storage().data_ptr()
+    assert groups[0].pts is packed.storage.buffers[groups[0].shape][0]
+    assert packed.pts_i[0].data_ptr() == groups[0].pts.data_ptr()   # per-edge access is a view of a row
 
 
 def test_mixed_shape_storage_and_smaller_solve_chunks(monkeypatch):
     """Mixed shapes in PairStorage layout, with a depth-solve chunk of a few observations: same result."""
     import pointmap.core.align.refine as align_mod
-    from pointmap.core.align.init import build_groups, pack_predictions
+    from pointmap.core.align.init import build_groups
 
     shapes = [(48, 64), (64, 48), (48, 64), (64, 48), (48, 64)]
     pred, truth = make_case(n_views=5, shapes=shapes, seed=21)
-    packed = pack_predictions(pred, torch.float32)
-    # Each group is a view of the packed buffers (a torch.stack copy would have a storage of its own).
-    buffers = {t.untyped_storage().data_ptr() for t in packed.pts_i + packed.pts_j}
+    packed = pred.converted(torch.float32)
+    # Each group is the storage's buffer of its shape, not a copy.
     groups = build_groups(packed, torch.device("cpu"))
-    assert len(groups) == 2 and all(g.pts.untyped_storage().data_ptr() in buffers for g in groups)
+    assert len(groups) == 2 and all(g.pts is packed.storage.buffers[g.shape][0] for g in groups)
     ref = global_align(packed)
     monkeypatch.setattr(align_mod, "SOLVE_CHUNK_PIXELS", 3 * 48 * 64)
     got = global_align(packed)

@@ -135,3 +135,29 @@ def test_deterministic_and_case_insensitive():
     a = make_pairs(7, "Retrieval-2 ", descriptors=d)
     b = make_pairs(7, "retrieval-2", descriptors=d)
     np.testing.assert_array_equal(a.edges, b.edges)
+
+
+def test_sequence_graph_window_log_links_and_loop_closures():
+    n, k = 100, 3
+    g = make_pairs(n, "seq-3")
+    und = {tuple(e) for e in g.undirected.tolist()}
+    offsets = {j - i for i, j in und}
+    assert offsets == {1, 2, 3, 4, 8, 16}                    # window, then 2^p up to 8K = 24
+    assert len(g.edges) == 2 * len(und)                      # every edge both ways
+    assert ({tuple(e) for e in g.edges.tolist()} == und | {(j, i) for i, j in und})
+    # A walk that comes back: frames 80-99 look like frames 0-19 (descriptors of a 1-D loop).
+    t = np.arange(n, dtype=np.float64)
+    pos = np.where(t < 80, t, 99 - t + 0.3)                  # revisit, slightly offset
+    centres = np.arange(0, 100, 4.0)
+
+    def place(p):                                            # what a frame sees: bumps along the walk
+        return np.exp(-((p[:, None] - centres[None, :]) ** 2) / (2 * 6.0 ** 2))
+
+    desc = place(pos)
+    g2 = make_pairs(n, "seq-3", descriptors=desc)
+    loops = [(i, j) for i, j in g2.undirected.tolist() if j - i > 8 * k]
+    assert loops and all(j >= 80 and abs(pos[i] - pos[j]) < 4 for i, j in loops), loops
+    assert any("loop closure" in note for note in g2.notes)
+    # Without revisits no closure is invented.
+    desc3 = place(t)[:80]
+    assert not [(i, j) for i, j in make_pairs(80, "seq-3", descriptors=desc3).undirected.tolist() if j - i > 24]

@@ -6,6 +6,8 @@ no test touches the network.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -116,6 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        for key, value in srv.headers.get(self.path, {}).items():
+            self.send_header(key, value)
         self.end_headers()
         if srv.cut_after is not None:
             body, srv.cut_after = body[: srv.cut_after], None
@@ -129,6 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.files, srv.requests, srv.range_ok, srv.cut_after = {"/model.pth": PTH}, [], True, None
+    srv.headers = {}   # path -> extra response headers (digest headers)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
@@ -300,3 +305,85 @@ def test_registry_da3_matches_fixture_layouts():
         assert spec.commercial_ok == ("Apache" in c["license_per_readme"])
         assert [f.filename for f in spec.files()] == ["config.json", "model.safetensors"]
         assert spec.input_size == 504
+
+
+# -- content verification: size and SHA-256 -----------------------------------------------------------------
+
+PTH_SHA = hashlib.sha256(PTH).hexdigest()
+
+
+def _flipped(data: bytes, at: int, count: int = 1000) -> bytes:
+    """`data` with `count` bytes from offset `at` inverted: same length, and inside a stored tensor so the
+    checkpoint still parses (the case a parse-only check accepted)."""
+    return data[:at] + bytes(b ^ 0xFF for b in data[at:at + count]) + data[at + count:]
+
+
+def test_flipped_bytes_parse_but_fail_the_servers_digest(server, tmp_path):
+    bad = _flipped(PTH, len(PTH) // 2)
+    server.files["/bad.pth"] = bad
+    server.headers["/bad.pth"] = {"X-Linked-Etag": f'"{PTH_SHA}"', "ETag": '"0123abcd"'}
+    D._default_verify("bad.pth")(_write(tmp_path / "probe.pth", bad))      # it does parse: only a digest sees it
+    with pytest.raises(CheckpointError) as err:
+        D.download(server.url + "/bad.pth", tmp_path / "d" / "bad.pth")
+    text = str(err.value)
+    assert PTH_SHA in text and hashlib.sha256(bad).hexdigest() in text and "server" in text
+    assert not (tmp_path / "d").exists()            # nothing kept, not even the folder it made
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def test_etag_digest_and_registry_digest(server, tmp_path):
+    server.headers["/model.pth"] = {"ETag": f'W/"{PTH_SHA.upper()}"'}      # plain ETag form is read too
+    assert D.download(server.url + "/model.pth", tmp_path / "a.pth").read_bytes() == PTH
+    server.headers["/model.pth"] = {}                # no digest header: the registry's digest still applies
+    with pytest.raises(CheckpointError, match=f"registry says {'0' * 64}"):
+        D.download(server.url + "/model.pth", tmp_path / "b.pth", expected_sha256="0" * 64)
+    assert not (tmp_path / "b.pth").exists() and not (tmp_path / "b.pth.part").exists()
+    assert D.download(server.url + "/model.pth", tmp_path / "c.pth", expected_sha256=PTH_SHA).read_bytes() == PTH
+
+
+def test_no_digest_anywhere_still_checks_size(server, tmp_path):
+    """Without any digest the size is still checked: a wrong registry size deletes the file."""
+    assert D.download(server.url + "/model.pth", tmp_path / "a.pth").read_bytes() == PTH
+    with pytest.raises(D.DownloadError, match=f"gave {len(PTH)} bytes instead of {len(PTH) - 7}"):
+        D.download(server.url + "/model.pth", tmp_path / "b.pth", expected_size=len(PTH) - 7)
+    assert not list(tmp_path.glob("b.pth*"))
+
+
+def test_resumed_download_is_verified_end_to_end(server, tmp_path):
+    server.headers["/model.pth"] = {"X-Linked-Etag": PTH_SHA}
+    dest = tmp_path / "model.pth"
+    server.cut_after = 250_000
+    with pytest.raises(D.DownloadError, match="resume"):
+        D.download(server.url + "/model.pth", dest)
+    D.download(server.url + "/model.pth", dest)        # resumed, digest of the whole file matches
+    assert dest.read_bytes() == PTH and server.requests[-1] == ("/model.pth", "bytes=250000-")
+    # A .part whose first bytes went bad on disk: the resumed tail is fine, the whole file is not.
+    dest2 = tmp_path / "again.pth"
+    (tmp_path / "again.pth.part").write_bytes(_flipped(PTH[:250_000], 1000, 10))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        D.download(server.url + "/model.pth", dest2)
+    assert not list(tmp_path.glob("again.pth*"))
+
+
+def test_failed_download_leaves_no_empty_cache_folder(server, tmp_path, monkeypatch):
+    _serve_tiny_registry(server, monkeypatch, (LINEAR / "hf" / "config.json").read_bytes())
+    server.files.pop("/tiny/config.json")              # the first file 404s
+    with pytest.raises(D.DownloadError, match="HTTP 404"):
+        D.download_checkpoint("Tiny", tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_registry_sizes_and_digests_reach_the_download(server, tmp_path, monkeypatch):
+    _serve_tiny_registry(server, monkeypatch, (LINEAR / "hf" / "config.json").read_bytes())
+    spec = registry._BY_NAME["Tiny"]
+    wrong = registry.RemoteFile("tiny.pth", server.url + "/tiny/tiny.pth", len(PTH), size=len(PTH),
+                                sha256="f" * 64)
+    monkeypatch.setattr(registry, "_BY_NAME", {"Tiny": dataclasses.replace(spec, sources={"naver": (wrong,)},
+                                                                           default_source="naver")})
+    with pytest.raises(CheckpointError, match="registry says f{64}"):
+        D.download_checkpoint("Tiny", tmp_path)
+    assert not (tmp_path / "Tiny").exists()

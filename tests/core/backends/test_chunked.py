@@ -1,0 +1,162 @@
+"""Chunked multi-view runs (VGGT / DA3 on long shots): chunk plan, joining, seams, loop chunks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from helpers_shot import sequence_scores, shot_poses
+from helpers_synth import _raycast, _rot
+from pointmap.core import Cancelled, CancelToken
+from pointmap.core.backends.chunked import ChunkPrediction, chunk_length_for_memory, plan_chunks, run_chunked
+from pointmap.core.errors import PointmapError
+
+H, W, F = 24, 32, 30.0
+
+
+def _shot(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    poses = shot_poses(rng, n)
+    sph = torch.tensor([[2.5, 2.0, 1.0, 0.4], [-2.5, -2.0, 1.2, 0.5]], dtype=torch.float64)
+    depth = torch.stack([_raycast(torch.tensor(p), F, H, W, sph) for p in poses])
+    return poses, depth
+
+
+def _chunk_runner(poses, depth, seed, pose_noise_deg=0.15, centre_noise=0.002, noise=0.01, outliers=0.03):
+    """What a multi-view network would say about a chunk: ground truth in a random similarity frame of
+    its own (scale, rotation, offset), per-frame pose noise, multiplicative depth noise, outliers with
+    low confidence."""
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    u = (torch.arange(W, dtype=torch.float64) - (W - 1) / 2) / F
+    v = (torch.arange(H, dtype=torch.float64) - (H - 1) / 2) / F
+    rays = torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, dtype=torch.float64)), -1)
+    calls = []
+
+    def run(frames):
+        calls.append(frames)
+        s = math.exp(rng.uniform(-0.7, 0.7))
+        r = _rot(rng.normal(size=3), rng.uniform(0, math.pi))
+        t = rng.normal(0, 2.0, 3)
+        cams, pts, confs = [], [], []
+        for f in frames:
+            m = poses[f].copy()
+            m[:3, :3] = _rot(rng.normal(size=3), math.radians(pose_noise_deg) * rng.normal()) @ m[:3, :3]
+            m[:3, 3] += rng.normal(0, centre_noise, 3)
+            cam = np.eye(4)
+            cam[:3, :3] = r @ m[:3, :3]
+            cam[:3, 3] = s * r @ m[:3, 3] + t
+            cams.append(cam)
+            d = depth[f] * (1 + noise * torch.randn(H, W, generator=gen, dtype=torch.float64))
+            world = (d[..., None] * rays) @ torch.tensor(poses[f][:3, :3]).T + torch.tensor(poses[f][:3, 3])
+            x = s * world @ torch.tensor(r).T + torch.tensor(t)
+            bad = torch.rand(H, W, generator=gen) < outliers
+            x = torch.where(bad[..., None], torch.randn(H, W, 3, generator=gen, dtype=torch.float64) * 3, x)
+            c = torch.where(bad, 1 + 0.5 * torch.rand(H, W, generator=gen), 3 + 17 * torch.rand(H, W, generator=gen))
+            pts.append(x.float())
+            confs.append(c.float())
+        return ChunkPrediction(np.asarray(frames), np.stack(cams), torch.stack(pts), torch.stack(confs))
+
+    return run, calls
+
+
+def test_plan_overlaps_at_least_ten_percent_and_four_frames():
+    chunks = plan_chunks(1000, 100)
+    assert chunks[0][0] == 0 and chunks[-1][-1] == 999
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert len(set(a) & set(b)) >= 10
+    small = plan_chunks(50, 20, overlap=1)
+    assert all(len(set(a) & set(b)) >= 4 for a, b in zip(small, small[1:], strict=False))
+    assert [len(c) for c in plan_chunks(15, 40)] == [15]
+    with pytest.raises(PointmapError):
+        plan_chunks(100, 4)
+    assert chunk_length_for_memory(10 * 2**30, 2**28, most=1000) == 40
+    with pytest.raises(PointmapError, match="Not enough memory"):
+        chunk_length_for_memory(2**30, 2**30)
+
+
+def _seam_pairs(chunks):
+    """Consecutive frame pairs (k, k+1) inside an overlap or at its ends (where chunks hand over)."""
+    out = set()
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        shared = sorted(set(a.tolist()) & set(b.tolist()))
+        out |= set(range(shared[0] - 1, shared[-1] + 1))
+    return out
+
+
+def _rel_rot_errors(est, gt):
+    from helpers_synth import _angle
+
+    return np.array([_angle((gt[k, :3, :3].T @ gt[k + 1, :3, :3]).T @ (est[k, :3, :3].T @ est[k + 1, :3, :3]))
+                     for k in range(len(gt) - 1)])
+
+
+def test_chunks_join_without_drift_or_visible_seams():
+    n = 200
+    poses, depth = _shot(n, 7)
+    run, _ = _chunk_runner(poses, depth, seed=8)
+    res = run_chunked(n, run, chunk=40, overlap=6)
+    truth = {"cam2world": poses, "K": np.tile(np.diag([F, F, 1.0]), (n, 1, 1))}
+    s = sequence_scores(res.cam2world, np.full(n, F), truth)
+    assert s["rot_mean_deg"] <= 0.3 and s["rot_max_deg"] <= 1.0, s
+    assert s["centre_max_frac"] <= 0.01 and s["jitter"] <= 0.1, s
+    # Seams: relative pose error between consecutive frames there is like anywhere else.
+    rel = _rel_rot_errors(res.cam2world, poses)
+    seam = sorted(_seam_pairs(res.chunks))
+    rest = [k for k in range(n - 1) if k not in set(seam)]
+    assert rel[seam].mean() <= 1.5 * rel[rest].mean() + 0.02, (rel[seam].mean(), rel[rest].mean())
+    # Points land in the world of the cameras (scale and offset of the joined frame).
+    assert res.points.shape == (n, H, W, 3) and torch.isfinite(res.points).all()
+
+
+def test_loop_chunk_is_used_and_cancel_between_chunks():
+    n = 120
+    poses, depth = _shot(n, 9)
+    run, calls = _chunk_runner(poses, depth, seed=10)
+    loop = np.concatenate([np.arange(0, 6), np.arange(n - 6, n)])
+    res = run_chunked(n, run, chunk=30, overlap=4, extra_chunks=[loop])
+    assert any(np.array_equal(c, loop) for c in calls)
+    assert any(a == len(res.chunks) - 1 or b == len(res.chunks) - 1 for a, b in res.info["links"])
+    tok = CancelToken()
+    seen = []
+
+    def progress(p):
+        seen.append(p.done)
+        if len(seen) == 2:
+            tok.cancel()
+
+    run2, calls2 = _chunk_runner(poses, depth, seed=11)
+    with pytest.raises(Cancelled):
+        run_chunked(n, run2, chunk=30, overlap=4, progress=progress, cancel=tok)
+    assert len(calls2) == 2 and seen == sorted(seen)
+
+
+def test_vggt_chunked_with_the_tiny_model():
+    from helpers_vggt import VGGT_PARITY_DIR, tiny_model
+    from pointmap.core.backends.vggt import run_vggt
+    from pointmap.core.backends.vggt_chunked import run_vggt_chunked
+    from pointmap.core.io.images import load_images_vggt
+
+    frames = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i % 3}.png") for i in range(11)]
+    images = load_images_vggt(frames, mode="crop", target=70)
+    model = tiny_model("pt")
+    rec = run_vggt_chunked(model, images, chunk=6, overlap=4, device="cpu")
+    rec.validate()
+    assert rec.n_views == 11 and rec.family == "vggt"
+    chunks = rec.meta["chunked"]["chunks"]
+    assert chunks[0][0] == 0 and chunks[-1][-1] == 10 and len(chunks) >= 2
+    assert all(np.isfinite(p).all() for p in rec.points) and np.isfinite(rec.cam2world).all()
+    # One chunk holding every frame is exactly the plain run.
+    whole = run_vggt_chunked(model, images[:5], chunk=8, device="cpu")
+    plain = run_vggt(model, images[:5], device="cpu")
+    np.testing.assert_allclose(whole.cam2world, plain.cam2world, atol=1e-6)
+    np.testing.assert_allclose(whole.points[3], plain.points[3], atol=1e-5)
+
+
+def test_eta_text():
+    from pointmap.core.progress import eta_text
+
+    assert eta_text(0.0, 0, 10, now=5.0) == ""
+    assert eta_text(0.0, 2, 10, now=5.0) == "ETA 20 s"
+    assert eta_text(0.0, 1, 30, now=5.0) == "ETA 2 min 25 s"
+    assert eta_text(0.0, 10, 10, now=5.0) == ""
