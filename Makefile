@@ -31,6 +31,7 @@ test-gpu:
 	PYTHONPATH=$(GPU_PATH)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m pytest -m gpu tests/gpu -p no:cacheprovider $(ARGS)
 
 demo: $(STAMP)
+	mkdir -p out
 	$(PY) -m pointmap.demo samples/photos out/demo.blend
 
 # The extension zip for Blender (validated and built with Blender's own tool from the bpy package).
