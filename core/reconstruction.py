@@ -48,6 +48,26 @@ class Reconstruction:
     warnings: list[str] = field(default_factory=list)   # things the user should be told
     meta: dict = field(default_factory=dict)             # timings, graph, options (JSON-able)
 
+    @classmethod
+    def from_views(cls, views, cam2world: np.ndarray, K_net: np.ndarray, depth, points, conf,
+                   **fields) -> Reconstruction:
+        """A Reconstruction of loaded views (objects with name, path, original_size, net_to_orig, rgb: the
+        loaders' `LoadedImage`) and the per-view results of a backend; `K` follows from `net_to_orig @ K_net`.
+        depth / points / conf: sequences (or arrays) of the N per-view maps; `fields`: family, model, meta, ...
+        """
+        n = len(views)
+        net_to_orig = np.stack([np.asarray(v.net_to_orig, dtype=np.float64) for v in views])
+        K_net = np.ascontiguousarray(K_net, dtype=np.float64)
+        return cls(
+            names=[v.name for v in views], paths=[v.path for v in views],
+            image_sizes=np.array([v.original_size for v in views], dtype=np.int32).reshape(n, 2),
+            cam2world=np.asarray(cam2world, dtype=np.float64), K=net_to_orig @ K_net, K_net=K_net,
+            net_to_orig=net_to_orig,
+            depth=[np.ascontiguousarray(d, dtype=np.float32) for d in depth],
+            points=[np.ascontiguousarray(p, dtype=np.float32) for p in points],
+            conf=[np.ascontiguousarray(c, dtype=np.float32) for c in conf],
+            colors=[np.ascontiguousarray(v.rgb, dtype=np.uint8) for v in views], **fields)
+
     @property
     def n_views(self) -> int:
         return len(self.names)

@@ -45,8 +45,10 @@ CV_TO_BLENDER_CAM = np.diag([1.0, -1.0, -1.0, 1.0])
 RX_MINUS_90 = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation R (3x3) with R @ a ∥ b for unit vectors a, b (Rodrigues)."""
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest rotation R (3x3) with R @ a ∥ b (Rodrigues); a and b need not be unit length."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
     a = a / np.linalg.norm(a)
     b = b / np.linalg.norm(b)
     v = np.cross(a, b)
@@ -81,7 +83,7 @@ def world_rotation(orientation: str, cam2world: np.ndarray | None = None) -> np.
         if np.linalg.norm(up) < 1e-9:
             up = np.array([0.0, -1.0, 0.0])
         # First map the mean up onto OpenCV's up (−y), then apply the standard z-up turn.
-        W[:3, :3] = RX_MINUS_90 @ _rotation_between(up, np.array([0.0, -1.0, 0.0]))
+        W[:3, :3] = RX_MINUS_90 @ rotation_between(up, np.array([0.0, -1.0, 0.0]))
         return W
     raise ValueError(f"unknown world orientation {orientation!r}; expected one of {WORLD_ORIENTATIONS}")
 

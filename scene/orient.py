@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .convention import rotation_between
+
 
 class OrientError(ValueError):
     """The selection cannot define what the tool needs (too few or degenerate points)."""
@@ -71,22 +73,6 @@ def fit_plane(points: np.ndarray, inlier_tol: float | None = None, iterations: i
         _, _, vt = np.linalg.svd(P[best] - origin, full_matrices=False)
         normal = vt[2]
     return normal, origin, best
-
-
-def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation (3x3) taking direction a onto direction b."""
-    a = _unit(np.asarray(a, np.float64), "direction")
-    b = _unit(np.asarray(b, np.float64), "direction")
-    v = np.cross(a, b)
-    c = float(a @ b)
-    if c < -1.0 + 1e-12:
-        axis = np.cross(a, [1.0, 0.0, 0.0])
-        if np.linalg.norm(axis) < 1e-6:
-            axis = np.cross(a, [0.0, 1.0, 0.0])
-        axis /= np.linalg.norm(axis)
-        return 2.0 * np.outer(axis, axis) - np.eye(3)
-    vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-    return np.eye(3) + vx + vx @ vx / (1.0 + c)
 
 
 def _similarity(R: np.ndarray | None = None, t=None, s: float = 1.0) -> np.ndarray:

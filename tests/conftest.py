@@ -26,3 +26,21 @@ def _cpu_threads():
         torch.set_num_threads(2)
     except ImportError:
         pass
+
+
+def tiny_checkpoint() -> str:
+    """The tiny random-weight DUSt3R (linear head) of the parity fixtures: a real checkpoint for end-to-end runs."""
+    return str(fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity") / "dust3r_tiny_linear" / "model.pth")
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    """Three overlapping 64x48 crops of one random texture, as PNG files in tmp_path."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (48, 72, 3), dtype=np.uint8)
+    for i in range(3):
+        Image.fromarray(np.ascontiguousarray(base[:, 4 * i:4 * i + 64])).save(tmp_path / f"view{i}.png")
+    return tmp_path

@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import PointmapError
-from .geometry import weiszfeld_focal
-from .init import INIT_SAMPLES, InitResult, ViewGroup, conf_weight, robust_similarity, sample_stride
+from .init import INIT_SAMPLES, InitResult, ViewGroup, conf_weight, own_view_focals, robust_similarity, sample_stride
 from .rotation_averaging import average_rotations, solve_differences
 
 
@@ -154,13 +153,7 @@ def initialise_global(groups: list[ViewGroup], edges: np.ndarray, n: int, min_co
 
     focal = torch.zeros(n_focal, dtype=torch.float64, device=dev)
     for g, (x, w, (u_, v_)) in zip(groups, samples, strict=True):
-        own = g.obs_own.nonzero()[:, 0]
-        if len(own):
-            ov = g.obs_view[own]
-            du = u_[None, :] - pp[ov, 0, None].float()
-            dv = v_[None, :] - pp[ov, 1, None].float()
-            f = weiszfeld_focal(x[own], du, dv, w[own], focal_group[ov], n_focal)
-            focal = torch.where(torch.isfinite(f), f, focal)
+        focal = own_view_focals(g, x, w, u_, v_, pp, focal_group, n_focal, focal)
     root = int(torch.argmax(score).item()) if ne else 0
     return InitResult(cam_R, cam_t, edge_s, edge_R, edge_t, focal[focal_group], int(edges[root, 0]))
 

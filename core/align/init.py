@@ -238,15 +238,24 @@ def initialise_tree(groups: list[ViewGroup], edges: np.ndarray, n: int, min_conf
         tgt = torch.stack([world[k] for k in g.views.tolist()])
         _, r, t = robust_similarity([(x[rows], tgt, w[rows], torch.arange(len(rows), device=dev))], len(rows))
         cam_R[g.views], cam_t[g.views] = r, t
-        own = g.obs_own.nonzero()[:, 0]
-        if len(own):
-            ov = g.obs_view[own]
-            du = u[None, :] - pp[ov, 0, None].float()
-            dv = v[None, :] - pp[ov, 1, None].float()
-            # Weiszfeld per focal group: accumulate groups over shapes through a shared index.
-            f = weiszfeld_focal(x[own], du, dv, w[own], focal_group[ov], n_focal)
-            focal = torch.where(torch.isfinite(f), f, focal)
+        focal = own_view_focals(g, x, w, u, v, pp, focal_group, n_focal, focal)
     return InitResult(cam_R, cam_t, edge_s, edge_R, edge_t, focal[focal_group], root)
+
+
+def own_view_focals(g: ViewGroup, x: torch.Tensor, w: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                    pp: torch.Tensor, focal_group: torch.Tensor, n_focal: int, focal: torch.Tensor) -> torch.Tensor:
+    """`focal` (n_focal,) updated by a Weiszfeld fit on group g's own-frame observations.
+
+    x (M, S, 3) sampled points of g's observations, w (M, S) their weights, u / v (S,) their pixel columns /
+    rows; pp (N, 2) principal points. Groups accumulate over image shapes through the shared focal index."""
+    own = g.obs_own.nonzero()[:, 0]
+    if not len(own):
+        return focal
+    ov = g.obs_view[own]
+    du = u[None, :] - pp[ov, 0, None].float()
+    dv = v[None, :] - pp[ov, 1, None].float()
+    f = weiszfeld_focal(x[own], du, dv, w[own], focal_group[ov], n_focal)
+    return torch.where(torch.isfinite(f), f, focal)
 
 
 def robust_similarity(parts, n_out: int, iters: int = 10):

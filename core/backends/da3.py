@@ -258,18 +258,8 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     for i in range(s):
         pts = unproject_depth(depth[i:i + 1], w2c[i:i + 1, :3], K_net[i:i + 1])[0]
         out_points.append(pts.astype(np.float32))
-    rec = Reconstruction(
-        names=[im.name for im in images],
-        paths=[im.path for im in images],
-        image_sizes=np.array([im.original_size for im in images], dtype=np.int32).reshape(s, 2),
-        cam2world=cam2world,
-        K=net_to_orig @ K_net,
-        K_net=np.ascontiguousarray(K_net, dtype=np.float64),
-        net_to_orig=net_to_orig,
-        depth=[np.ascontiguousarray(depth[i]) for i in range(s)],
-        points=out_points,
-        conf=[np.ascontiguousarray(conf[i]) for i in range(s)],
-        colors=[np.ascontiguousarray(im.rgb, dtype=np.uint8) for im in images],
+    rec = Reconstruction.from_views(
+        images, cam2world, K_net, list(depth), out_points, list(conf),
         family="da3",
         model=name,
         metric_scale=bool(metric),

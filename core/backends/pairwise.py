@@ -66,20 +66,8 @@ def run_pairwise(model, model_name: str, images, options: ReconstructOptions, pr
     timings["align"] = time.perf_counter() - t
     del pred
 
-    net_to_orig = np.stack([im.net_to_orig for im in images]).astype(np.float64)
-    recon = Reconstruction(
-        names=[im.name for im in images],
-        paths=[im.path for im in images],
-        image_sizes=np.array([im.original_size for im in images], dtype=np.int32),
-        cam2world=aligned.cam2world,
-        K=net_to_orig @ aligned.K_net,
-        K_net=aligned.K_net,
-        net_to_orig=net_to_orig,
-        depth=aligned.depth,
-        points=aligned.points,
-        conf=aligned.conf,
-        colors=[im.rgb for im in images],
-    )
+    recon = Reconstruction.from_views(images, aligned.cam2world, aligned.K_net, aligned.depth, aligned.points,
+                                      aligned.conf)
     meta = {"graph": graph, "n_pairs": pair_graph.n_edges, "align": _jsonable(aligned.info),
             "memory": {**estimate.as_dict(), "plan": plan.mode}}
     return recon, meta

@@ -240,19 +240,8 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
         out_points.append(pts.astype(np.float32))
         out_conf.append(conf)
 
-    net_to_orig = np.stack([np.asarray(im.net_to_orig, dtype=np.float64) for im in images])
-    rec = Reconstruction(
-        names=[im.name for im in images],
-        paths=[im.path for im in images],
-        image_sizes=np.array([im.original_size for im in images], dtype=np.int32).reshape(s, 2),
-        cam2world=cam2world,
-        K=net_to_orig @ K_net,
-        K_net=K_net,
-        net_to_orig=net_to_orig,
-        depth=[np.ascontiguousarray(depth[i, ..., 0], dtype=np.float32) for i in range(s)],
-        points=out_points,
-        conf=out_conf,
-        colors=[np.ascontiguousarray(im.rgb, dtype=np.uint8) for im in images],
+    rec = Reconstruction.from_views(
+        images, cam2world, K_net, [depth[i, ..., 0] for i in range(s)], out_points, out_conf,
         family="vggt",
         model=str(getattr(model, "name", "")),
         meta={"checkpoint_notes": list(getattr(model, "checkpoint_notes", [])),

@@ -4,26 +4,11 @@ and write no .blend. (The success path is covered by tests/scene/test_fused_mesh
 reconstruction.)"""
 
 import pytest
+from conftest import tiny_checkpoint
 
 bpy = pytest.importorskip("bpy")
 
 
-def _tiny_checkpoint():
-    from conftest import FIXTURES, fixture_dir
-
-    return str(fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity") / "dust3r_tiny_linear" / "model.pth")
-
-
-@pytest.fixture()
-def photos(tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (48, 72, 3), dtype=np.uint8)
-    for i in range(3):   # overlapping crops of one random texture
-        Image.fromarray(np.ascontiguousarray(base[:, 4 * i:4 * i + 64])).save(tmp_path / f"view{i}.png")
-    return tmp_path
 
 
 def test_cli_fused_mesh_failure_is_a_clear_message_and_no_blend(photos, tmp_path, capsys):
@@ -33,7 +18,7 @@ def test_cli_fused_mesh_failure_is_a_clear_message_and_no_blend(photos, tmp_path
     out = tmp_path / "out"
     out.mkdir()
     blend = out / "scene.blend"
-    code = cli.main([str(photos), "-o", str(blend), "--checkpoint", _tiny_checkpoint(), "--image-size", "64",
+    code = cli.main([str(photos), "-o", str(blend), "--checkpoint", tiny_checkpoint(), "--image-size", "64",
                      "--iterations", "10", "--device", "cpu", "--min-conf", "0", "--fused-mesh", "--voxel-size", "0.2"])
     assert code == cli.EXIT_FAILED
     assert "gave no surface" in capsys.readouterr().out

@@ -7,6 +7,7 @@ directly, exactly as the modal operator's TIMER handler does.
 import threading
 
 import pytest
+from conftest import tiny_checkpoint
 from helpers_bpydata import datablock_names
 from pointmap import tasks as jobs
 from pointmap.core.errors import Cancelled, InputError
@@ -175,22 +176,6 @@ def test_missing_checkpoint_is_a_clear_report(registered, tmp_path):
 
 # -- end to end through core.reconstruct and scene.build_scene, tiny random-weight DUSt3R --
 
-def _tiny_checkpoint():
-    from conftest import FIXTURES, fixture_dir
-
-    return str(fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity") / "dust3r_tiny_linear" / "model.pth")
-
-
-@pytest.fixture()
-def photos(tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (48, 72, 3), dtype=np.uint8)
-    for i in range(3):   # overlapping crops of one random texture
-        Image.fromarray(np.ascontiguousarray(base[:, 4 * i:4 * i + 64])).save(tmp_path / f"view{i}.png")
-    return tmp_path
 
 
 RUN = dict(image_size=64, iterations=10, device="CPU")
@@ -198,7 +183,7 @@ RUN = dict(image_size=64, iterations=10, device="CPU")
 
 def test_reconstruct_builds_cameras_and_points(registered, photos):
     before = datablock_names()
-    res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), name="tiny", **RUN)
+    res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=tiny_checkpoint(), name="tiny", **RUN)
     assert res == {"FINISHED"}
     coll = bpy.data.collections["tiny"]
     objs = list(coll.all_objects)
@@ -214,7 +199,7 @@ def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()   # the CLI checks output folders before any work instead of creating them
-    code = cli.main([str(photos), "-o", str(out / "scene.blend"), "--checkpoint", _tiny_checkpoint(),
+    code = cli.main([str(photos), "-o", str(out / "scene.blend"), "--checkpoint", tiny_checkpoint(),
                      "--image-size", "64", "--iterations", "10", "--device", "cpu", "--min-conf", "0",
                      "--export-colmap", str(out / "sparse"), "--export-ply", str(out / "cloud.ply"),
                      "--save-reconstruction", str(out / "rec.npz")])
@@ -232,10 +217,10 @@ def test_corrupt_image_skip_and_stop(registered, photos):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     before = datablock_names()
     with pytest.raises(RuntimeError, match="broken.jpg"):
-        bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), on_bad_image="STOP",
+        bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=tiny_checkpoint(), on_bad_image="STOP",
                                      name="stopped", **RUN)
     assert datablock_names() == before and "stopped" not in bpy.data.collections
-    res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), on_bad_image="SKIP",
+    res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=tiny_checkpoint(), on_bad_image="SKIP",
                                        name="skipped", **RUN)
     assert res == {"FINISHED"}
     cams = [o for o in bpy.data.collections["skipped"].all_objects if o.type == "CAMERA"]
@@ -249,7 +234,7 @@ def test_failed_scene_build_leaves_blender_unchanged(registered, photos, tmp_pat
     not_a_folder.write_text("a file where the texture folder should go")
     before = datablock_names()
     with pytest.raises(RuntimeError, match="Could not create the texture folder") as info:
-        bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=_tiny_checkpoint(), name="failed",
+        bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=tiny_checkpoint(), name="failed",
                                      depth_textures="EXR", texture_dir=str(not_a_folder), **RUN)
     assert "Traceback" not in str(info.value)
     assert datablock_names() == before
@@ -270,7 +255,7 @@ def test_cancel_leaves_scene_untouched(registered, photos, when):
             if p.stage == "pairs":
                 cancel.cancel()          # the user presses Cancel while pairs are decoded
         options = ReconstructOptions(image_size=64, device="cpu", align=AlignOptions(iterations=10))
-        return reconstruct(str(photos), _tiny_checkpoint(), options, progress=relay, cancel=cancel)
+        return reconstruct(str(photos), tiny_checkpoint(), options, progress=relay, cancel=cancel)
 
     job = jobs.Job(work, on_done=lambda r: seen["done"].append(build_scene(r, options=SceneOptions(name="x"))),
                    on_error=lambda e, tb: seen["error"].append(e))
