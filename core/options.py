@@ -8,6 +8,7 @@ about the camera) and one nested group per stage or backend:
       .align     AlignOptions      global alignment of pairwise pointmaps
       .vggt      VGGTOptions       VGGT's preprocessing and outputs
       .da3       DA3Options        Depth Anything 3's preprocessing and known cameras
+      .sequence  SequenceOptions   a shot: frame range, stride, first frame number, chunking
 
 Adding a group (e.g. `DA3Options`, `SequenceOptions`, `MeshOptions`): define the dataclass in its own
 module or here, and add one `name: Group = field(default_factory=Group)` line to `ReconstructOptions`;
@@ -115,6 +116,37 @@ class DA3Options:
 
 
 @dataclass
+class SequenceOptions:
+    """How a shot (a movie file or a folder holding an image sequence) becomes frames.
+
+    Used when `reconstruct()`'s input is a movie file or `is_shot` is set for an image folder. Frame numbers
+    are the clip's own (a plate may start at 1001); the result's `Reconstruction.frame_numbers` holds them.
+
+    is_shot:      treat an image folder as one ordered shot (numbers from the file names) rather than a photo set.
+    first_frame:  number of a movie's first frame (image sequences take theirs from the file names).
+    start, end:   first and last clip frame to solve, inclusive (None: the clip's first / last).
+    stride:       solve every stride-th frame (the scene builder interpolates the rest).
+    on_bad_frame: "skip" (the frame gets no camera; the report names it) or "raise" (stop, naming it).
+    window:       pairwise backend: the sliding window of the `seq-K` graph used for shots (log links and
+                  retrieval loop closures come with it).
+    shared_focal: one focal for the whole shot (False: one per frame, for zooms).
+    chunk:        VGGT / DA3: frames per chunk (None: from free GPU memory).
+    overlap:      VGGT / DA3: frames shared by consecutive chunks (None: 10 % of the chunk, at least 4).
+    """
+
+    is_shot: bool = False
+    first_frame: int = 1
+    start: int | None = None
+    end: int | None = None
+    stride: int = 1
+    on_bad_frame: str = "skip"
+    window: int = 4
+    shared_focal: bool = True
+    chunk: int | None = None
+    overlap: int | None = None
+
+
+@dataclass
 class ReconstructOptions:
     """Everything `reconstruct()` can be told. Defaults reproduce a plain run.
 
@@ -139,6 +171,7 @@ class ReconstructOptions:
     align: AlignOptions = field(default_factory=AlignOptions)
     vggt: VGGTOptions = field(default_factory=VGGTOptions)
     da3: DA3Options = field(default_factory=DA3Options)
+    sequence: SequenceOptions = field(default_factory=SequenceOptions)
 
     def check(self) -> None:
         """Raise `ValueError` naming the first option with a value no backend understands."""
@@ -147,13 +180,21 @@ class ReconstructOptions:
                                      ("vggt.points", self.vggt.points, ("depth", "head")),
                                      ("vggt.mode", self.vggt.mode, ("crop", "pad")),
                                      ("da3.method", self.da3.method, DA3_METHODS),
-                                     ("da3.ref_strategy", self.da3.ref_strategy, DA3_REF_STRATEGIES)):
+                                     ("da3.ref_strategy", self.da3.ref_strategy, DA3_REF_STRATEGIES),
+                                     ("sequence.on_bad_frame", self.sequence.on_bad_frame, BAD_IMAGE_POLICIES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
         if self.known_focal_mm is not None and (self.known_focal_mm <= 0 or self.sensor_width_mm <= 0):
             raise ValueError("known_focal_mm and sensor_width_mm must be positive (mm)")
         if self.image_size is not None and self.image_size <= 0:
             raise ValueError(f"image_size must be positive, not {self.image_size}")
+        seq = self.sequence
+        if seq.stride < 1 or seq.window < 1:
+            raise ValueError(f"sequence.stride and sequence.window must be at least 1, not {seq.stride} / {seq.window}")
+        if seq.start is not None and seq.end is not None and seq.end < seq.start:
+            raise ValueError(f"sequence.end ({seq.end}) is before sequence.start ({seq.start})")
+        if seq.chunk is not None and seq.chunk < 8:
+            raise ValueError(f"sequence.chunk must be at least 8 frames, not {seq.chunk}")
 
 
-__all__ = ["AlignOptions", "DA3Options", "PairwiseOptions", "ReconstructOptions", "VGGTOptions"]
+__all__ = ["AlignOptions", "DA3Options", "PairwiseOptions", "ReconstructOptions", "SequenceOptions", "VGGTOptions"]
