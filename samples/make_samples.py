@@ -252,35 +252,13 @@ def render_photos(n: int = 7, out_dir: Path = PHOTOS, samples: int = 24) -> list
 
 # --- README picture ----------------------------------------------------------------------------
 
-def frustum_object(cam_obj, scene, depth: float, rgb=(1.0, 0.45, 0.05)):
-    """A wireframe pyramid mesh matching `cam_obj`'s view, so cameras show up in renders."""
-    import bpy
-    import numpy as np
-
-    corners = [np.array(v) / abs(v.z) * depth for v in cam_obj.data.view_frame(scene=scene)]
-    verts = np.array([[0.0, 0.0, 0.0], *corners], np.float32)
-    me = bpy.data.meshes.new(f"{cam_obj.name} frustum")
-    me.from_pydata(verts.tolist(), [], [(0, 1, 2), (0, 2, 3), (0, 3, 4), (0, 4, 1), (1, 2, 3, 4)])
-    col = me.color_attributes.new("Color", "FLOAT_COLOR", "POINT")
-    col.data.foreach_set("color", np.tile(np.array([*rgb, 1.0], np.float32), len(verts)))
-    me.color_attributes.active_color = col
-    obj = bpy.data.objects.new(me.name, me)
-    obj.matrix_world = cam_obj.matrix_world
-    wire = obj.modifiers.new("wire", "WIREFRAME")
-    wire.thickness = depth * 0.025
-    for c in cam_obj.users_collection:
-        c.objects.link(obj)
-    return obj
-
-
 def render_picture(path: Path = PICTURE) -> Path:
     import bpy
-    import numpy as np
-    from mathutils import Vector
 
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers_synthrecon import ViewSpec, make_synthetic_recon
     from pointmap.scene import SceneOptions, build_scene
+    from pointmap.scene.overview import render_overview
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -288,48 +266,7 @@ def render_picture(path: Path = PICTURE) -> Path:
     recon = make_synthetic_recon(views=views, n_views=6)
     coll = build_scene(recon, scene, SceneOptions(depth_textures=None, background_images=False,
                                                   mesh_points=True))
-    cams = [o for o in coll.objects if o.type == "CAMERA"]
-    for c in cams:
-        scene.render.resolution_x = c["pointmap_width"]
-        scene.render.resolution_y = c["pointmap_height"]
-        frustum_object(c, scene, depth=0.7)
-    # Look at the centre of the cloud and cameras from above, behind and to the side of the cameras.
-    pts = next(o for o in coll.objects if o.type == "MESH" and o.modifiers)
-    P = np.empty(3 * len(pts.data.vertices), np.float32)
-    pts.data.attributes["position"].data.foreach_get("vector", P)
-    P = np.concatenate([P.reshape(-1, 3), [list(c.matrix_world.translation) for c in cams]])
-    lo, hi = np.percentile(P, 1, axis=0), np.percentile(P, 99, axis=0)
-    cam_centre = np.mean([list(c.matrix_world.translation) for c in cams], axis=0)
-    centre = Vector((0.65 * (lo + hi) / 2 + 0.35 * cam_centre).tolist())
-    size = float(np.linalg.norm(hi - lo))
-    view = bpy.data.objects.new("overview", bpy.data.cameras.new("overview"))
-    view.data.lens = 30
-    scene.collection.objects.link(view)
-    view.location = centre + Vector((0.8, -0.85, 0.75)) * size * 0.85
-    view.rotation_euler = (centre - view.location).to_track_quat("-Z", "Y").to_euler()
-    scene.camera = view
-    r = scene.render
-    r.resolution_x, r.resolution_y, r.resolution_percentage = 720, 450, 100
-    r.pixel_aspect_x = r.pixel_aspect_y = 1.0
-    r.engine = "BLENDER_WORKBENCH"
-    sh = scene.display.shading
-    sh.light = "STUDIO"
-    sh.color_type = "VERTEX"
-    scene.display.render_aa = "8"
-    r.film_transparent = True
-    r.image_settings.file_format = "PNG"
-    r.filepath = str(path.with_suffix(".raw.png"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.render.render(write_still=True)
-    # Dark background and a 256-colour palette keep the README picture small (< 300 KB).
-    from PIL import Image
-
-    raw = Image.open(r.filepath).convert("RGBA")
-    out = Image.new("RGBA", raw.size, (30, 32, 38, 255))
-    out.alpha_composite(raw)
-    out.convert("RGB").quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
-    os.remove(r.filepath)
-    return path
+    return render_overview(coll, scene, path, frustum_depth=0.7)
 
 
 def main(argv: list[str]) -> None:
