@@ -17,6 +17,12 @@ Conventions of the result (see core/reconstruction.py), mirroring the VGGT backe
   at the origin, with the given intrinsics or, without them, a 60-degree horizontal field of view
   (`meta["assumed_fov_deg"]`). The metric model's depth is metres after the reference's focal rescale
   depth * (fx + fy) / 2 / 300; `metric_scale` is then True. Sky pixels (sky > 0.3) get confidence 0.
+* The nested model (any-view + metric network, core.models.da3.DA3Nested) runs both networks on all views
+  and aligns the any-view depth to the metric network's (core.models.da3.metric: one least-squares scale
+  over the confident non-sky pixels, sky pixels at a capped far depth with the lowest confidence); depth and
+  camera translations are then in metres (`metric_scale` True, `meta["metric_scale_factor"]`). As the
+  reference, the metric rescale uses the predicted focal lengths, or the known ones when given. With known
+  poses the caller's cameras set the scale and the metric network is not run (a warning says so).
 * points: depth unprojected with the cameras (float32 world points, camera 0's frame).
 
 Memory/speed: the backbone runs in bf16 on bf16 GPUs (weights cast in place), fp16 autocast on older
@@ -148,6 +154,25 @@ def run_da3_frames(model, x, device, precision: str, world2cam_net=None, K_net_i
     return maps
 
 
+def _align_nested(depth: np.ndarray, conf: np.ndarray, metric_maps: dict, K_net: np.ndarray):
+    """The nested model's metric alignment (core.models.da3.metric) of (S, H, W) depth and confidence, with
+    the metric network's raw depth and sky maps and the intrinsics `K_net` (S, 3, 3) of the result (the known
+    ones when given: the metric rescale is by the true focal length). -> (depth, conf, scale)."""
+    import torch
+
+    from ..models.da3.metric import align_to_metric
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
+
+    try:
+        out = align_to_metric(t(depth), t(conf), t(metric_maps["depth"]), t(metric_maps["sky"]), t(K_net))
+    except ValueError as err:
+        raise InputError(f"Depth Anything 3 Nested cannot give these images a metric scale: {err}. Use an "
+                         f"any-view model (DA3-Base/Large/Giant) for a result up to scale.") from None
+    return out["depth"][0].numpy(), out["depth_conf"][0].numpy(), float(out["scale"])
+
+
 def _homogeneous(m: np.ndarray) -> np.ndarray:
     out = np.tile(np.eye(4), (m.shape[0], 1, 1))
     out[:, :3, :4] = m[:, :3, :4]
@@ -159,7 +184,7 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
             fused: bool = False, progress=None, cancel=None) -> Reconstruction:
     """Reconstruct `images` (LoadedImages of one shape, from load_images_da3) with a DA3 model.
 
-    model:      a `core.models.da3.DA3Net` (moved to `device`; its backbone cast to bf16 in bf16 mode).
+    model:      a `core.models.da3.DA3Net` or `DA3Nested` (moved to `device`; backbones cast to bf16 in bf16 mode).
     intrinsics: None or (S, 3, 3) known intrinsics in original pixels (used instead of the predicted ones).
     world2cam:  None or (S, 4, 4) known world-to-camera poses (OpenCV); needs `intrinsics`; runs the
                 camera-conditioned mode and keeps these cameras (world = the caller's frame).
@@ -167,13 +192,14 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     fused:      torch.compile'd transformer blocks on CUDA (as run_vggt's; ~1 min compile per process).
     Raises InputError (bad images or cameras), DA3MemoryError, Cancelled.
     """
-    from ..models.da3 import DA3Net
+    from ..models.da3 import DA3Nested, DA3Net
     from ..models.da3.config import METRIC_PRESETS
     from ..models.vggt.pose import unproject_depth
 
-    if not isinstance(model, DA3Net):
-        raise InputError("This Depth Anything 3 checkpoint (the nested Giant + metric model) is not supported "
-                         "yet; use DA3-Large/Giant for several views or DA3Metric-Large for metric depth.")
+    if not isinstance(model, DA3Net | DA3Nested):
+        raise InputError(f"{type(model).__name__} is not a Depth Anything 3 network.")
+    nested = isinstance(model, DA3Nested)
+    net = model.da3 if nested else model    # the any-view (or mono/metric) network
     if head_precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"head_precision must be 'auto', 'fp32' or 'bf16', not {head_precision!r}")
     images = list(images)
@@ -192,22 +218,31 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
             raise InputError(f"{world2cam.shape[0]} known camera poses given for {s} images.")
         if K_known is None:
             raise InputError("Known camera poses need known intrinsics too (Depth Anything 3 encodes both).")
-        if model.cam_enc is None:
+        if net.cam_enc is None:
             raise InputError("This Depth Anything 3 model (monocular/metric) cannot take known camera poses; "
                              "use an any-view model (DA3-Small/Base/Large/Giant).")
-    if not model.cfg.any_view and s > 1 and world2cam is None:
+    if not net.cfg.any_view and s > 1 and world2cam is None:
         raise InputError(f"The monocular/metric Depth Anything 3 model reconstructs one image at a time "
                          f"(got {s}); use an any-view model (DA3-Small/Base/Large/Giant) for several views.")
 
     device, precision = resolve_device_precision(device, precision)
-    head_precision = prepare_model(model, device, precision, head_precision)
+    # Known poses fix the scale of a nested model's result: its metric network is not needed then.
+    use_metric_net = nested and world2cam is None
+    head_precision = prepare_model(net, device, precision, head_precision)
+    if use_metric_net:
+        prepare_model(model.da3_metric, device, precision, head_precision)
     t0 = time.perf_counter()
-    depth_blocks = model.cfg.depth
-    total = depth_blocks + 2
+    depth_blocks = net.cfg.depth
+    metric_blocks = model.da3_metric.cfg.depth if use_metric_net else 0
+    total = depth_blocks + metric_blocks + 2
 
     def step(i: int) -> None:
         check_cancel(cancel)
         report(progress, "da3", i + 1, total, f"backbone block {i + 1}/{depth_blocks}")
+
+    def metric_step(i: int) -> None:
+        check_cancel(cancel)
+        report(progress, "da3", depth_blocks + i + 1, total, f"metric network block {i + 1}/{metric_blocks}")
 
     check_cancel(cancel)
     report(progress, "da3", 0, total, f"{s} frames at {w}x{h}")
@@ -215,15 +250,19 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     w2c_net = None
     if world2cam is not None:
         w2c_net, norm_scale = normalize_world2cam(world2cam)
-    maps = run_da3_frames(model, x, device, precision, w2c_net, K_known, frame_chunk, ref_strategy, step, cancel,
+    maps = run_da3_frames(net, x, device, precision, w2c_net, K_known, frame_chunk, ref_strategy, step, cancel,
                           fused)
-    report(progress, "da3", depth_blocks + 1, total, "cameras and points")
+    metric_maps = None
+    if use_metric_net:
+        metric_maps = run_da3_frames(model.da3_metric, x, device, precision, frame_chunk=frame_chunk,
+                                     step=metric_step, cancel=cancel)
+    report(progress, "da3", depth_blocks + metric_blocks + 1, total, "cameras and points")
     t_net = time.perf_counter()
 
     warnings: list[str] = []
     meta: dict = {}
     depth = maps["depth"].astype(np.float32)
-    if model.cfg.any_view:
+    if net.cfg.any_view:
         conf = maps["depth_conf"].astype(np.float32)
     else:
         conf = (maps["sky"] <= SKY_THRESHOLD).astype(np.float32)
@@ -231,7 +270,7 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
         depth = depth * np.float32(norm_scale)
         w2c = world2cam
         cam2world = np.linalg.inv(w2c)
-    elif model.cam_dec is not None:
+    elif net.cam_dec is not None:
         c2w_net = _homogeneous(maps["cam2world"])
         cam2world = np.linalg.inv(c2w_net[0]) @ c2w_net   # camera 0's frame
         cam2world[0] = np.eye(4)
@@ -249,10 +288,18 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
         meta["assumed_fov_deg"] = DEFAULT_HFOV_DEG
         warnings.append(f"No intrinsics given: assumed a {DEFAULT_HFOV_DEG:g}-degree horizontal field of view.")
     name = str(getattr(model, "name", ""))
-    metric = name in METRIC_PRESETS and not model.cfg.any_view
+    metric = name in METRIC_PRESETS and not net.cfg.any_view
     if metric:
         focal = (K_net[:, 0, 0] + K_net[:, 1, 1]) / 2
         depth = depth * (focal[:, None, None] / METRIC_FOCAL_DIVISOR).astype(np.float32)
+    if nested and metric_maps is None:
+        warnings.append("Known camera poses set the scale, so the nested model's metric network was not used.")
+    elif nested:
+        depth, conf, scale = _align_nested(depth, conf, metric_maps, K_net)
+        cam2world[:, :3, 3] *= scale
+        w2c = np.linalg.inv(cam2world)
+        metric = True
+        meta["metric_scale_factor"] = scale
 
     out_points = []
     for i in range(s):
@@ -266,7 +313,7 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
         warnings=warnings,
         meta={**meta, "checkpoint_notes": list(getattr(model, "checkpoint_notes", [])), "device": str(device),
               "precision": precision, "head_precision": head_precision, "frame_chunk": frame_chunk,
-              "fused": bool(fused and device.type == "cuda" and model.cfg.ffn == "mlp"),
+              "fused": bool(fused and device.type == "cuda" and net.cfg.ffn == "mlp"),
               "known_intrinsics": intrinsics is not None, "known_poses": world2cam is not None,
               "camera_normalisation_scale": norm_scale, "seconds_network": round(t_net - t0, 3),
               "seconds_total": round(time.perf_counter() - t0, 3),

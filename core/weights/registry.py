@@ -153,17 +153,26 @@ _SPECS = _SPECS + (
               "Depth Anything 3 Metric Large: one image, depth in metres; Apache-2.0."),
     _da3_spec("DA3MONO-LARGE", 334_171_394, True,
               "Depth Anything 3 Mono Large: one image, relative depth; Apache-2.0."),
+    _da3_spec("DA3NESTED-GIANT-LARGE-1.1", 1_689_845_519, False,
+              "Depth Anything 3 Nested: any-view Giant aligned to metric Large, cameras and depth in metres; "
+              "non-commercial."),
 )
 
 _BY_NAME = {spec.name: spec for spec in _SPECS}
 
-# What the UI offers first: the most accurate DUSt3R (DUSt3R's own demo default).
-DEFAULT = "DUSt3R_ViTLarge_BaseDecoder_512_dpt"
+# What new users are offered first (preferences, CLI --download, the default run once downloaded). The most
+# capable checkpoint whose licence allows commercial work: every DUSt3R/MASt3R/VGGT-1B and the DA3 Large/Giant/
+# Nested weights are non-commercial; of the Apache-2.0 ones only DA3-Small and DA3-Base predict cameras for
+# several views (Metric/Mono-Large see one image at a time), and Base is the larger of the two (the DA3
+# authors report it the more accurate) at a 0.54 GB download. With nothing downloaded and nothing named the bundled demo model still runs offline
+# (core.weights.resolve).
+DEFAULT = "DA3-BASE"
 
 
 def names() -> list[str]:
-    """Registered checkpoint names, in display order."""
-    return [spec.name for spec in _SPECS]
+    """Registered checkpoint names, in display order: the default first (a dynamic Blender enum's initial
+    value is its first item), then the registry order."""
+    return [DEFAULT, *(spec.name for spec in _SPECS if spec.name != DEFAULT)]
 
 
 def get(name: str) -> CheckpointSpec:

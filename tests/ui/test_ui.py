@@ -149,6 +149,7 @@ def test_checkpoint_choices_are_the_registry_and_a_local_file(registered):
 
     items = _checkpoint_items(None, None)
     assert [item[0] for item in items] == [*registry.names(), LOCAL]
+    assert items[0][0] == registry.DEFAULT and "commercial use OK" in items[0][1]   # the initial choice
     assert all(item[2] for item in items)                    # every choice has a tooltip
     assert _checkpoint_items(None, None) == items            # asking again adds nothing
 

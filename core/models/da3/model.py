@@ -1,4 +1,4 @@
-"""The DA3 network (`DA3Net`) and the nested Giant + metric pair (`DA3Nested`, built for loading only).
+"""The DA3 network (`DA3Net`) and the nested any-view + metric pair (`DA3Nested`).
 
 `DA3Net(cfg)` submodules and state_dict keys equal the reference `DepthAnything3Net`'s without the
 checkpoint's `model.` prefix: `backbone.pretrained.*`, `head.*`, and for any-view models `cam_enc.*`,
@@ -25,6 +25,7 @@ from .backbone import DA3Backbone
 from .camera import CameraDec, CameraEnc, invert_rigid, pose_encoding_to_c2w_intrinsics
 from .config import PRESETS, DA3Config, config_from_dict
 from .head import DualDPT, MonoDPT
+from .metric import align_to_metric
 
 
 class DA3Net(nn.Module):
@@ -86,29 +87,58 @@ class DA3Net(nn.Module):
 
 
 class DA3Nested(nn.Module):
-    """`da3` (any-view Giant) + `da3_metric` (metric Large): holds the nested checkpoint's tensors.
+    """The nested model: `da3` (any-view, the Giant in the published checkpoint) + `da3_metric` (the metric
+    Large), whose depth fixes the any-view result's scale in metres (metric.align_to_metric).
 
-    Its combined forward (metric rescaling of the any-view result) is not implemented; the backend
-    refuses it with a clear message. Built so that the checkpoint's keys are checked strictly.
+    Forward: as DA3Net's (images, optional known cameras) -> the any-view outputs with depth, depth_conf
+    and the camera translations (cam2world, world2cam) in metres, plus metric_depth (B, S, H, W, the metric
+    model's depth in metres with the predicted focal lengths), sky (B, S, H, W, the metric model's sky map),
+    non_sky (bool) and metric_scale (0-d, the factor applied). As the reference, the metric model sees every
+    view on its own and the focal lengths are the any-view model's predicted ones (also in camera-conditioned
+    mode).
     """
 
     family = "da3"
 
-    def __init__(self):
+    def __init__(self, anyview: DA3Config | None = None, metric: DA3Config | None = None):
         super().__init__()
-        self.da3 = DA3Net(PRESETS["da3-giant"])
-        self.da3_metric = DA3Net(PRESETS["da3metric-large"])
+        self.da3 = DA3Net(anyview or PRESETS["da3-giant"])
+        self.da3_metric = DA3Net(metric or PRESETS["da3metric-large"])
+        if not self.da3.cfg.any_view or self.da3_metric.cfg.any_view:
+            raise ValueError("a nested DA3 model pairs an any-view network with a monocular/metric one")
         self.name = ""
 
     @property
     def config(self) -> dict:
-        return {"nested": True}
+        return {"nested": True, "anyview": self.da3.cfg.to_dict(), "metric": self.da3_metric.cfg.to_dict()}
+
+    def forward(self, images: torch.Tensor, world2cam: torch.Tensor | None = None,
+                intrinsics: torch.Tensor | None = None, ref_strategy: str = "saddle_balanced",
+                rays: bool = False, frame_chunk: int = 8, trace: dict | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        out = self.da3(images, world2cam, intrinsics, ref_strategy, rays, frame_chunk, trace)
+        metric_out = self.da3_metric(images, frame_chunk=frame_chunk)
+        if trace is not None:
+            trace.update(anyview_depth=out["depth"], anyview_depth_conf=out["depth_conf"],
+                         metric_raw_depth=metric_out["depth"], metric_sky=metric_out["sky"])
+        aligned = align_to_metric(out["depth"], out["depth_conf"], metric_out["depth"], metric_out["sky"],
+                                  out["intrinsics"], generator)
+        scale = aligned["scale"]
+        out.update(depth=aligned["depth"], depth_conf=aligned["depth_conf"], metric_depth=aligned["metric_depth"],
+                   sky=metric_out["sky"], non_sky=aligned["non_sky"], metric_scale=scale)
+        for key in ("cam2world", "world2cam"):
+            m = out[key].clone()
+            m[..., :3, 3] *= scale
+            out[key] = m
+        return out
 
 
 def build_da3(config: str | DA3Config | dict) -> nn.Module:
     """A DA3 network (random init, on the current default device) from a preset name, config or dict."""
     from .config import NESTED
 
+    if isinstance(config, dict) and config.get("nested"):
+        return DA3Nested(config_from_dict(config["anyview"]), config_from_dict(config["metric"]))
     if isinstance(config, str):
         if config == NESTED:
             return DA3Nested()

@@ -149,3 +149,42 @@ def test_reconstruct_selects_da3(model, tmp_path):
         reconstruct(paths, model, ReconstructOptions(device="cpu", pairwise=PairwiseOptions(graph="swin-2")))
     with pytest.raises(ValueError, match="da3.method"):
         reconstruct(paths, model, ReconstructOptions(da3=DA3Options(method="nearest")))
+
+
+def test_nested_model_gives_metres():
+    """The nested model through the backend: the official nested forward's depth, confidence and scale (its
+    parity fixture, whose inputs are this parity set's images), cameras with translations in metres; with known
+    poses the poses set the scale and the metric network is not run."""
+    import json
+
+    from conftest import FIXTURES, fixture_dir
+    from pointmap.core.io.da3_images import to_tensor_da3
+    from pointmap.core.models.da3.checkpoint import load_da3
+
+    nested_dir = fixture_dir("POINTMAP_DA3_NESTED_DIR", FIXTURES / "da3_nested")
+    nested_manifest = json.loads((nested_dir / "manifest.json").read_text())
+    net, _ = load_da3(nested_dir / "tiny_nested.safetensors", config=nested_manifest["model"])
+    cases = [c for c, spec in nested_manifest["cases"].items() if not spec["camera_conditioned"] and c in CASES]
+    assert cases
+    for case in cases:
+        ref = np.load(nested_dir / nested_manifest["cases"][case]["file"])
+        ims = _images(case)
+        assert torch.equal(to_tensor_da3(list(ims))[None], torch.from_numpy(ref["images"])), "preprocessing"
+        rec = run_da3(net, ims, device="cpu")
+        assert rec.metric_scale
+        scale = rec.meta["metric_scale_factor"]
+        assert abs(scale - float(ref["scale_factor"])) <= 1e-4 * abs(float(ref["scale_factor"]))
+        assert_close(np.stack(rec.depth), ref["depth"][0], f"{case}:depth")
+        assert_close(np.stack(rec.conf), ref["depth_conf"][0], f"{case}:conf")
+        w2c = np.tile(np.eye(4), (rec.n_views, 1, 1))
+        w2c[:, :3] = ref["extrinsics"][0]
+        c2w = np.linalg.inv(w2c)
+        np.testing.assert_allclose(rec.cam2world, np.linalg.inv(c2w[0]) @ c2w, atol=1e-4)
+        _reprojects(rec)
+    posed = [c for c, spec in nested_manifest["cases"].items() if spec["camera_conditioned"] and c in CASES]
+    for case in posed:
+        ref = np.load(DA3_PARITY_DIR / CASES[case]["file"])
+        raw = ref["extrinsics_input_raw"][0].astype(np.float64)
+        rec = run_da3(net, _images(case), device="cpu", intrinsics=ref["intrinsics_input_original"][0], world2cam=raw)
+        assert not rec.metric_scale and any("metric network was not used" in w for w in rec.warnings)
+        np.testing.assert_allclose(rec.cam2world, np.linalg.inv(raw), atol=1e-9)

@@ -30,10 +30,10 @@ VGGT_KEYS = fixture_dir("POINTMAP_VGGT_KEYS", FIXTURES / "vggt" / "checkpoint_ke
 
 def test_registry_names_and_fields():
     assert registry.names() == [
-        "DUSt3R_ViTLarge_BaseDecoder_224_linear", "DUSt3R_ViTLarge_BaseDecoder_512_linear",
+        "DA3-BASE", "DUSt3R_ViTLarge_BaseDecoder_224_linear", "DUSt3R_ViTLarge_BaseDecoder_512_linear",
         "DUSt3R_ViTLarge_BaseDecoder_512_dpt", "MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric", "VGGT-1B",
-        "DA3-SMALL", "DA3-BASE", "DA3-LARGE-1.1", "DA3-GIANT-1.1", "DA3METRIC-LARGE", "DA3MONO-LARGE"]
-    assert registry.DEFAULT in registry.names()
+        "DA3-SMALL", "DA3-LARGE-1.1", "DA3-GIANT-1.1", "DA3METRIC-LARGE", "DA3MONO-LARGE",
+        "DA3NESTED-GIANT-LARGE-1.1"]
     for name in registry.names():
         spec = registry.get(name)
         assert spec.name == name and spec.family in ("dust3r", "mast3r", "vggt", "da3")
@@ -48,6 +48,20 @@ def test_registry_names_and_fields():
             for f in files:
                 assert f.url.startswith("https://") and f.url.endswith("/" + f.filename) and f.approx_size > 0
     assert "VGGT-1B-Commercial" in registry.get("VGGT-1B").license
+
+
+def test_default_is_the_best_commercial_any_view_checkpoint():
+    """New users are offered a checkpoint they may use on paid work: Apache-2.0, cameras for several views,
+    the largest such one; shown first (the preferences' initial choice) and what resolve falls back to."""
+    from pointmap.core.weights.resolve import default_name
+
+    spec = registry.get(registry.DEFAULT)
+    assert registry.names()[0] == registry.DEFAULT == default_name() == "DA3-BASE"
+    assert spec.commercial_ok and spec.license.startswith("Apache-2.0")
+    any_view_commercial = [registry.get(n) for n in registry.names()
+                           if registry.get(n).commercial_ok and "any number of views" in registry.get(n).description]
+    assert {s.name for s in any_view_commercial} == {"DA3-SMALL", "DA3-BASE"}
+    assert spec.approx_size == max(s.approx_size for s in any_view_commercial)
 
 
 @pytest.mark.parametrize("path", sorted(KEYS_DIR.glob("*.json")), ids=lambda p: p.stem)
