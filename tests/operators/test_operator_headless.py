@@ -317,3 +317,64 @@ def test_cli_builds_a_shot_from_a_saved_reconstruction(registered, tmp_path):
     assert cli.main(["--from-reconstruction", str(tmp_path / "missing.npz"), "-o", str(out / "x.blend")]) \
         == cli.EXIT_USAGE
     assert cli.main(["-o", str(out / "x.blend")]) == cli.EXIT_USAGE
+
+
+def test_cancel_mid_pairs_stops_at_the_pair_in_flight(registered, tmp_path):
+    """Cancel pressed on the main thread while the worker decodes pairs on the CPU: the worker stops after at
+    most the pair in flight, within 1 s beyond that pair's duration, and nothing of the run reaches Blender."""
+    import time
+
+    import numpy as np
+    from PIL import Image
+    from pointmap.core.options import AlignOptions, ReconstructOptions
+    from pointmap.core.pipeline import reconstruct
+    from pointmap.scene import SceneOptions, build_scene
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    for i in range(6):                              # 6 views: 30 ordered pairs, plenty left after the cancel
+        Image.fromarray(np.ascontiguousarray(base[:, 8 * i:8 * i + 112])).save(tmp_path / f"v{i}.png")
+    pair_events: list[tuple[float, int, int]] = []   # (time, pairs done, pairs total), worker thread
+    ended: list[float] = []
+
+    def work(progress, cancel):
+        def relay(p):
+            if p.stage == "pairs":
+                pair_events.append((time.monotonic(), p.done, p.total))
+            progress(p)
+        options = ReconstructOptions(image_size=112, device="cpu", align=AlignOptions(iterations=10))
+        try:
+            return reconstruct(str(tmp_path), tiny_checkpoint(), options, progress=relay, cancel=cancel)
+        finally:
+            ended.append(time.monotonic())
+
+    seen = {"done": [], "error": []}
+    job = jobs.Job(work, on_done=lambda r: seen["done"].append(build_scene(r, options=SceneOptions(name="late"))),
+                   on_error=lambda e, tb: seen["error"].append(e))
+    before = datablock_names()
+    job.start()
+    t_cancel = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and t_cancel is None and job.alive:
+        job.drain()
+        if job.state.stage == "pairs" and len(pair_events) >= 3:
+            t_cancel = time.monotonic()
+            job.cancel()                            # the user presses Cancel mid-stage
+        time.sleep(0.001)
+    assert t_cancel is not None, "the run never reached the pairs stage"
+    job.thread.join(30)
+    while not job.drain():
+        time.sleep(0.001)
+
+    total = pair_events[0][2]
+    after = [e for e in pair_events if e[0] > t_cancel]
+    durations = np.diff([e[0] for e in pair_events])
+    slowest_pair = float(durations.max()) if len(durations) else 0.0
+    stop = ended[0] - t_cancel
+    print(f"cancel → worker stopped in {stop * 1000:.1f} ms; slowest pair {slowest_pair * 1000:.1f} ms; "
+          f"{pair_events[-1][1]}/{total} pairs decoded")
+    assert len(after) <= 1, "pairs were still decoded after the one in flight"
+    assert pair_events[-1][1] < total
+    assert stop <= slowest_pair + 1.0
+    assert job.state.outcome == "cancelled" and isinstance(seen["error"][0], Cancelled)
+    assert seen["done"] == [] and datablock_names() == before
