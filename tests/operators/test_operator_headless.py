@@ -378,3 +378,22 @@ def test_cancel_mid_pairs_stops_at_the_pair_in_flight(registered, tmp_path):
     assert stop <= slowest_pair + 1.0
     assert job.state.outcome == "cancelled" and isinstance(seen["error"][0], Cancelled)
     assert seen["done"] == [] and datablock_names() == before
+
+
+def test_one_undo_removes_a_whole_run(registered, photos):
+    """Called as from the UI (EXEC_DEFAULT with undo): the run is one undo step; one Ctrl+Z takes back every
+    datablock it made (collection, cameras, points, materials, node groups, images), redo brings it back.
+    The panel's modal run cannot be driven here (no window, no timer events in the bpy module): Blender
+    pushes the same step when the modal operator returns FINISHED."""
+    bpy.ops.ed.undo_push(message="before the run")
+    before = datablock_names()
+    assert bpy.ops.pointmap.reconstruct("EXEC_DEFAULT", True, directory=str(photos), checkpoint=tiny_checkpoint(),
+                                        name="undone", **RUN) == {"FINISHED"}
+    made = datablock_names()
+    assert "undone" in made["collections"]
+    added = {k: sorted(set(made[k]) - set(before[k])) for k in made if set(made[k]) - set(before[k])}
+    assert {"collections", "objects", "cameras"} <= set(added), added
+    bpy.ops.ed.undo()
+    assert datablock_names() == before
+    bpy.ops.ed.redo()
+    assert datablock_names() == made
