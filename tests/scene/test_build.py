@@ -51,12 +51,20 @@ def _attr(me, name, dtype, width=1):
 
 
 def _evaluated_count(obj):
+    """(element count, "points" | "mesh") of what obj's modifiers output. Read through the depsgraph's object
+    instances (a point cloud output is an instance of the object): Object.evaluated_geometry() is 5.0+ only."""
     dg = bpy.context.evaluated_depsgraph_get()
     dg.update()
-    geo = obj.evaluated_get(dg).evaluated_geometry()
-    if geo.pointcloud is not None:
-        return len(geo.pointcloud.points), "points"
-    return len(geo.mesh.vertices), "mesh"
+    points = mesh = 0
+    for inst in dg.object_instances:
+        owner = inst.parent if inst.is_instance else inst.object
+        if owner is None or owner.original != obj:
+            continue
+        if inst.object.type == "POINTCLOUD":
+            points += len(inst.object.data.points)
+        elif inst.object.type == "MESH":
+            mesh += len(inst.object.data.vertices)
+    return (points, "points") if points else (mesh, "mesh")
 
 
 # Worst reprojection error asserted for every orientation. README: "within 1.5e-4 px". Measured on this data
