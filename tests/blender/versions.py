@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+SUMMARY = re.compile(r"\d+ (passed|failed|error|errors|skipped)\b.* in [\d.]+s")
 DEFAULT_VERSIONS = ("4.2.0", "4.5.15", "5.0.1")
 # The Blender-touching tests: extension install / enable / uninstall, scene building, operators, CLI, UI.
 BLENDER_TESTS = ("tests/blender", "tests/scene", "tests/operators", "tests/ui")
@@ -78,9 +80,9 @@ def run_tests(py: Path, version: str, pytest_args: list[str]) -> tuple[int, str]
     assert proc.stdout is not None
     for line in proc.stdout:
         sys.stdout.write(line)
-        if line.strip():
-            last = line.strip()
-    return proc.wait(), last
+        if SUMMARY.search(line):     # pytest's closing line (Blender may print more at exit)
+            last = line.strip().strip("=").strip()
+    return proc.wait(), last or "no pytest summary line"
 
 
 def main(argv: list[str] | None = None) -> int:
