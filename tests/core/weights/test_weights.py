@@ -16,6 +16,7 @@ import re
 import shutil
 
 import helpers_parity as hp
+import helpers_vggt as hv
 import numpy as np
 import pytest
 import torch
@@ -232,21 +233,21 @@ def test_meta_assign_load_gives_reference_outputs():
 
 def test_tiny_vggt_pt_and_safetensors(tmp_path):
     config = _tiny_vggt_config()
-    m_pt, i_pt = W.load_checkpoint(VGGT_PARITY_DIR / "tiny_vggt_state_dict.pt", vggt_config=config)
-    m_st, i_st = W.load_checkpoint(VGGT_PARITY_DIR / "tiny_vggt.safetensors", vggt_config=config)
+    m_pt, i_pt = W.load_checkpoint(hv.weights_file("pt"), vggt_config=config)
+    m_st, i_st = W.load_checkpoint(hv.weights_file("safetensors"), vggt_config=config)
     assert (i_pt.source_format, i_st.source_format) == ("vggt_pt", "vggt_safetensors")
-    assert i_pt.family == "vggt" and i_pt.num_params == 463_768 and i_pt.input_size == 518
+    assert i_pt.family == "vggt" and i_pt.num_params == hv.manifest()["tiny_model_num_params"] and i_pt.input_size == config["img_size"]
     a, b = m_pt.state_dict(), m_st.state_dict()
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
     # A Hugging Face style VGGT folder (config.json + model.safetensors).
     (tmp_path / "hf").mkdir()
-    shutil.copy(VGGT_PARITY_DIR / "tiny_vggt.safetensors", tmp_path / "hf" / "model.safetensors")
+    shutil.copy(hv.weights_file("safetensors"), tmp_path / "hf" / "model.safetensors")
     (tmp_path / "hf" / "config.json").write_text('{"img_size": 518, "patch_size": 14, "embed_dim": 32}')
     assert W.load_checkpoint(tmp_path / "hf", vggt_config=config)[1].source_format == "vggt_safetensors"
     with pytest.raises(CheckpointError, match="mis-shaped"):          # built as VGGT-1B: shapes differ
         W.load_checkpoint(tmp_path / "hf")
     # The official model.pt carries track_head.* tensors: they are ignored with a note.
-    sd = dict(torch.load(VGGT_PARITY_DIR / "tiny_vggt_state_dict.pt", weights_only=True))
+    sd = dict(torch.load(hv.weights_file("pt"), weights_only=True))
     sd["track_head.tracker.fake.weight"] = torch.zeros(2)
     torch.save(sd, tmp_path / "model.pt")
     _, info = W.load_checkpoint(tmp_path, vggt_config=config)     # a folder holding model.pt
@@ -265,7 +266,7 @@ def test_load_vggt_is_the_vggt_front_of_load_checkpoint(tmp_path):
     from pointmap.core.models.vggt import VGGT, load_vggt, read_state_dict
 
     config = _tiny_vggt_config()
-    path = VGGT_PARITY_DIR / "tiny_vggt.safetensors"
+    path = hv.weights_file("safetensors")
     model = load_vggt(path, config=config)
     ref = W.load_checkpoint(path, vggt_config=config)[0].state_dict()
     assert isinstance(model, VGGT) and not model.training and model.checkpoint_notes == []
@@ -289,7 +290,7 @@ def test_input_size_defaults_to_the_reference_constructor(tmp_path):
 
 def test_vggt_with_wrong_config_is_rejected():
     with pytest.raises(CheckpointError, match="mis-shaped"):
-        W.load_checkpoint(VGGT_PARITY_DIR / "tiny_vggt.safetensors", vggt_config=dict(_tiny_vggt_config(), depth=4,
+        W.load_checkpoint(hv.weights_file("safetensors"), vggt_config=dict(_tiny_vggt_config(), depth=4,
                                                                                          embed_dim=48))
 
 
