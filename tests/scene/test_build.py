@@ -182,6 +182,31 @@ def test_sensor_size_sets_lens_not_field_of_view(recon):
         build_scene(recon, options=SceneOptions(sensor_mm=0))
 
 
+def test_lens_below_blenders_minimum_keeps_the_field_of_view(recon):
+    """A 0.5 mm sensor gives lenses under 1 mm, which Blender clamps (a wrong field of view, silently): lens and
+    sensor are enlarged together instead, with a warning naming the view, and points still reproject exactly."""
+    import dataclasses
+
+    scene = bpy.context.scene
+    fresh = dataclasses.replace(recon, warnings=[])     # build_scene adds its notes to recon.warnings
+    coll = build_scene(fresh, scene, SceneOptions(sensor_mm=0.5, depth_textures=None, background_images=False))
+    notes = [w for w in coll["pointmap_warnings"] if "below Blender's 1 mm minimum" in w]
+    assert len(notes) == recon.n_views and all(f"View {n}:" in w for n, w in zip(recon.names, notes, strict=True))
+    for i, cam in enumerate(_cameras(coll)):
+        H0, W0 = (int(s) for s in recon.image_sizes[i])
+        assert cam.data.lens >= 1.0 and min(cam.data.sensor_width, cam.data.sensor_height) >= 1.0
+        if cam.data.sensor_fit == "HORIZONTAL":
+            assert cam.data.lens / cam.data.sensor_width == pytest.approx(recon.K[i][0, 0] / W0, rel=1e-6)
+        else:
+            assert cam.data.lens / cam.data.sensor_height == pytest.approx(recon.K[i][1, 1] / H0, rel=1e-6)
+    assert max(_reprojection_errors(recon, scene, coll)) <= REPROJECTION_BOUND_PX
+    # The usual sensor needs no change and says nothing.
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    coll = build_scene(dataclasses.replace(recon, warnings=[]),
+                       options=SceneOptions(depth_textures=None, background_images=False))
+    assert not any("1 mm minimum" in w for w in coll["pointmap_warnings"])
+
+
 def test_point_attributes(recon):
     coll = build_scene(recon, options=SceneOptions(cameras=False))
     me = _points_object(coll).data
