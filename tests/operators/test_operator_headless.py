@@ -68,6 +68,22 @@ def test_eta_uses_the_whole_run_when_overall_is_reported():
     assert abs(st.eta(now=199.0) - 1.0) < 1e-9 and st.bar == 0.9
 
 
+def test_warning_events_are_not_stages():
+    from pointmap.core.progress import warn
+
+    def work(progress, cancel):
+        progress(Progress("pairs", 1, 4))
+        warn(progress, "a photo was skipped")
+        return None
+
+    seen, kw = _collector()
+    job = jobs.Job(work, **kw)
+    job.run_inline()
+    job.drain()
+    assert [p.message for p in seen["progress"]] == ["", "a photo was skipped"]
+    assert job.state.stage == "pairs" and job.state.message == ""     # the panel still shows the stage
+
+
 def test_cancel_from_progress_and_late_result_dropped():
     def work(progress, cancel):
         progress(Progress("encode", 1, 10))
