@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pointmap-installed
 
-.PHONY: test test-gpu demo lint zip
+.PHONY: test test-gpu test-blender test-fixtures demo lint zip
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,18 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest
+
+# The Blender-side tests (extension, scene, operators, CLI, UI) under each Blender release the manifest promises:
+# one venv per release in build/blender-<v>/ holding that bpy wheel, layered over .venv (tests/blender/versions.py).
+# A release that cannot be installed here is reported NOT TESTED and the target fails.
+BLENDER_VERSIONS ?= 4.2.0 4.5.15 5.0.1
+test-blender: $(STAMP)
+	$(PY) tests/blender/versions.py --versions $(BLENDER_VERSIONS) -- $(ARGS)
+
+# Every test that reads $POINTMAP_PARITY_DIR / $POINTMAP_VGGT_PARITY_DIR / $POINTMAP_PREPROC_DIR, rerun on a
+# generated set with other names and counts (tests/helpers_altfixtures.py); minutes, so not part of `make test`.
+test-fixtures: $(STAMP)
+	$(PY) -m pytest -m overrides tests/test_fixture_overrides.py $(ARGS)
 
 # GPU tier (tests/gpu, marker `gpu`): runs under an interpreter that already has torch with CUDA, numpy,
 # pillow, timm, safetensors and pytest -- by default the system python3, with no venv and no pip (the GPU

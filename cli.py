@@ -249,15 +249,16 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
     from .core.pipeline import reconstruct
     from .core.progress import console_progress
 
+    show = console_progress()     # prints progress and each warning as it happens
     try:
-        rec = reconstruct(os.path.abspath(args.photos), checkpoint, options, progress=console_progress())
+        rec = reconstruct(os.path.abspath(args.photos), checkpoint, options, progress=show)
     except CheckpointError as err:
         print(f"pointmap: {err}", flush=True)
         return EXIT_NO_WEIGHTS
     except PointmapError as err:
         print(f"pointmap: {err}", flush=True)
         return EXIT_FAILED
-    for warning in rec.warnings:
+    for warning in show.unshown(rec.warnings):
         print(f"pointmap: warning: {warning}", flush=True)
     return _build_and_save(args, rec, scene_opts)
 

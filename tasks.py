@@ -26,7 +26,7 @@ from typing import Any
 
 from . import deps
 from .core.errors import Cancelled, CancelToken, PointmapError
-from .core.progress import Progress
+from .core.progress import WARNING, Progress
 
 
 @dataclass
@@ -168,6 +168,9 @@ class Job:
         return self.drain()
 
     def _apply_progress(self, p: Progress) -> None:
+        if p.stage == WARNING:           # a warning, not a stage: the bar and the stage stay as they are
+            self._call(self.on_progress, p)
+            return
         now = time.monotonic()
         if p.stage != self.state.stage:
             self.state.stage, self.state.stage_started = p.stage, now

@@ -22,6 +22,7 @@ or written afterwards. They are different knobs with different names.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,22 @@ class ReconstructOptions:
             raise ValueError(f"sequence.end ({seq.end}) is before sequence.start ({seq.start})")
         if seq.chunk is not None and seq.chunk < 8:
             raise ValueError(f"sequence.chunk must be at least 8 frames, not {seq.chunk}")
+
+    def unit_warnings(self) -> list[str]:
+        """Warnings for values that are valid but almost certainly in the wrong unit: a known focal length
+        below 1 mm, a sensor outside 1–150 mm (36 = full frame). The run goes on with them as given."""
+        out = []
+        f, s = self.known_focal_mm, self.sensor_width_mm
+        if f is None:
+            return out
+        if f < 1.0:
+            fov = math.degrees(2 * math.atan(s / (2 * f)))
+            out.append(f"The known focal length is {f:g} mm, below 1 mm: with a {s:g} mm sensor that is a "
+                       f"{fov:.0f}° field of view. Focal lengths are in millimetres (e.g. 35), not metres.")
+        if not 1.0 <= s <= 150.0:
+            out.append(f"The sensor width is {s:g} mm, outside any real camera's (1–150 mm; 36 is full frame): "
+                       "it is in millimetres, along the image's long side.")
+        return out
 
 
 __all__ = ["AlignOptions", "DA3Options", "PairwiseOptions", "ReconstructOptions", "SequenceOptions", "VGGTOptions"]

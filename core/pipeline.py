@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import CheckpointError, DependencyError, PointmapError, UnsupportedOption, check_cancel
 from .options import AlignOptions, PairwiseOptions, ReconstructOptions
-from .progress import Progress, ProgressFn
+from .progress import Progress, ProgressFn, warn
 from .reconstruction import Reconstruction
 from .weights.bundled import DEMO_LABEL, DEMO_NAME, is_demo
 
@@ -94,6 +94,10 @@ def reconstruct(
     warnings += images.duplicate_warnings()
     if model_name == DEMO_NAME:
         warnings.insert(0, DEMO_LABEL)
+    warnings += opt.unit_warnings()
+    for w in warnings:     # known before any network runs: said now, not after a long run
+        warn(progress, w)
+    n_said = len(warnings)
 
     if backend == "vggt":
         from .backends.vggt import run_vggt
@@ -120,6 +124,8 @@ def reconstruct(
     recon.model = model_name
     recon.family = family
     recon.warnings = warnings + list(recon.warnings)
+    for w in recon.warnings[n_said:]:
+        warn(progress, w)
     recon.meta = {**recon.meta, **meta, "timings": timings, "precision": opt.precision}
     recon.validate()
     return recon

@@ -32,6 +32,16 @@ class Progress:
 
 ProgressFn = Callable[[Progress], None]
 
+# Progress.stage of a warning event: `message` is the warning, sent the moment it is known so headless runs
+# print it then (it also stays in Reconstruction.warnings). Not a stage: progress bars ignore it.
+WARNING = "warning"
+
+
+def warn(progress: ProgressFn | None, message: str) -> None:
+    """Send one warning through `progress` (see WARNING), if a callback is given."""
+    if progress is not None:
+        progress(Progress(WARNING, 1, 1, message))
+
 
 def report(progress: ProgressFn | None, stage: str, done: int, total: int, message: str = "",
            loss: float | None = None) -> None:
@@ -51,17 +61,35 @@ def eta_text(started: float, done: int, total: int, now: float | None = None) ->
     return f"ETA {minutes} min {seconds} s" if minutes else f"ETA {seconds} s"
 
 
-def console_progress(prefix: str = "pointmap") -> ProgressFn:
+class ConsoleProgress:
     """Progress printer for headless runs (CLI, demo, `blender -b`): one line per stage change or 10 % step,
-    flushed at once so the lines appear while the job runs."""
-    last = {"stage": None, "tenth": -1}
+    and every warning event the moment it arrives, flushed at once so the lines appear while the job runs.
+    `shown` holds the warnings printed; `unshown(warnings)` gives the rest, for printing at the end."""
 
-    def show(p: Progress) -> None:
+    def __init__(self, prefix: str = "pointmap"):
+        self.prefix = prefix
+        self.shown: list[str] = []
+        self._stage: str | None = None
+        self._tenth = -1
+
+    def __call__(self, p: Progress) -> None:
+        if p.stage == WARNING:
+            if p.message not in self.shown:
+                self.shown.append(p.message)
+                print(f"{self.prefix}: warning: {p.message}", flush=True)
+            return
         tenth = int(p.fraction * 10)
-        if p.stage != last["stage"] or tenth != last["tenth"]:
-            last["stage"], last["tenth"] = p.stage, tenth
-            print(f"{prefix}: {p.stage} {p.done}/{p.total} {p.message}".rstrip(), flush=True)
-    return show
+        if p.stage != self._stage or tenth != self._tenth:
+            self._stage, self._tenth = p.stage, tenth
+            print(f"{self.prefix}: {p.stage} {p.done}/{p.total} {p.message}".rstrip(), flush=True)
+
+    def unshown(self, warnings) -> list[str]:
+        return [w for w in warnings if w not in self.shown]
+
+
+def console_progress(prefix: str = "pointmap") -> ConsoleProgress:
+    """A `ConsoleProgress` printer (kept as a function: the name callers use)."""
+    return ConsoleProgress(prefix)
 
 
 def count(n: int, noun: str) -> str:

@@ -15,7 +15,7 @@ import bpy
 
 from .. import tasks as jobs
 from ..core.errors import PointmapError
-from ..core.progress import console_progress, count
+from ..core.progress import WARNING, console_progress, count
 from ..core.weights.resolve import resolve_checkpoint
 from ..ui.preferences import get_settings
 from ..ui.properties import ReconstructOptions, copy_options
@@ -141,7 +141,16 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
 
     def _run_sync(self, context):
         wm = context.window_manager
-        show = console_progress() if bpy.app.background else (lambda p: wm.progress_update(int(100 * p.fraction)))
+        printer = console_progress()
+
+        def show(p):
+            # Warnings reach the console and the UI through self.report at the end: not said twice, and not a stage.
+            if p.stage == WARNING:
+                return
+            if bpy.app.background:
+                printer(p)
+            else:
+                wm.progress_update(int(100 * p.fraction))
         try:
             self._job = self._make_job(context, show)
         except PointmapError as err:

@@ -46,6 +46,16 @@ def _scene_scale(recon) -> tuple[float, float]:
     return med_depth, max(med_f, 1e-6)
 
 
+def _sensor_note(name: str, intr, sensor_mm: float) -> str:
+    """The warning for a camera whose lens (or sensor) would fall below Blender's 1 mm minimum."""
+    lens = intr.lens / intr.sensor_scale
+    fitted = intr.sensor_width if intr.sensor_fit == "HORIZONTAL" else intr.sensor_height
+    return (f"View {name}: with a {sensor_mm:g} mm sensor its focal length would be {lens:.3g} mm "
+            f"({intr.field_of_view_deg:.1f}° field of view), below Blender's 1 mm minimum, which Blender would "
+            f"clamp (changing the view); its sensor is {fitted:.3g} mm instead, so the camera keeps that field of "
+            "view. Check the sensor size (mm) if this is unexpected.")
+
+
 def _render_size(recon, warnings: list[str]) -> tuple[int, int]:
     """The most common original (W, H); warn when the images differ in size."""
     sizes = Counter((int(w), int(h)) for h, w in np.asarray(recon.image_sizes))
@@ -172,9 +182,11 @@ def _build(bpy, recon, scene, options: SceneOptions, created: Created, progress,
             step(f"camera {i + 1}/{n}")
             H0, W0 = (int(s) for s in recon.image_sizes[i])
             try:
-                intr = blender_intrinsics(recon.K[i], W0, H0, sensor=options.sensor_mm)
+                intr = blender_intrinsics(recon.K[i], W0, H0, sensor=options.sensor_mm, above_blender_minimum=True)
             except ValueError as err:
                 raise SceneError(f"View {recon.names[i]}: {err}.") from err
+            if intr.sensor_scale > 1.0:
+                warnings.append(_sensor_note(recon.names[i], intr, options.sensor_mm))
             cam = cam_mod.build_camera(recon.names[i], mats[i], intr, clip, 0.15 * med_depth, coll, created)
             cam[keys.VIEW] = i
             cam[keys.PATH] = recon.paths[i] or ""

@@ -110,6 +110,8 @@ class BlenderIntrinsics:
     width/height: render resolution (original image pixels); sensor_fit: "HORIZONTAL" | "VERTICAL";
     sensor_width/height in mm (the fitted one is SENSOR_MM, the other follows the image aspect);
     lens in mm; shift_x/y as fractions of the fitted dimension; pixel_aspect_x/y >= 1.
+    sensor_scale: > 1 when the asked sensor was enlarged by that factor because the lens or a sensor side fell
+    below Blender's 1 mm minimum (Blender would clamp it and change the field of view); 1 otherwise.
     """
 
     width: int
@@ -122,10 +124,22 @@ class BlenderIntrinsics:
     shift_y: float
     pixel_aspect_x: float
     pixel_aspect_y: float
+    sensor_scale: float = 1.0
+
+    @property
+    def field_of_view_deg(self) -> float:
+        """Field of view along the fitted side, degrees."""
+        side = self.sensor_width if self.sensor_fit == "HORIZONTAL" else self.sensor_height
+        return float(np.degrees(2 * np.arctan(side / (2 * self.lens))))
 
 
-def blender_intrinsics(K: np.ndarray, width: int, height: int, sensor: float = SENSOR_MM) -> BlenderIntrinsics:
-    """Convert a 3x3 OpenCV K (pixel centres at integers) for a width×height image to Blender terms."""
+BLENDER_MIN_MM = 1.0   # Blender's hard minimum for Camera.lens, sensor_width and sensor_height
+
+
+def blender_intrinsics(K: np.ndarray, width: int, height: int, sensor: float = SENSOR_MM,
+                       above_blender_minimum: bool = False) -> BlenderIntrinsics:
+    """Convert a 3x3 OpenCV K (pixel centres at integers) for a width×height image to Blender terms.
+    above_blender_minimum: enlarge lens and sensor together (same rays) when either would be below 1 mm."""
     K = np.asarray(K, np.float64)
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     if not (fx > 0 and fy > 0 and width > 0 and height > 0):
@@ -151,8 +165,11 @@ def blender_intrinsics(K: np.ndarray, width: int, height: int, sensor: float = S
         sw, sh = sensor * width / height, sensor
     shift_x = (width / 2.0 - (cx + 0.5)) / D
     shift_y = (cy + 0.5 - height / 2.0) * ycor / D
-    return BlenderIntrinsics(int(width), int(height), float(lens), fit, float(sw), float(sh),
-                             float(shift_x), float(shift_y), float(ax), float(ay))
+    # lens and sensor scale together (only their ratio sets the rays): lift both so none is below 1 mm.
+    scale = max(1.0, BLENDER_MIN_MM / lens, BLENDER_MIN_MM / sw, BLENDER_MIN_MM / sh) if above_blender_minimum \
+        else 1.0
+    return BlenderIntrinsics(int(width), int(height), float(lens * scale), fit, float(sw * scale),
+                             float(sh * scale), float(shift_x), float(shift_y), float(ax), float(ay), float(scale))
 
 
 def project_blender(points_cam_bl: np.ndarray, intr: BlenderIntrinsics) -> np.ndarray:

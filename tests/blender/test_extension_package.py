@@ -1,4 +1,5 @@
-"""The extension validates, builds a clean zip, installs into a user repository, runs and unloads.
+"""The extension validates, builds a clean zip, installs into a user repository, runs, unloads, uninstalls
+(its files and user folder go, Blender's stay) and installs again.
 
 Blender work happens in a subprocess with its own BLENDER_USER_RESOURCES so installing an extension
 never touches the real user configuration or the state of other tests.
@@ -54,7 +55,7 @@ def test_zip_leaves_development_files_out(built_zip):
 
 
 INSTALL_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     import bpy
     zip_path, repo_dir, photos, out_json = sys.argv[1:5]
     facts = {}
@@ -88,6 +89,35 @@ INSTALL_SCRIPT = textwrap.dedent("""
         for fn in (getattr(bpy.app.handlers, name) if isinstance(getattr(bpy.app.handlers, name), list) else [])
         if getattr(fn, "__module__", "").startswith("bl_ext.pmtest")]
     facts["after_ops"] = hasattr(bpy.types, "POINTMAP_OT_reconstruct")
+
+    # Uninstall: the extension's files and its own user folder (the dependency site-packages) go, Blender's
+    # own folders stay as they were; then a reinstall works.
+    ext_dir = os.path.join(repo_dir, "pointmap")
+    user_dir = bpy.utils.extension_path_user(mod, create=True)
+    site = bpy.utils.extension_path_user(mod, path="site-packages", create=True)
+    open(os.path.join(site, "pm_marker.py"), "w").write("X = 1")   # as the dependency installer would
+    def listing(top):
+        return sorted(os.path.relpath(os.path.join(d, f), top) for d, _, fs in os.walk(top) for f in fs
+                      if "__pycache__" not in d)
+    blender_dirs = [p for p in sys.path if p.endswith("site-packages") and "pmtest" not in p and os.path.isdir(p)]
+    blender_dirs.append(bpy.utils.user_resource("EXTENSIONS", path=".local"))
+    blender_dirs = [p for p in blender_dirs if os.path.isdir(p)]
+    blender_before = {p: listing(p) for p in blender_dirs}
+    facts["user_dir_before"] = os.path.isdir(user_dir) and os.path.isfile(os.path.join(site, "pm_marker.py"))
+    facts["ext_dir_before"] = os.path.isdir(ext_dir)
+    repo_index = [r.directory for r in bpy.context.preferences.extensions.repos].index(repo_dir)
+    facts["uninstall"] = sorted(bpy.ops.extensions.package_uninstall(
+        repo_directory=repo_dir, repo_index=repo_index, pkg_id="pointmap"))
+    facts["after_uninstall_ext_dir"] = os.path.exists(ext_dir)
+    facts["after_uninstall_user_dir"] = os.path.exists(user_dir)
+    facts["after_uninstall_enabled"] = mod in bpy.context.preferences.addons
+    facts["blender_dirs"] = len(blender_dirs)
+    facts["blender_dirs_unchanged"] = all(listing(p) == files for p, files in blender_before.items())
+    facts["reinstall"] = sorted(bpy.ops.extensions.package_install_files(
+        filepath=zip_path, repo="pmtest", enable_on_install=True))
+    facts["reinstall_enabled"] = mod in bpy.context.preferences.addons
+    facts["reinstall_classes"] = sorted(k for k in dir(bpy.types) if k.startswith("POINTMAP_")) == facts["classes"]
+    facts["reinstall_scene_settings"] = bpy.context.scene.pointmap.graph
     json.dump(facts, open(out_json, "w"))
 """)
 
@@ -114,3 +144,12 @@ def test_install_enable_run_disable(built_zip, tmp_path):
     assert facts["after_classes"] == []
     assert not facts["after_scene_prop"] and not facts["after_cli"] and not facts["after_site_dir"]
     assert facts["after_handlers"] == [] and not facts["after_ops"]
+    # Uninstalling removes the extension's files and its user folder (with the dependency site-packages),
+    # leaves Blender's own site-packages alone; a reinstall works.
+    assert facts["ext_dir_before"] and facts["user_dir_before"]
+    assert facts["uninstall"] == ["FINISHED"]
+    assert not facts["after_uninstall_ext_dir"] and not facts["after_uninstall_user_dir"]
+    assert not facts["after_uninstall_enabled"]
+    assert facts["blender_dirs"] >= 1 and facts["blender_dirs_unchanged"]
+    assert facts["reinstall"] == ["FINISHED"] and facts["reinstall_enabled"] and facts["reinstall_classes"]
+    assert facts["reinstall_scene_settings"] == "COMPLETE"

@@ -116,12 +116,12 @@ def test_known_focal_is_used(tiny_dust3r):
 
 
 def test_vggt_backend_end_to_end(tmp_path):
-    from helpers_vggt import VGGT_PARITY_DIR, tiny_model
+    from helpers_vggt import tiny_inputs, tiny_model
 
-    frames = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i}.png") for i in range(3)]
+    frames = [str(p) for p in tiny_inputs()]
     Image.open(frames[0]).save(tmp_path / "extra.png")
     rec = reconstruct(frames, tiny_model("pt"), ReconstructOptions(image_size=56, vggt=VGGTOptions(points="depth")))
-    _check_contract(rec, 3)
+    _check_contract(rec, len(frames))
     assert rec.family == "vggt"
     np.testing.assert_allclose(rec.cam2world[0], np.eye(4), atol=1e-5)
 
@@ -208,10 +208,10 @@ def test_memory_budget_too_small_on_cpu_is_a_clear_error(tiny_dust3r):
 
 def test_vggt_refuses_pairwise_only_options():
     """Options VGGT cannot honour are refused with a message naming them, not silently dropped."""
-    from helpers_vggt import VGGT_PARITY_DIR, tiny_model
+    from helpers_vggt import tiny_inputs, tiny_model
     from pointmap.core import UnsupportedOption
 
-    frames = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i}.png") for i in range(2)]
+    frames = [str(p) for p in tiny_inputs()[:2]]
     asks = {"scene graph": ReconstructOptions(pairwise=PairwiseOptions(graph="swin-2")),
             "alignment iterations": ReconstructOptions(align=AlignOptions(iterations=5)),
             "shared focal": ReconstructOptions(align=AlignOptions(shared_focal=True)),

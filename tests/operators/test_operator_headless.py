@@ -68,6 +68,22 @@ def test_eta_uses_the_whole_run_when_overall_is_reported():
     assert abs(st.eta(now=199.0) - 1.0) < 1e-9 and st.bar == 0.9
 
 
+def test_warning_events_are_not_stages():
+    from pointmap.core.progress import warn
+
+    def work(progress, cancel):
+        progress(Progress("pairs", 1, 4))
+        warn(progress, "a photo was skipped")
+        return None
+
+    seen, kw = _collector()
+    job = jobs.Job(work, **kw)
+    job.run_inline()
+    job.drain()
+    assert [p.message for p in seen["progress"]] == ["", "a photo was skipped"]
+    assert job.state.stage == "pairs" and job.state.message == ""     # the panel still shows the stage
+
+
 def test_cancel_from_progress_and_late_result_dropped():
     def work(progress, cancel):
         progress(Progress("encode", 1, 10))
@@ -317,3 +333,83 @@ def test_cli_builds_a_shot_from_a_saved_reconstruction(registered, tmp_path):
     assert cli.main(["--from-reconstruction", str(tmp_path / "missing.npz"), "-o", str(out / "x.blend")]) \
         == cli.EXIT_USAGE
     assert cli.main(["-o", str(out / "x.blend")]) == cli.EXIT_USAGE
+
+
+def test_cancel_mid_pairs_stops_at_the_pair_in_flight(registered, tmp_path):
+    """Cancel pressed on the main thread while the worker decodes pairs on the CPU: the worker stops after at
+    most the pair in flight, within 1 s beyond that pair's duration, and nothing of the run reaches Blender."""
+    import time
+
+    import numpy as np
+    from PIL import Image
+    from pointmap.core.options import AlignOptions, ReconstructOptions
+    from pointmap.core.pipeline import reconstruct
+    from pointmap.scene import SceneOptions, build_scene
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    for i in range(6):                              # 6 views: 30 ordered pairs, plenty left after the cancel
+        Image.fromarray(np.ascontiguousarray(base[:, 8 * i:8 * i + 112])).save(tmp_path / f"v{i}.png")
+    pair_events: list[tuple[float, int, int]] = []   # (time, pairs done, pairs total), worker thread
+    ended: list[float] = []
+
+    def work(progress, cancel):
+        def relay(p):
+            if p.stage == "pairs":
+                pair_events.append((time.monotonic(), p.done, p.total))
+            progress(p)
+        options = ReconstructOptions(image_size=112, device="cpu", align=AlignOptions(iterations=10))
+        try:
+            return reconstruct(str(tmp_path), tiny_checkpoint(), options, progress=relay, cancel=cancel)
+        finally:
+            ended.append(time.monotonic())
+
+    seen = {"done": [], "error": []}
+    job = jobs.Job(work, on_done=lambda r: seen["done"].append(build_scene(r, options=SceneOptions(name="late"))),
+                   on_error=lambda e, tb: seen["error"].append(e))
+    before = datablock_names()
+    job.start()
+    t_cancel = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and t_cancel is None and job.alive:
+        job.drain()
+        if job.state.stage == "pairs" and len(pair_events) >= 3:
+            t_cancel = time.monotonic()
+            job.cancel()                            # the user presses Cancel mid-stage
+        time.sleep(0.001)
+    assert t_cancel is not None, "the run never reached the pairs stage"
+    job.thread.join(30)
+    while not job.drain():
+        time.sleep(0.001)
+
+    total = pair_events[0][2]
+    after = [e for e in pair_events if e[0] > t_cancel]
+    durations = np.diff([e[0] for e in pair_events])
+    slowest_pair = float(durations.max()) if len(durations) else 0.0
+    stop = ended[0] - t_cancel
+    print(f"cancel → worker stopped in {stop * 1000:.1f} ms; slowest pair {slowest_pair * 1000:.1f} ms; "
+          f"{pair_events[-1][1]}/{total} pairs decoded")
+    assert len(after) <= 1, "pairs were still decoded after the one in flight"
+    assert pair_events[-1][1] < total
+    assert stop <= slowest_pair + 1.0
+    assert job.state.outcome == "cancelled" and isinstance(seen["error"][0], Cancelled)
+    assert seen["done"] == [] and datablock_names() == before
+
+
+def test_one_undo_removes_a_whole_run(registered, photos):
+    """Called as from the UI (EXEC_DEFAULT with undo): the run is one undo step; one Ctrl+Z takes back every
+    datablock it made (collection, cameras, points, materials, node groups, images), redo brings it back.
+    The panel's modal run cannot be driven here (no window, no timer events in the bpy module): Blender
+    pushes the same step when the modal operator returns FINISHED."""
+    bpy.ops.ed.undo_push(message="before the run")
+    before = datablock_names()
+    assert bpy.ops.pointmap.reconstruct("EXEC_DEFAULT", True, directory=str(photos), checkpoint=tiny_checkpoint(),
+                                        name="undone", **RUN) == {"FINISHED"}
+    made = datablock_names()
+    assert "undone" in made["collections"]
+    added = {k: sorted(set(made[k]) - set(before[k])) for k in made if set(made[k]) - set(before[k])}
+    assert {"collections", "objects", "cameras"} <= set(added), added
+    bpy.ops.ed.undo()
+    assert datablock_names() == before
+    bpy.ops.ed.redo()
+    assert datablock_names() == made

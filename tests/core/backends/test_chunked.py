@@ -132,12 +132,13 @@ def test_loop_chunk_is_used_and_cancel_between_chunks():
 
 
 def test_vggt_chunked_with_the_tiny_model():
-    from helpers_vggt import VGGT_PARITY_DIR, tiny_model
+    from helpers_vggt import tiny_inputs, tiny_model
     from pointmap.core.backends.vggt import run_vggt
     from pointmap.core.backends.vggt_chunked import run_vggt_chunked
     from pointmap.core.io.images import load_images_vggt
 
-    frames = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i % 3}.png") for i in range(11)]
+    tiny = tiny_inputs()
+    frames = [str(tiny[i % len(tiny)]) for i in range(11)]
     images = load_images_vggt(frames, mode="crop", target=70)
     model = tiny_model("pt")
     rec = run_vggt_chunked(model, images, chunk=6, overlap=4, device="cpu")

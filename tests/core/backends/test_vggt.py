@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers_vggt import VGGT_PARITY_DIR, assert_close, tiny_model
+from helpers_vggt import VGGT_PARITY_DIR, assert_close, images_for, main_case, tiny_inputs, tiny_model
 from pointmap.core.backends.vggt import estimate_activation_bytes, run_vggt
 from pointmap.core.errors import Cancelled, CancelToken, InputError
 from pointmap.core.io.images import load_images, load_images_vggt, to_tensor_vggt
 
-TINY_FRAMES = [str(VGGT_PARITY_DIR / "images" / f"tiny_frame{i}.png") for i in range(3)]
-PP_IMAGES = [str(VGGT_PARITY_DIR / "images" / n) for n in ("pp_a_160x120.png", "pp_b_120x160.png",
-                                                             "pp_c_210x90_rgba.png")]
+# Names and counts come from the set's manifest ($POINTMAP_VGGT_PARITY_DIR), never from the shipped copy.
+TINY_FRAMES = [str(p) for p in tiny_inputs()]
+PP_IMAGES = [str(p) for p in images_for("preprocessing")]
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +51,13 @@ def test_reconstruction_contract_and_geometry(model):
 
 def test_matches_reference_outputs(model):
     """The tiny frames preprocess to exactly the fixture's input; cameras/depth/points follow the reference."""
-    ref = np.load(VGGT_PARITY_DIR / "tiny_outputs_main.npz")
-    images = load_images_vggt(TINY_FRAMES, mode="crop", target=70)
+    case, frames = main_case()
+    ref = np.load(VGGT_PARITY_DIR / f"tiny_outputs_{case}.npz")
+    images = load_images_vggt([str(f) for f in frames], mode="crop", target=70)
     np.testing.assert_array_equal(to_tensor_vggt(images).numpy(), ref["images"][0])
     for points in ("depth", "head"):
         rec = run_vggt(model, images, device="cpu", points=points, frame_chunk=2)
-        e = np.tile(np.eye(4), (3, 1, 1))
+        e = np.tile(np.eye(4), (len(frames), 1, 1))
         e[:, :3] = ref["extrinsic"][0]
         assert_close(rec.cam2world, e[0] @ np.linalg.inv(e), "cam2world")
         assert_close(rec.K_net, ref["intrinsic"][0], "K_net")
@@ -91,10 +92,13 @@ def test_progress_cancel_and_errors(model):
     with pytest.raises(Cancelled):
         run_vggt(model, images, device="cpu", cancel=token)
 
-    mixed = list(images) + list(load_images_vggt(PP_IMAGES[1:2], mode="crop", target=70))
-    with pytest.raises(InputError, match=r"one size .*; got 70x56 \(tiny_frame0\), 70x70 \(pp_b_120x160\)"):
+    other = next(im for p in PP_IMAGES for im in load_images_vggt([p], mode="crop", target=70)
+                 if im.true_shape != images[0].true_shape)
+    mixed = list(images) + [other]
+    sizes = ", ".join(f"{im.true_shape[1]}x{im.true_shape[0]} \\({im.name}\\)" for im in (images[0], other))
+    with pytest.raises(InputError, match=rf"one size .*; got {sizes}"):
         run_vggt(model, mixed, device="cpu")
-    dust3r_sized = load_images(PP_IMAGES[:1], size=64)  # 64x48: multiples of 16, not of 14
+    dust3r_sized = load_images([np.zeros((120, 160, 3), np.uint8)], size=64)  # 64x48: multiples of 16, not of 14
     with pytest.raises(InputError, match="multiples of 14 pixels; got 64x48"):
         run_vggt(model, dust3r_sized.images, device="cpu")
     with pytest.raises(InputError, match="at least one"):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers_synthrecon import make_synthetic_recon, net_pixels_in_orig
 from pointmap.core.align.geometry import rotation_to_quaternion
-from pointmap.core.io.export import point_cloud, write_colmap, write_ply
+from pointmap.core.io.export import write_colmap, write_ply
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +35,40 @@ def test_quaternions_round_trip_every_branch():
     np.testing.assert_allclose(back, R, atol=1e-12)
 
 
-def test_ply_holds_every_kept_point(rec, tmp_path):
-    n = write_ply(rec, tmp_path / "cloud.ply", min_conf=0.5)
-    data = (tmp_path / "cloud.ply").read_bytes()
-    header, body = data.split(b"end_header\n", 1)
-    assert b"element vertex %d" % n in header and b"property float confidence" in header
-    dtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1"),
-             ("c", "<f4"), ("v", "<i4")]
-    v = np.frombuffer(body, dtype=dtype)
-    pts, cols, conf, view = point_cloud(rec, min_conf=0.5)
-    assert len(v) == n == len(pts) and (conf >= 0.5).all()
-    np.testing.assert_array_equal(np.stack([v["x"], v["y"], v["z"]], 1), pts)
-    np.testing.assert_array_equal(np.stack([v["r"], v["g"], v["b"]], 1), cols)
-    np.testing.assert_array_equal(v["v"], view)
+def test_ply_rows_are_the_reconstruction_arrays(rec, tmp_path):
+    """Expected rows built straight from the Reconstruction's arrays (not from export.point_cloud): view by view,
+    pixel rows then columns, every pixel with a finite point and confidence >= min_conf, colour and confidence
+    included. Non-finite points (NaN, inf) and a pixel exactly at the threshold are planted."""
+    points = [p.copy() for p in rec.points]
+    conf = [c.copy() for c in rec.conf]
+    points[0][0, 0] = np.nan
+    points[1][2, 3, 1] = np.inf
+    conf[2][1, 1] = 0.5                                  # kept: the threshold is inclusive
+    conf[2][1, 2] = np.nextafter(np.float32(0.5), np.float32(0))
+    r = dataclasses.replace(rec, points=points, conf=conf)
+    n = write_ply(r, tmp_path / "cloud.ply", min_conf=0.5)
+
+    expected = []
+    for i in range(r.n_views):
+        h, w = r.conf[i].shape
+        for y in range(h):
+            for x in range(w):
+                p, c = r.points[i][y, x], float(r.conf[i][y, x])
+                if np.isfinite(p).all() and c >= 0.5:
+                    expected.append((*p.tolist(), *r.colors[i][y, x].tolist(), c, i))
+    assert 0 < len(expected) < sum(c.size for c in r.conf)
+
+    header, body = (tmp_path / "cloud.ply").read_bytes().split(b"end_header\n", 1)
+    assert header.decode("ascii").splitlines() == [
+        "ply", "format binary_little_endian 1.0", f"comment pointmap {r.family} {r.model}".rstrip(),
+        f"element vertex {len(expected)}", "property float x", "property float y", "property float z",
+        "property uchar red", "property uchar green", "property uchar blue", "property float confidence",
+        "property int view"]
+    rows = np.frombuffer(body, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"),
+                                      ("b", "u1"), ("c", "<f4"), ("v", "<i4")])
+    assert n == len(rows) == len(expected)
+    for k, (row, exp) in enumerate(zip(rows.tolist(), expected, strict=True)):
+        assert row == exp, (k, row, exp)     # bit-exact: float32 values survive the float conversion
 
 
 def test_colmap_cameras_project_points_onto_their_pixels(rec, tmp_path):

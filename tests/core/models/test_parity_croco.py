@@ -1,6 +1,7 @@
 """Parity of the DUSt3R / MASt3R network with the official code (tiny random-weight models, CPU float32).
 
-For every model folder and case (pair, mixed) in $POINTMAP_PARITY_DIR (default tests/fixtures/parity):
+For every model folder and every case in $POINTMAP_PARITY_DIR (default tests/fixtures/parity) — each
+inputs_<case>.npz with the model's outputs_<case>.npz, whatever the names (helpers_parity):
 weights from the seeded recipe, outputs and per-layer intermediates compared with
 |got - ref| <= 1e-4 * max|ref| + 1e-4 * |ref|.
 """
@@ -11,19 +12,20 @@ import argparse
 import json
 import math
 
+import helpers_parity as hp
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, fixture_dir
+from conftest import FIXTURES
 from helpers_recipe import recipe_state_dict
 from pointmap.core.errors import CheckpointError
 from pointmap.core.models import build_model
 from pointmap.core.models.rope import patch_positions
 from pointmap.core.weights.checkpoint import parse_constructor
 
-PARITY = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")
-MODELS = sorted(p.name for p in PARITY.glob("*") if (p / "weights_recipe.json").exists())
-CASES = [c for c in ("pair", "mixed") if (PARITY / f"inputs_{c}.npz").exists()]
+PARITY = hp.PARITY
+MODELS = [m.name for m in hp.models()]
+MODEL_CASES = hp.model_cases()
 
 
 def _close(name: str, got, ref, errors: dict, rel: float = 1e-4) -> None:
@@ -36,14 +38,36 @@ def _close(name: str, got, ref, errors: dict, rel: float = 1e-4) -> None:
     assert (err <= tol).all(), f"{name}: max |err| {err.max():.3g} exceeds tolerance (max|ref| {np.abs(ref).max():.3g})"
 
 
+def test_the_set_holds_cases():
+    """A folder with no model or no case fails here instead of leaving the parity tests with nothing to run."""
+    assert MODELS, f"{PARITY}: no model folder (info.json + weights_recipe.json)"
+    assert MODEL_CASES, f"{PARITY}: no inputs_<case>.npz with a model's outputs_<case>.npz"
+    for m in hp.models():
+        assert any(name == m.name for name, _ in MODEL_CASES), f"{m.folder}: no outputs for any case"
+
+
+_models: dict[str, tuple] = {}
+
+
+def _tiny(name: str):
+    if name not in _models:
+        _models.clear()          # one model alive at a time (the DPT ones are large)
+        _models[name] = _build(name)
+    return _models[name]
+
+
 @pytest.fixture(scope="module", params=MODELS)
 def tiny(request):
-    folder = PARITY / request.param
+    return _tiny(request.param)
+
+
+def _build(name: str):
+    folder = PARITY / name
     info = json.loads((folder / "info.json").read_text())
     cls, kwargs = parse_constructor(info["load_model_instantiation_string"], rewrite=False)
     model = build_model(cls, kwargs).eval()
     model.load_state_dict(recipe_state_dict(folder), strict=True)
-    return request.param, folder, model
+    return name, folder, model
 
 
 class Hooks:
@@ -64,39 +88,16 @@ class Hooks:
             h.remove()
 
 
-def _views(inputs, case):
-    """[(view1_img, view2_img)] per forward: one batch for 'pair', one batch-of-1 forward per pair for 'mixed'."""
-    if case == "pair":
-        return [(inputs["view1_img"], inputs["view2_img"])]
-    out = []
-    for p in range(2):
-        out.append((inputs[f"pair{p}_view1_img"][None], inputs[f"pair{p}_view2_img"][None]))
-    return out
-
-
-def _image_of(inputs, case):
-    """load_images index → (1, 3, H, W) image, recovered from the pair inputs."""
-    imgs = {}
-    for p in ([""] if case == "pair" else ["pair0_", "pair1_"]):
-        for v in ("view1", "view2"):
-            idx = np.atleast_1d(inputs[f"{p}{v}_idx"])
-            img = inputs[f"{p}{v}_img"]
-            img = img if img.ndim == 4 else img[None]
-            for b, i in enumerate(idx):
-                imgs[int(i)] = img[b:b + 1]
-    return imgs
-
-
 def test_state_dict_matches_recipe_order(tiny):
     name, folder, model = tiny
     keys = [e["key"] for e in json.loads((folder / "weights_recipe.json").read_text())["entries"]]
     assert list(model.state_dict()) == keys
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_outputs_and_intermediates(tiny, case, record_property):
-    name, folder, model = tiny
-    inputs = np.load(PARITY / f"inputs_{case}.npz")
+@pytest.mark.parametrize(("model_name", "case"), MODEL_CASES)
+def test_outputs_and_intermediates(model_name, case, record_property):
+    name, folder, model = _tiny(model_name)
+    inputs = hp.load_inputs(case)
     ref_out = np.load(folder / f"outputs_{case}.npz")
     ref_mid = np.load(folder / f"intermediates_{case}.npz")
     errors: dict[str, float] = {}
@@ -105,7 +106,7 @@ def test_outputs_and_intermediates(tiny, case, record_property):
 
     # Encoder, one separate call per image (as recorded).
     enc_names = ["patch_embed", "enc_norm"] + [f"enc_blocks.{b}" for b in range(len(model.enc_blocks))]
-    for i, img in sorted(_image_of(inputs, case).items()):
+    for i, img in sorted(hp.images(inputs).items()):
         hooks = Hooks(model, enc_names)
         with torch.no_grad():
             model.encode(torch.from_numpy(img))
@@ -125,8 +126,8 @@ def test_outputs_and_intermediates(tiny, case, record_property):
     hooks = Hooks(model, dec_names)
     results = []
     with torch.no_grad():
-        for v1, v2 in _views(inputs, case):
-            results.append(model({"img": torch.from_numpy(v1)}, {"img": torch.from_numpy(v2)}))
+        for fw in hp.forwards(inputs):
+            results.append(model({"img": torch.from_numpy(fw["view1_img"])}, {"img": torch.from_numpy(fw["view2_img"])}))
     hooks.close()
     for key in ref_mid.files:
         if key.startswith("encoder_img"):
@@ -138,21 +139,18 @@ def test_outputs_and_intermediates(tiny, case, record_property):
         _close(key, got_in if what == "in" else got_out, ref_mid[key], errors, rel)
 
     for key in ref_out.files:
-        prefix, rest = ("", key) if case == "pair" else (key[:6], key[6:])
-        p = 0 if case == "pair" else int(prefix[4])
-        view, field = rest.split("_", 1)
+        p, view, field = hp.split_output_key(key, inputs)
         got = results[p][0 if view == "pred1" else 1][field]
-        _close(key, got if case == "pair" else got[0], ref_out[key], errors, rel)
+        _close(key, got if hp.is_batched(inputs) else got[0], ref_out[key], errors, rel)
 
     worst = {k: v for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3]}
     print(f"\n{name}/{case}: {len(errors)} tensors within tolerance; largest |err|: {worst}")
     record_property(f"max_abs_err_{name}_{case}", json.dumps(worst))
 
 
-def test_linear_recipe_equals_pth():
-    folder = PARITY / "dust3r_tiny_linear"
-    if not (folder / "model.pth").exists():
-        pytest.skip("no model.pth in the parity folder")
+@pytest.mark.parametrize("name", [m.name for m in hp.models() if (m.folder / "model.pth").exists()])
+def test_recipe_equals_pth(name):
+    folder = PARITY / name
     with torch.serialization.safe_globals([argparse.Namespace]):
         ckpt = torch.load(folder / "model.pth", map_location="cpu", weights_only=True)
     sd = recipe_state_dict(folder)
@@ -160,7 +158,7 @@ def test_linear_recipe_equals_pth():
     for k, v in sd.items():
         assert torch.equal(ckpt["model"][k], v), k
     cls, kwargs = parse_constructor(ckpt["args"].model, rewrite=False)
-    assert cls == "AsymmetricCroCo3DStereo" and kwargs["head_type"] == "linear"
+    assert cls == hp.model(name).constructor.split("(")[0] and kwargs["head_type"] == hp.model(name).head_type
     model = build_model(cls, kwargs)  # the training string (ManyAR_PatchEmbed) is accepted as well
     model.load_state_dict(ckpt["model"], strict=True)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_vggt import VGGT_PARITY_DIR, assert_close, tiny_model
+from helpers_vggt import VGGT_PARITY_DIR, assert_close, cases, tiny_model, weights_file
 from pointmap.core.errors import CheckpointError
 from pointmap.core.models.vggt import (
     build_vggt,
@@ -21,7 +21,7 @@ from pointmap.core.models.vggt import (
     unproject_depth,
 )
 
-CASES = sorted(p.stem.removeprefix("tiny_outputs_") for p in VGGT_PARITY_DIR.glob("tiny_outputs_*.npz"))
+CASES = cases()
 
 
 def test_cases_present():
@@ -91,11 +91,11 @@ def test_tiny_keys_match_manifest():
 def test_checkpoint_errors(tmp_path: Path):
     from helpers_vggt import tiny_config
 
-    sd = torch.load(VGGT_PARITY_DIR / "tiny_vggt_state_dict.pt", weights_only=True)
+    sd = torch.load(weights_file("pt"), weights_only=True)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_vggt(tmp_path / "nope.pt", config=tiny_config())
     bad = tmp_path / "truncated.pt"
-    bad.write_bytes((VGGT_PARITY_DIR / "tiny_vggt_state_dict.pt").read_bytes()[:5000])
+    bad.write_bytes((weights_file("pt")).read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="Cannot read"):
         load_vggt(bad, config=tiny_config())
     missing = dict(sd)
@@ -112,7 +112,7 @@ def test_checkpoint_errors(tmp_path: Path):
     with pytest.raises(CheckpointError, match="mis-shaped"):
         load_vggt(tmp_path / "shaped.pt", config=tiny_config())
     with pytest.raises(CheckpointError, match="does not fit"):
-        load_vggt(VGGT_PARITY_DIR / "tiny_vggt_state_dict.pt")  # full-size config, tiny weights
+        load_vggt(weights_file("pt"))  # full-size config, tiny weights
     # track_head.* is accepted and ignored with a note; a folder resolves to its model file.
     tracked = dict(sd, **{"track_head.tracker.w": torch.zeros(2)})
     (tmp_path / "folder").mkdir()

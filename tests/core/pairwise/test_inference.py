@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import helpers_parity as hp
 import numpy as np
 import pytest
 import torch
@@ -14,12 +15,10 @@ from pointmap.core.errors import Cancelled, CancelToken
 from pointmap.core.pairwise.engine import PairInference, infer_pairs
 from pointmap.core.weights.checkpoint import parse_constructor
 
-PARITY = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")
+PARITY = hp.PARITY
+MAST3R = hp.mast3r_model()
+LINEAR = hp.linear_model()
 PREPROC = fixture_dir("POINTMAP_PREPROC_DIR", FIXTURES / "preprocessing")
-FIELDS = {"pred1_pts3d": "pts_i", "pred2_pts3d_in_other_view": "pts_j", "pred1_conf": "conf_i",
-          "pred2_conf": "conf_j", "pred1_desc": "desc_i", "pred2_desc": "desc_j",
-          "pred1_desc_conf": "desc_conf_i", "pred2_desc_conf": "desc_conf_j"}
-
 
 def _model(name):
     from pointmap.core.models import build_model
@@ -33,14 +32,15 @@ def _model(name):
 
 @pytest.fixture(scope="module")
 def mast3r():
-    if not (PARITY / "mast3r_tiny_catmlp_dpt").exists():
-        pytest.skip("no MASt3R parity model")
-    return _model("mast3r_tiny_catmlp_dpt")
+    if MAST3R is None:
+        pytest.skip("no MASt3R model in the parity set")
+    return _model(MAST3R.name)
 
 
 @pytest.fixture(scope="module")
 def linear():
-    return _model("dust3r_tiny_linear")
+    assert LINEAR is not None, f"{PARITY}: no DUSt3R model with a linear head and a model.pth"
+    return _model(LINEAR.name)
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -48,48 +48,41 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.round((img.transpose(1, 2, 0) * 0.5 + 0.5) * 255).astype(np.uint8)
 
 
-def _images(case: str) -> dict[int, np.ndarray]:
+def _images(inputs: dict) -> dict[int, np.ndarray]:
     """load_images index → uint8 image, recovered from the fixture inputs."""
-    inputs = np.load(PARITY / f"inputs_{case}.npz")
     out = {}
-    for p in ([""] if case == "pair" else ["pair0_", "pair1_"]):
-        for v in ("view1", "view2"):
-            imgs = inputs[f"{p}{v}_img"]
-            imgs = imgs if imgs.ndim == 4 else imgs[None]
-            for b, i in enumerate(np.atleast_1d(inputs[f"{p}{v}_idx"])):
-                out[int(i)] = _to_uint8(imgs[b])
-                assert np.array_equal((out[int(i)].astype(np.float32) / 255 - 0.5) / 0.5, imgs[b].transpose(1, 2, 0))
+    for i, img in hp.images(inputs).items():
+        out[i] = _to_uint8(img[0])
+        assert np.array_equal((out[i].astype(np.float32) / 255 - 0.5) / 0.5, img[0].transpose(1, 2, 0))
     return out
 
 
-def _edges(case: str) -> np.ndarray:
-    inputs = np.load(PARITY / f"inputs_{case}.npz")
-    if case == "pair":
-        return np.stack([inputs["view1_idx"], inputs["view2_idx"]], axis=1)
-    return np.array([[int(inputs[f"pair{p}_view1_idx"]), int(inputs[f"pair{p}_view2_idx"])] for p in range(2)])
+def _check_against_reference(preds, folder, case, inputs):
+    with np.load(folder / f"outputs_{case}.npz") as z:
+        ref = {k: z[k] for k in z.files}
+    fields = {("pred1", "pts3d"): "pts_i", ("pred2", "pts3d_in_other_view"): "pts_j", ("pred1", "conf"): "conf_i",
+              ("pred2", "conf"): "conf_j", ("pred1", "desc"): "desc_i", ("pred2", "desc"): "desc_j",
+              ("pred1", "desc_conf"): "desc_conf_i", ("pred2", "desc_conf"): "desc_conf_j"}
+    for key, e, pred, field, r in hp.edge_outputs(ref, inputs):
+        got = getattr(preds, fields[pred, field])[e].numpy()
+        tol = 1e-4 * np.abs(r).max() + 1e-4 * np.abs(r)
+        assert (np.abs(got - r) <= tol).all(), f"{key} edge {e}: max err {np.abs(got - r).max()}"
 
 
-def _check_against_reference(preds, folder, case):
-    ref = np.load(folder / f"outputs_{case}.npz")
-    for key in ref.files:
-        e, field = (0, key) if case == "pair" else (int(key[4]), key[6:])
-        for b in range(2 if case == "pair" else 1):
-            r = ref[key][b] if case == "pair" else ref[key]
-            got = getattr(preds, FIELDS[field])[e + b].numpy()
-            tol = 1e-4 * np.abs(r).max() + 1e-4 * np.abs(r)
-            assert (np.abs(got - r) <= tol).all(), f"{key} edge {e + b}: max err {np.abs(got - r).max()}"
-
-
-@pytest.mark.parametrize("case", ["pair", "mixed"])
+@pytest.mark.parametrize("case", [c for name, c in hp.model_cases() if MAST3R and name == MAST3R.name])
 def test_engine_matches_reference_outputs(mast3r, case):
-    imgs = _images(case)
+    """Every case the MASt3R model has outputs for, whatever its name and pair count."""
+    inputs = hp.load_inputs(case)
+    imgs = _images(inputs)
+    assert sorted(imgs) == list(range(len(imgs)))
     engine = PairInference(mast3r, device="cpu")
     assert engine.precision == "fp32"
     enc = engine.encode([imgs[i] for i in sorted(imgs)])
-    preds = engine.run_pairs(enc, _edges(case))
-    assert preds.n_edges == 2 and preds.desc_i is not None
+    edges = hp.edges(inputs)
+    preds = engine.run_pairs(enc, edges)
+    assert preds.n_edges == len(edges) and preds.desc_i is not None
     assert preds.image_shapes == [imgs[i].shape[:2] for i in sorted(imgs)]
-    _check_against_reference(preds, PARITY / "mast3r_tiny_catmlp_dpt", case)
+    _check_against_reference(preds, MAST3R.folder, case, inputs)
 
 
 def test_engine_equals_model_forward_and_small_batches(linear):
@@ -176,7 +169,7 @@ def test_matmul_upsample_equals_interpolate():
 
 
 def test_bf16_precision_runs_close_to_fp32():
-    model = _model("dust3r_tiny_linear")  # cast in place by the engine: a private copy
+    model = _model(LINEAR.name)  # cast in place by the engine: a private copy
     rng = np.random.default_rng(2)
     imgs = [rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(2)]
     ref = infer_pairs(model, imgs, [(0, 1)], device="cpu", precision="fp32")
@@ -188,7 +181,7 @@ def test_bf16_precision_runs_close_to_fp32():
 
 def test_outputs_finite_flags_damaged_weights():
     """The pipeline's 'damaged weights' error rests on this flag: clear for good weights, set by one NaN."""
-    model = _model("dust3r_tiny_linear")  # a private copy: one weight is damaged below
+    model = _model(LINEAR.name)  # a private copy: one weight is damaged below
     imgs = [np.full((32, 32, 3), 50 * k, np.uint8) for k in range(2)]
     engine = PairInference(model, device="cpu")
     assert engine.outputs_finite()                      # nothing run yet

@@ -16,6 +16,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import helpers_parity as hp
 import pytest
 from conftest import FIXTURES, fixture_dir
 from pointmap.core.errors import Cancelled, CancelToken, CheckpointError
@@ -102,7 +103,9 @@ def test_registry_lookup_errors(tmp_path):
 
 # ------------------------------------------------------------------ download (local server)
 
-LINEAR = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity") / "dust3r_tiny_linear"
+_LINEAR_MODEL = hp.linear_model()
+assert _LINEAR_MODEL is not None, f"{hp.PARITY}: no DUSt3R model with a linear head and a model.pth"
+LINEAR = _LINEAR_MODEL.folder
 PTH = (LINEAR / "model.pth").read_bytes()
 
 
@@ -258,7 +261,8 @@ def _serve_tiny_registry(server, monkeypatch, config: bytes) -> None:
         sources={"hf": tuple(registry.RemoteFile(n, server.url + "/tiny/" + n, len(files["/tiny/" + n]))
                              for n in ("config.json", "model.safetensors")),
                  "naver": (registry.RemoteFile("tiny.pth", server.url + "/tiny/tiny.pth", len(PTH)),)},
-        default_source="hf", license="test (non-commercial)", approx_size=len(PTH), input_size=64,
+        default_source="hf", license="test (non-commercial)", approx_size=len(PTH),
+        input_size=max(json.loads((LINEAR / "hf" / "config.json").read_text())["img_size"]),
         description="tiny test model")
     monkeypatch.setattr(registry, "_BY_NAME", {"Tiny": spec})
 

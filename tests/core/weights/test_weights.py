@@ -12,8 +12,11 @@ import argparse
 import json
 import math
 import pathlib
+import re
 import shutil
 
+import helpers_parity as hp
+import helpers_vggt as hv
 import numpy as np
 import pytest
 import torch
@@ -28,7 +31,8 @@ KEYS_DIR = fixture_dir("POINTMAP_CKPT_KEYS_DIR", FIXTURES / "checkpoint_keys")
 PARITY_DIR = fixture_dir("POINTMAP_PARITY_DIR", FIXTURES / "parity")
 VGGT_PARITY_DIR = fixture_dir("POINTMAP_VGGT_PARITY_DIR", FIXTURES / "vggt" / "parity")
 VGGT_KEYS = fixture_dir("POINTMAP_VGGT_KEYS", FIXTURES / "vggt" / "checkpoint_keys.json")
-LINEAR = PARITY_DIR / "dust3r_tiny_linear"
+LINEAR_MODEL = hp.linear_model(PARITY_DIR)
+LINEAR = LINEAR_MODEL.folder if LINEAR_MODEL else PARITY_DIR / "no-linear-model"
 KEY_FILES = sorted(KEYS_DIR.glob("*.json"))
 
 
@@ -172,13 +176,23 @@ def test_vggt_key_list_loads_without_track_head():
 
 # ------------------------------------------------------------------ real tiny checkpoints
 
+def _linear_facts() -> tuple[int, int]:
+    """(parameter count, input size) of the set's linear model, from its recipe and constructor string."""
+    entries = json.loads((LINEAR / "weights_recipe.json").read_text())["entries"]
+    n = sum(int(np.prod(e["shape"])) for e in entries)       # the tiny linear model has no buffers
+    size = re.search(r"img_size=\((\d+), (\d+)\)", LINEAR_MODEL.constructor)
+    return n, max(int(size.group(1)), int(size.group(2)))
+
+
 def test_tiny_linear_pth_and_hf_load_identically():
+    assert LINEAR_MODEL is not None, f"{PARITY_DIR}: no DUSt3R model with a linear head and a model.pth"
     recipe = recipe_state_dict(LINEAR)
     m_pth, info_pth = W.load_checkpoint(LINEAR / "model.pth")
     m_hf, info_hf = W.load_checkpoint(LINEAR / "hf")
     assert (info_pth.source_format, info_hf.source_format) == ("pth", "hf")
     assert info_pth.family == info_hf.family == "dust3r" and info_pth.class_name == "AsymmetricCroCo3DStereo"
-    assert info_pth.num_params == info_hf.num_params == 231_024 and info_pth.input_size == 64
+    n_params, input_size = _linear_facts()
+    assert info_pth.num_params == info_hf.num_params == n_params and info_pth.input_size == input_size
     for model in (m_pth, m_hf):
         sd = model.state_dict()
         assert list(sd) == list(recipe)
@@ -196,37 +210,43 @@ def test_meta_assign_load_gives_reference_outputs():
     plain = build_model(info.class_name, info.kwargs)
     plain.load_state_dict(recipe_state_dict(LINEAR, check=False))
     plain.eval()
-    inputs = np.load(PARITY_DIR / "inputs_pair.npz")
-    ref = np.load(LINEAR / "outputs_pair.npz")
-    v1, v2 = ({"img": torch.from_numpy(inputs[f"view{i}_img"]),
-               "true_shape": torch.from_numpy(inputs[f"view{i}_true_shape"])} for i in (1, 2))
-    with torch.no_grad():
-        r1, r2 = model(v1, v2)
-        p1, p2 = plain(v1, v2)
-    assert torch.equal(r1["pts3d"], p1["pts3d"]) and torch.equal(r2["pts3d_in_other_view"], p2["pts3d_in_other_view"])
-    for got, key in ((r1["pts3d"], "pred1_pts3d"), (r1["conf"], "pred1_conf"),
-                     (r2["pts3d_in_other_view"], "pred2_pts3d_in_other_view"), (r2["conf"], "pred2_conf")):
-        want = ref[key]
-        assert np.abs(got.numpy() - want).max() <= 1e-5 * np.abs(want).max() + 1e-6, key
+    case = next(c for name, c in hp.model_cases(PARITY_DIR) if name == LINEAR_MODEL.name)
+    inputs = hp.load_inputs(case, PARITY_DIR)
+    with np.load(LINEAR / f"outputs_{case}.npz") as z:
+        ref = {k: z[k] for k in z.files}
+    results = []
+    for fw in hp.forwards(inputs):
+        v1, v2 = ({"img": torch.from_numpy(fw[f"view{i}_img"])} for i in (1, 2))
+        with torch.no_grad():
+            r1, r2 = model(v1, v2)
+            p1, p2 = plain(v1, v2)
+        assert torch.equal(r1["pts3d"], p1["pts3d"]) and \
+            torch.equal(r2["pts3d_in_other_view"], p2["pts3d_in_other_view"])
+        results.append((r1, r2))
+    for key, want in ref.items():
+        f, pred, field = hp.split_output_key(key, inputs)
+        got = results[f][0 if pred == "pred1" else 1][field].numpy()
+        got = got if hp.is_batched(inputs) else got[0]
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max() + 1e-6, key
 
 
 def test_tiny_vggt_pt_and_safetensors(tmp_path):
     config = _tiny_vggt_config()
-    m_pt, i_pt = W.load_checkpoint(VGGT_PARITY_DIR / "tiny_vggt_state_dict.pt", vggt_config=config)
-    m_st, i_st = W.load_checkpoint(VGGT_PARITY_DIR / "tiny_vggt.safetensors", vggt_config=config)
+    m_pt, i_pt = W.load_checkpoint(hv.weights_file("pt"), vggt_config=config)
+    m_st, i_st = W.load_checkpoint(hv.weights_file("safetensors"), vggt_config=config)
     assert (i_pt.source_format, i_st.source_format) == ("vggt_pt", "vggt_safetensors")
-    assert i_pt.family == "vggt" and i_pt.num_params == 463_768 and i_pt.input_size == 518
+    assert i_pt.family == "vggt" and i_pt.num_params == hv.manifest()["tiny_model_num_params"] and i_pt.input_size == config["img_size"]
     a, b = m_pt.state_dict(), m_st.state_dict()
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
     # A Hugging Face style VGGT folder (config.json + model.safetensors).
     (tmp_path / "hf").mkdir()
-    shutil.copy(VGGT_PARITY_DIR / "tiny_vggt.safetensors", tmp_path / "hf" / "model.safetensors")
+    shutil.copy(hv.weights_file("safetensors"), tmp_path / "hf" / "model.safetensors")
     (tmp_path / "hf" / "config.json").write_text('{"img_size": 518, "patch_size": 14, "embed_dim": 32}')
     assert W.load_checkpoint(tmp_path / "hf", vggt_config=config)[1].source_format == "vggt_safetensors"
     with pytest.raises(CheckpointError, match="mis-shaped"):          # built as VGGT-1B: shapes differ
         W.load_checkpoint(tmp_path / "hf")
     # The official model.pt carries track_head.* tensors: they are ignored with a note.
-    sd = dict(torch.load(VGGT_PARITY_DIR / "tiny_vggt_state_dict.pt", weights_only=True))
+    sd = dict(torch.load(hv.weights_file("pt"), weights_only=True))
     sd["track_head.tracker.fake.weight"] = torch.zeros(2)
     torch.save(sd, tmp_path / "model.pt")
     _, info = W.load_checkpoint(tmp_path, vggt_config=config)     # a folder holding model.pt
@@ -245,7 +265,7 @@ def test_load_vggt_is_the_vggt_front_of_load_checkpoint(tmp_path):
     from pointmap.core.models.vggt import VGGT, load_vggt, read_state_dict
 
     config = _tiny_vggt_config()
-    path = VGGT_PARITY_DIR / "tiny_vggt.safetensors"
+    path = hv.weights_file("safetensors")
     model = load_vggt(path, config=config)
     ref = W.load_checkpoint(path, vggt_config=config)[0].state_dict()
     assert isinstance(model, VGGT) and not model.training and model.checkpoint_notes == []
@@ -269,7 +289,7 @@ def test_input_size_defaults_to_the_reference_constructor(tmp_path):
 
 def test_vggt_with_wrong_config_is_rejected():
     with pytest.raises(CheckpointError, match="mis-shaped"):
-        W.load_checkpoint(VGGT_PARITY_DIR / "tiny_vggt.safetensors", vggt_config=dict(_tiny_vggt_config(), depth=4,
+        W.load_checkpoint(hv.weights_file("safetensors"), vggt_config=dict(_tiny_vggt_config(), depth=4,
                                                                                          embed_dim=48))
 
 
