@@ -349,3 +349,26 @@ def _movie_frames(path: str, numbers: list[int], first_frame: int, fps: float | 
     why = errors[0] if errors else "missing from the stream"
     for number in sorted(wanted - done):
         yield number, None, why
+
+
+def write_frames(source: str | os.PathLike, numbers: list[int], folder: str | os.PathLike, first_frame: int = 1,
+                 stem: str | None = None) -> list[str]:
+    """Decode frames `numbers` of a movie one at a time and write each as folder/<stem>.<number>.png (stem:
+    the movie's; existing files of those names are replaced). Returns the paths in the order of `numbers`.
+    For exports that need an image file per frame (transforms.json). InputError naming an undecodable frame."""
+    from PIL import Image
+
+    src = open_sequence(source, first_frame=first_frame)
+    missing = sorted(set(numbers) - set(src.frame_numbers))
+    if missing:
+        raise InputError(f"{source} has no frame {missing[0]} (its frames are {src.frame_numbers[0]} to "
+                         f"{src.frame_numbers[-1]}).", str(source))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = stem or Path(source).stem
+    paths = {n: str(folder / f"{stem}.{n:04d}.png") for n in numbers}
+    for number, rgb, err in src._subset(list(numbers)).frames():
+        if rgb is None:
+            raise InputError(f"Frame {number} of {source} could not be decoded ({err}).", str(source))
+        Image.fromarray(rgb).save(paths[number])
+    return [paths[n] for n in numbers]

@@ -10,32 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import tiny_checkpoint
-from PIL import Image
+from helpers_movie import write_movie, write_sequence
 from pointmap.core import Cancelled, CancelToken, InputError, UnsupportedOption, reconstruct
 from pointmap.core.options import AlignOptions, PairwiseOptions, ReconstructOptions, SequenceOptions
 
 av = pytest.importorskip("av")
 
-H, W, N = 48, 64, 12
-
-
-def _frames(n: int = N) -> list[np.ndarray]:
-    """A camera panning over one random texture: frame k is the window starting 2k pixels to the right."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 255, (H, W + 2 * n, 3), dtype=np.uint8)
-    return [np.ascontiguousarray(base[:, 2 * k:2 * k + W]) for k in range(n)]
-
-
-def write_movie(path, n: int = N, fps: int = 25) -> None:
-    """An MPEG-4 movie of `_frames(n)` (PyAV; every FFmpeg build has this encoder)."""
-    with av.open(str(path), "w") as box:
-        st = box.add_stream("mpeg4", rate=fps)
-        st.width, st.height, st.pix_fmt = W, H, "yuv420p"
-        for rgb in _frames(n):
-            for p in st.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                box.mux(p)
-        for p in st.encode():
-            box.mux(p)
+N = 12
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +30,7 @@ def movie(tmp_path_factory):
 def sequence(tmp_path_factory):
     """frame.1001.png ... frame.1008.png."""
     folder = tmp_path_factory.mktemp("plate")
-    for k, rgb in enumerate(_frames(8)):
-        Image.fromarray(rgb).save(folder / f"frame.{1001 + k}.png")
+    write_sequence(folder, 8)
     return folder
 
 
