@@ -132,6 +132,9 @@ def test_shot_options_are_checked(movie, tiny_dust3r, photos):
 
 def test_vggt_shot_in_chunks_with_progress_and_cancel(movie):
     from helpers_vggt import tiny_model
+    from pointmap.core.backends.vggt_chunked import chunk_for_device
+
+    assert chunk_for_device("cpu", 10**6) == 32          # the CPU's default chunk length
 
     model = tiny_model("pt")
     events = []

@@ -64,14 +64,19 @@ def test_cli_movie_to_animated_camera_on_its_plate(tmp_path):
     assert _animated_camera().data.background_images[0].clip.frame_start == 1001
 
 
-def test_cli_image_sequence_folder_as_a_shot(tmp_path):
+def test_cli_image_sequence_folder_as_a_shot(tmp_path, capsys):
     from pointmap import cli
 
     plate = tmp_path / "plate"
     plate.mkdir()
     write_sequence(plate, 6)
+    (plate / "frame.1007.png").write_bytes(b"broken")
     out = tmp_path / "shot.blend"
-    assert cli.main([str(plate), "-o", str(out), *TINY, "--shot", "--animated-camera", "--stride", "2"]) == 0
+    args = [str(plate), "-o", str(out), *TINY, "--shot", "--animated-camera", "--stride", "2"]
+    assert cli.main(args + ["--on-bad-image", "stop"]) == cli.EXIT_FAILED
+    assert "Frame 1007 of" in capsys.readouterr().out and not out.exists()
+    assert cli.main(args) == cli.EXIT_OK
+    assert "warning: Frame 1007 skipped (it gets no camera)" in capsys.readouterr().out
     cam = _animated_camera()
     assert list(cam["pointmap_solved_frames"]) == [1001, 1003, 1005]
     bg = cam.data.background_images[0]
