@@ -1,5 +1,9 @@
 """Command line: `blender -b -c pointmap PHOTOS_DIR -o OUT.blend [options]`.
 
+A shot: `blender -b -c pointmap SHOT.mp4 -o shot.blend --animated-camera [--first-frame 1001] [--frames A:B]
+[--stride N]` (a movie file, or an image-sequence folder with --shot); `--from-reconstruction FILE.npz` rebuilds
+a scene from a saved Reconstruction without any network.
+
 Registered with `bpy.utils.register_cli_command("pointmap", main)`; `demo.py` reuses `run()`.
 Also `python -m pointmap PHOTOS_DIR -o OUT.blend` (the bpy module, no Blender binary).
 
@@ -35,9 +39,9 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
                    help="download the chosen registry checkpoint if it is missing (needs Blender's online "
                         "access: run blender with --online-mode); its licence is printed first")
     p.add_argument("--backend", choices=["auto", "pairs", "vggt", "da3"], default="auto")
-    p.add_argument("--graph", default="complete",
+    p.add_argument("--graph", default=None,
                    help="scene graph: complete, swin-K, swin-K-noncyclic, logwin-K, logwin-K-noncyclic, "
-                        "oneref-R, retrieval-K")
+                        "oneref-R, retrieval-K, seq-K (default: complete for photos, seq-4 for a shot)")
     p.add_argument("--image-size", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
@@ -53,7 +57,8 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p.add_argument("--shared-focal", action="store_true")
     p.add_argument("--focal-mm", type=float, default=0.0, help="known focal length in mm")
     p.add_argument("--sensor-mm", type=float, default=36.0, help="sensor width in mm")
-    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip")
+    p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip",
+                   help="a photo (or a shot's frame) that cannot be read: skip it with a warning, or stop")
     p.add_argument("--name", default="", help="name of the created collection (default: from the photos)")
     p.add_argument("--min-conf", type=float, default=1.5,
                    help="display / export confidence threshold: points below it are hidden in the scene and left "
@@ -83,9 +88,21 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
                       help="one camera animated over the shot's frames (with the plate as its background)")
     shot.add_argument("--static-cameras", action="store_true",
                       help="with --animated-camera: also create one static camera per frame")
-    shot.add_argument("--frames", default="", metavar="A:B", help="solved frames to use (inclusive; A: or :B ok)")
+    shot.add_argument("--shot", action="store_true",
+                      help="the input folder is one image sequence (frame numbers from the file names, e.g. "
+                           "plate.1001.png), solved as a shot; a movie file always is one")
+    shot.add_argument("--first-frame", type=int, default=None, metavar="N",
+                      help="a movie's first frame number (default 1; VFX plates often start at 1001)")
+    shot.add_argument("--frames", default="", metavar="A:B",
+                      help="frames to solve (a shot) or to use (--from-reconstruction): clip frame numbers, "
+                           "inclusive; A: or :B ok")
     shot.add_argument("--stride", type=int, default=1,
-                      help="use every N-th solved frame; the frames between are interpolated and marked")
+                      help="solve (or use) every N-th frame; the frames between are interpolated and marked")
+    shot.add_argument("--per-frame-focal", action="store_true",
+                      help="a shot: one focal length per frame (a zoom) instead of one for the whole shot")
+    shot.add_argument("--chunk", type=int, default=0, metavar="N",
+                      help="a shot with VGGT / Depth Anything 3: frames per chunk (default: from free GPU memory; "
+                           "32 on the CPU)")
     shot.add_argument("--export-chan", default="", metavar="FILE", help="also write the camera as a Nuke .chan")
     shot.add_argument("--export-transforms", default="", metavar="FILE",
                       help="also write transforms.json (nerfstudio convention; points.ply beside it)")
@@ -101,10 +118,12 @@ def core_options(args: argparse.Namespace):
     from .core.options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
     from .core.pairwise.graph import check_graph
 
+    graph = args.graph or PairwiseOptions().graph   # left unset, a shot's run picks seq-K itself
     try:
-        check_graph(args.graph)   # the core's own parser: every spec it knows is accepted
+        check_graph(graph)   # the core's own parser: every spec it knows is accepted
     except ValueError as err:
         raise UsageError(f"--graph {args.graph!r}: {err}") from None
+    sequence = sequence_options(args)
     align = AlignOptions(iterations=args.iterations or None, shared_focal=args.shared_focal)
     if args.align_conf is not None:
         align.conf_threshold = args.align_conf
@@ -112,7 +131,7 @@ def core_options(args: argparse.Namespace):
         backend=args.backend, device=None if args.device == "auto" else args.device, image_size=args.image_size or None,
         on_bad_image="raise" if args.on_bad_image == "stop" else "skip", known_focal_mm=args.focal_mm or None,
         sensor_width_mm=args.sensor_mm, precision=args.precision, align=align,
-        pairwise=PairwiseOptions(graph=args.graph, offload={"auto": None, "yes": True, "no": False}[args.offload],
+        sequence=sequence, pairwise=PairwiseOptions(graph=graph, offload={"auto": None, "yes": True, "no": False}[args.offload],
                                  memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2**30)),
         vggt=VGGTOptions(points=args.vggt_points, mode=args.vggt_mode, fused=args.vggt_fused))
     try:
@@ -120,6 +139,51 @@ def core_options(args: argparse.Namespace):
     except ValueError as err:
         raise UsageError(str(err)) from None
     return options
+
+
+def input_shot(args: argparse.Namespace) -> str | None:
+    """The shot the positional input is (a movie file, or a folder with --shot), else None."""
+    if not args.photos or args.from_reconstruction:
+        return None
+    from .core.io.video import shot_path
+
+    return shot_path(os.path.abspath(args.photos), args.shot)
+
+
+def sequence_options(args: argparse.Namespace):
+    """`core.options.SequenceOptions` for a shot input (the defaults otherwise); UsageError for shot flags
+    given to photos, and for contradicting flags."""
+    from .core.frames import parse_frame_range
+    from .core.options import SequenceOptions
+
+    shot = input_shot(args)
+    movie = shot is not None and os.path.isfile(shot)
+    if args.per_frame_focal and args.shared_focal:
+        raise UsageError("--per-frame-focal and --shared-focal contradict each other; give one.")
+    if args.chunk and args.chunk < 8:
+        raise UsageError(f"--chunk {args.chunk}: a chunk holds at least 8 frames.")
+    if shot is None:
+        for flag, given in (("--first-frame", args.first_frame is not None), ("--per-frame-focal", args.per_frame_focal),
+                            ("--chunk", bool(args.chunk))):
+            if given:
+                raise UsageError(f"{flag} applies to a shot: give a movie file, or an image-sequence folder "
+                                 f"with --shot.")
+        if args.shot and not args.from_reconstruction:
+            raise UsageError(f"--shot: {args.photos} is not a folder or a movie file.")
+        return SequenceOptions()
+    if args.first_frame is not None and not movie:
+        raise UsageError("--first-frame applies to a movie file; an image sequence takes its frame numbers from "
+                         "its file names.")
+    start, end = (None, None)
+    if args.frames:
+        try:
+            start, end = parse_frame_range(args.frames)
+        except Exception as err:
+            raise UsageError(f"--frames {args.frames}: {err}") from None
+    return SequenceOptions(is_shot=True, first_frame=1 if args.first_frame is None else args.first_frame,
+                           start=start, end=end, stride=max(1, args.stride),
+                           on_bad_frame="raise" if args.on_bad_image == "stop" else "skip",
+                           shared_focal=not args.per_frame_focal, chunk=args.chunk or None)
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -289,8 +353,10 @@ def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
             from .scene.shot import build_shot
 
             scene_opts = dataclasses.replace(scene_opts, cameras=args.static_cameras)
-            coll = build_shot(rec, bpy.context.scene, scene_opts, frames=args.frames or None, stride=args.stride,
-                              export_chan=args.export_chan or None)
+            # A shot solved from a movie / sequence holds exactly the --frames / --stride selection already.
+            solved = input_shot(args) is not None
+            coll = build_shot(rec, bpy.context.scene, scene_opts, frames=None if solved else args.frames or None,
+                              stride=1 if solved else args.stride, export_chan=args.export_chan or None)
         else:
             coll = build_scene(rec, scene=bpy.context.scene, options=scene_opts, fused_mesh=fused)
     except PointmapError as err:

@@ -13,14 +13,14 @@ from .errors import (
     PointmapError,
     UnsupportedOption,
 )
-from .options import AlignOptions, DA3Options, PairwiseOptions, ReconstructOptions, VGGTOptions
+from .options import AlignOptions, DA3Options, PairwiseOptions, ReconstructOptions, SequenceOptions, VGGTOptions
 from .progress import Progress
 from .reconstruction import Reconstruction
 
 __all__ = [
     "Cancelled", "CancelToken", "CheckpointError", "DependencyError", "InputError", "PointmapError",
     "Progress", "Reconstruction", "reconstruct", "UnsupportedOption",
-    "AlignOptions", "DA3Options", "PairwiseOptions", "ReconstructOptions", "VGGTOptions",
+    "AlignOptions", "DA3Options", "PairwiseOptions", "ReconstructOptions", "SequenceOptions", "VGGTOptions",
 ]
 
 

@@ -129,9 +129,11 @@ class SequenceOptions:
     stride:       solve every stride-th frame (the scene builder interpolates the rest).
     on_bad_frame: "skip" (the frame gets no camera; the report names it) or "raise" (stop, naming it).
     window:       pairwise backend: the sliding window of the `seq-K` graph used for shots (log links and
-                  retrieval loop closures come with it).
-    shared_focal: one focal for the whole shot (False: one per frame, for zooms).
-    chunk:        VGGT / DA3: frames per chunk (None: from free GPU memory).
+                  retrieval loop closures come with it) unless `pairwise.graph` is set to another graph than
+                  the default.
+    shared_focal: pairwise backend: one focal for the whole shot (False: one per frame, for zooms). VGGT and
+                  DA3 predict a focal per frame whatever this says.
+    chunk:        VGGT / DA3: frames per chunk (None: from free GPU memory; 32 on the CPU).
     overlap:      VGGT / DA3: frames shared by consecutive chunks (None: 10 % of the chunk, at least 4).
     """
 

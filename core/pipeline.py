@@ -6,20 +6,27 @@ Stages and their share of the overall progress (reported through one callback):
     single pass (VGGT):          load → vggt
     single pass (DA3):           load → da3
 
+A shot (a movie file, or an image-sequence folder with `sequence.is_shot`) is decoded frame by frame at
+network size (`core.io.video.load_sequence`, stage "decode"), then solved as one: the pairwise backend
+over the `seq-K` graph with one shared focal by default, VGGT and DA3 in overlapping chunks joined into
+one world (`backends.vggt_chunked`, stage "chunks"). The result carries the clip's frame numbers and fps;
+every progress message of a shot ends with the share of the whole shot done and an ETA.
+
 Everything heavy is imported inside the function so `import pointmap.core` stays free of torch.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, DependencyError, PointmapError, UnsupportedOption, check_cancel
-from .options import AlignOptions, PairwiseOptions, ReconstructOptions
-from .progress import Progress, ProgressFn, warn
+from .errors import CheckpointError, DependencyError, InputError, PointmapError, UnsupportedOption, check_cancel
+from .options import AlignOptions, PairwiseOptions, ReconstructOptions, SequenceOptions
+from .progress import Progress, ProgressFn, eta_text, warn
 from .reconstruction import Reconstruction
 from .weights.bundled import DEMO_LABEL, DEMO_NAME, is_demo
 
@@ -29,8 +36,15 @@ _STAGE_WEIGHTS = {
     "vggt": {"load": 0.10, "vggt": 0.90},
     "da3": {"load": 0.10, "da3": 0.90},
 }
+_SHOT_STAGE_WEIGHTS = {
+    "pairs": {"decode": 0.10, "encode": 0.10, "pairs": 0.45, "align": 0.35},
+    "vggt": {"decode": 0.10, "chunks": 0.90},
+    "da3": {"decode": 0.10, "chunks": 0.90},
+}
+_RECIPES = {"pairs": "dust3r", "vggt": "vggt", "da3": "da3"}   # each backend's preprocessing
 _SINGLE_PASS = ("vggt", "da3")   # families whose backend has the family's name
 
+_ETA = re.compile(r"\s*ETA( \d+ min)? \d+ s")
 _MODEL_CACHE: dict = {}   # (path, mtime, device, precision) -> (model, info); one entry, so repeated runs skip loading
 
 
@@ -44,7 +58,9 @@ def reconstruct(
 ) -> Reconstruction:
     """Reconstruct cameras, depth maps and a point cloud from photos.
 
-    inputs:      a folder, a file path, a list of paths / PIL images / (H, W, 3) arrays.
+    inputs:      a folder, a file path, a list of paths / PIL images / (H, W, 3) arrays; or a shot: a movie
+                 file, or an image-sequence folder with `options.sequence.is_shot` (see the module doc and
+                 `core.options.SequenceOptions`).
     checkpoint:  a registry name (looked up in `options.cache_dir`), a path to a .pth / .pt / .safetensors
                  file or a Hugging Face folder, or an already loaded model (e.g. a tiny test model).
     options:     `core.options.ReconstructOptions` (None: the defaults).
@@ -61,6 +77,10 @@ def reconstruct(
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
+    from .io.video import shot_path
+
+    shot = shot_path(inputs, opt.sequence.is_shot)
+    _check_sequence_options(opt, inputs, shot)
     model, model_name, family, input_size = _resolve_model(checkpoint, opt.device, opt.precision, opt.cache_dir)
     backend = opt.backend
     if backend == "auto":
@@ -69,11 +89,24 @@ def reconstruct(
         raise CheckpointError(f"The {backend!r} backend cannot run a {family} checkpoint ({model_name}).")
     if backend in _SINGLE_PASS:
         _refuse_unsupported_vggt(opt, backend)
-    report = _overall_reporter(progress, _STAGE_WEIGHTS[backend])
+    if shot is not None:
+        _refuse_unsupported_shot(opt, backend)
+    report = _overall_reporter(progress, (_SHOT_STAGE_WEIGHTS if shot else _STAGE_WEIGHTS)[backend],
+                               with_eta=shot is not None)
     check_cancel(cancel)
 
     t = time.perf_counter()
-    if backend == "da3":
+    frames = None
+    if shot is not None:
+        from .io.video import load_sequence
+
+        seq = opt.sequence
+        frames = load_sequence(shot, _RECIPES[backend], opt.image_size or input_size, vggt_mode=opt.vggt.mode,
+                               da3_method=opt.da3.method, on_error=seq.on_bad_frame, progress=report,
+                               cancel=cancel, start=seq.start, end=seq.end, stride=seq.stride,
+                               first_frame=seq.first_frame)
+        images = frames.images
+    elif backend == "da3":
         from .backends.da3 import load_for_da3
 
         images = load_for_da3(inputs, opt, input_size, report, cancel)
@@ -87,11 +120,15 @@ def reconstruct(
 
         images = load_images(inputs, size=opt.image_size or input_size, on_error=opt.on_bad_image,
                              progress=report, cancel=cancel)
-    timings["load"] = time.perf_counter() - t
-    # The loaders' messages already name the file: say "Skipped" once, not the path twice.
-    warnings = [f"Skipped: {message}" if path and path in message else f"Skipped {path}: {message}"
-                for path, message in images.failures]
-    warnings += images.duplicate_warnings()
+    timings["load" if frames is None else "decode"] = time.perf_counter() - t
+    if frames is not None:
+        warnings = [f"Frame {number} skipped (it gets no camera): {message}." for number, message in frames.failures]
+        warnings += _summarise_repeats(images.duplicate_warnings())
+    else:
+        # The loaders' messages already name the file: say "Skipped" once, not the path twice.
+        warnings = [f"Skipped: {message}" if path and path in message else f"Skipped {path}: {message}"
+                    for path, message in images.failures]
+        warnings += images.duplicate_warnings()
     if model_name == DEMO_NAME:
         warnings.insert(0, DEMO_LABEL)
     warnings += opt.unit_warnings()
@@ -100,25 +137,48 @@ def reconstruct(
     n_said = len(warnings)
 
     if backend == "vggt":
-        from .backends.vggt import run_vggt
-
         t = time.perf_counter()
-        recon = run_vggt(model, images.images, device=opt.device, precision=opt.precision, points=opt.vggt.points,
-                         fused=opt.vggt.fused, progress=report, cancel=cancel)
-        timings["vggt"] = time.perf_counter() - t
+        if frames is not None:
+            from .backends.vggt_chunked import run_vggt_chunked
+
+            recon = run_vggt_chunked(model, images.images, chunk=opt.sequence.chunk, overlap=opt.sequence.overlap,
+                                     device=opt.device, precision=opt.precision, points=opt.vggt.points,
+                                     fused=opt.vggt.fused, progress=report, cancel=cancel)
+        else:
+            from .backends.vggt import run_vggt
+
+            recon = run_vggt(model, images.images, device=opt.device, precision=opt.precision,
+                             points=opt.vggt.points, fused=opt.vggt.fused, progress=report, cancel=cancel)
+        timings["vggt" if frames is None else "chunks"] = time.perf_counter() - t
         meta = {"graph": None}
     elif backend == "da3":
-        from .backends.da3 import run_da3_options
-
         t = time.perf_counter()
-        recon = run_da3_options(model, images, opt, report, cancel)
-        timings["da3"] = time.perf_counter() - t
+        if frames is not None:
+            from .backends.da3 import run_da3_chunked
+
+            recon = run_da3_chunked(model, images, opt, opt.sequence.chunk, opt.sequence.overlap, report, cancel)
+        else:
+            from .backends.da3 import run_da3_options
+
+            recon = run_da3_options(model, images, opt, report, cancel)
+        timings["da3" if frames is None else "chunks"] = time.perf_counter() - t
         meta = {"graph": None}
     else:
         from .backends.pairwise import run_pairwise
 
-        recon, meta = run_pairwise(model, model_name, images.images, opt, report, cancel, timings, warnings)
+        run_opt = opt if frames is None else _shot_pairwise_options(opt)
+        recon, meta = run_pairwise(model, model_name, images.images, run_opt, report, cancel, timings, warnings)
 
+    if frames is not None:
+        recon.frame_numbers = np.asarray(frames.frame_numbers, dtype=np.int64)
+        recon.fps = frames.fps
+        seq = opt.sequence
+        movie = Path(shot).is_file()
+        # first_frame: the clip number of a movie's first frame (its plate starts there); image files carry theirs.
+        meta["shot"] = {"source": shot, "kind": "movie" if movie else "images",
+                        "first_frame": int(seq.first_frame) if movie else None,
+                        "start": seq.start, "end": seq.end, "stride": int(seq.stride),
+                        "skipped_frames": [int(n) for n, _ in frames.failures]}
     _check_cameras(recon, model_name)
     timings["total"] = time.perf_counter() - t_start
     recon.model = model_name
@@ -152,6 +212,57 @@ def _refuse_unsupported_vggt(opt: ReconstructOptions, backend: str = "vggt") -> 
                                 f"DUSt3R / MASt3R checkpoint.")
 
 
+def _check_sequence_options(opt: ReconstructOptions, inputs, shot: str | None) -> None:
+    """Shot options on something that is no shot are refused, never silently dropped."""
+    seq, default = opt.sequence, SequenceOptions()
+    if shot is not None:
+        return
+    if seq.is_shot:
+        raise InputError(f"sequence.is_shot needs a folder holding an image sequence or a movie file; got "
+                         f"{_describe(inputs)}.")
+    asked = [name for name in ("start", "end", "stride") if getattr(seq, name) != getattr(default, name)]
+    if asked:
+        raise UnsupportedOption(f"sequence.{', sequence.'.join(asked)} select frames of a shot, but the input "
+                                f"({_describe(inputs)}) is a set of photos; give a movie file, or set "
+                                f"sequence.is_shot for an image-sequence folder.")
+
+
+def _describe(inputs) -> str:
+    if isinstance(inputs, (str, Path)):
+        return str(inputs)
+    try:
+        return f"{len(inputs)} inputs"
+    except TypeError:
+        return type(inputs).__name__
+
+
+def _refuse_unsupported_shot(opt: ReconstructOptions, backend: str) -> None:
+    """Options a shot cannot honour on this backend (module doc of `core.options.SequenceOptions`)."""
+    seq = opt.sequence
+    if backend == "pairs" and (seq.chunk is not None or seq.overlap is not None):
+        raise UnsupportedOption("sequence.chunk and sequence.overlap cut a shot into chunks for VGGT and Depth "
+                                "Anything 3; the pairwise backend solves the whole shot at once. Leave them unset.")
+    if backend == "pairs" and opt.align.shared_focal and not seq.shared_focal:
+        raise UnsupportedOption("align.shared_focal and sequence.shared_focal=False contradict each other; on a "
+                                "shot, sequence.shared_focal decides (False: one focal per frame, for zooms).")
+
+
+def _shot_pairwise_options(opt: ReconstructOptions) -> ReconstructOptions:
+    """A shot's pairwise run: the seq-K graph unless a graph was chosen, the shot's focal sharing."""
+    graph = opt.pairwise.graph
+    if graph == PairwiseOptions().graph:
+        graph = f"seq-{opt.sequence.window}"
+    return replace(opt, pairwise=replace(opt.pairwise, graph=graph),
+                   align=replace(opt.align, shared_focal=opt.sequence.shared_focal))
+
+
+def _summarise_repeats(duplicates: list[str]) -> list[str]:
+    """A shot may hold many repeated frames (a hold, a locked-off camera): one sentence beyond three."""
+    if len(duplicates) <= 3:
+        return duplicates
+    return [f"{len(duplicates)} frames repeat an earlier frame exactly (e.g. {duplicates[0]})"]
+
+
 def _check_cameras(recon: Reconstruction, model_name: str) -> None:
     """Refuse to hand non-finite cameras to the scene builder: they come from broken weights or inputs."""
     bad = [recon.names[i] for i in range(recon.n_views)
@@ -163,12 +274,15 @@ def _check_cameras(recon: Reconstruction, model_name: str) -> None:
             f"damaged or not a trained model.")
 
 
-def _overall_reporter(progress: ProgressFn | None, weights: dict[str, float]) -> ProgressFn | None:
-    """Wrap `progress` so every event also carries the fraction of the whole run."""
+def _overall_reporter(progress: ProgressFn | None, weights: dict[str, float],
+                      with_eta: bool = False) -> ProgressFn | None:
+    """Wrap `progress` so every event also carries the fraction of the whole run; with_eta: its message
+    also says how much of the whole run is done and the time left at that pace (shots)."""
     if progress is None:
         return None
     order = list(weights)
     total = sum(weights.values())
+    started = time.perf_counter()
 
     def report(p: Progress) -> None:
         if p.stage in weights:
@@ -176,7 +290,13 @@ def _overall_reporter(progress: ProgressFn | None, weights: dict[str, float]) ->
             overall = (before + weights[p.stage] * p.fraction) / total
         else:
             overall = None
-        progress(replace(p, overall=overall))
+        message = p.message
+        if with_eta and overall is not None:
+            # The stage's own ETA (if any) covers the stage only; the run's ETA replaces it.
+            message = _ETA.sub("", message).rstrip(" ,")
+            eta = eta_text(started, int(overall * 10000), 10000)
+            message = f"{message} · shot {overall:.0%}{', ' + eta if eta else ''}".lstrip(" ·")
+        progress(replace(p, overall=overall, message=message))
 
     return report
 

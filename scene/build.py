@@ -85,9 +85,19 @@ def _build_animated_camera(recon, W, name, coll, scene, options: SceneOptions, c
                            warnings: list[str]) -> None:
     from .animation import build_animated_camera
 
+    plate, first_frame = options.plate, options.plate_first_frame
+    shot = recon.meta.get("shot") or {}
+    if plate is None and shot.get("kind") == "movie":
+        # A shot solved from a movie: the movie is the plate, numbered from the clip's first frame.
+        if os.path.isfile(shot.get("source") or ""):
+            plate = shot["source"]
+            first_frame = shot.get("first_frame") if first_frame is None else first_frame
+        else:
+            warnings.append(f"The shot's movie {shot.get('source')} is not there any more: the animated camera has "
+                            f"no plate (give one with SceneOptions.plate).")
     build_animated_camera(recon, W, f"{name} camera", coll, scene, created, sensor_mm=options.sensor_mm,
                           clip=(max(1e-4, 0.01 * med_depth), 100.0 * med_depth), display_size=0.3 * med_depth,
-                          plate=options.plate, plate_first_frame=options.plate_first_frame,
+                          plate=plate, plate_first_frame=first_frame,
                           set_scene=options.set_render_resolution, warnings=warnings)
 
 

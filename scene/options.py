@@ -46,9 +46,10 @@ class SceneOptions:
                         plate as background; sets the scene's frame range, fps and render size
                         (see scene.animation). Combine with cameras=False to skip the static cameras.
     plate:              the plate for the animated camera: a movie file, a file of a numbered image
-                        sequence or its folder; None = the views' own files when they are a sequence
-                        or one movie.
-    plate_first_frame:  clip frame number of a movie plate's first frame (default 1; e.g. 1001).
+                        sequence or its folder; None = the views' own files when they are a sequence,
+                        or the movie a shot was solved from (`recon.meta["shot"]`).
+    plate_first_frame:  clip frame number of a movie plate's first frame (None: the solved movie's first
+                        frame number from `recon.meta["shot"]`, else 1; e.g. 1001).
     """
 
     name: str | None = None

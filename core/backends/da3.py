@@ -354,3 +354,36 @@ def run_da3_options(model, images, options, progress=None, cancel=None) -> Recon
     return run_da3(model, ims, device=options.device, precision=options.precision, intrinsics=intrinsics,
                    world2cam=d.world2cam, ref_strategy=d.ref_strategy, fused=d.fused, progress=progress,
                    cancel=cancel)
+
+
+def run_da3_chunked(model, images, options, chunk: int | None = None, overlap: int | None = None,
+                    progress=None, cancel=None) -> Reconstruction:
+    """A long shot through an any-view DA3 model in overlapping chunks (`vggt_chunked.run_reconstruction_chunked`:
+    the same joiner as VGGT). Each chunk is one `run_da3_options` pass (a known focal in mm applies to
+    every frame). chunk None: from free GPU memory (CUDA), else `vggt_chunked.CPU_CHUNK`.
+
+    Refused (UnsupportedOption): per-image known cameras (`options.da3.intrinsics` / `world2cam`, which
+    number photos, not a shot's frames) and monocular / metric models (no cameras to join chunks by).
+    """
+    from ..errors import UnsupportedOption
+    from .vggt_chunked import chunk_for_device, run_reconstruction_chunked
+
+    if options.da3.intrinsics is not None or options.da3.world2cam is not None:
+        raise UnsupportedOption("Depth Anything 3 on a shot cannot take per-image known cameras (da3.intrinsics / "
+                                "da3.world2cam) yet; give a known focal length (mm) instead, or leave them unset.")
+    if not getattr(getattr(model, "cfg", None), "any_view", False) or getattr(model, "cam_dec", None) is None:
+        raise UnsupportedOption("This Depth Anything 3 model (monocular / metric) predicts no cameras, so it cannot "
+                                "solve a shot; use an any-view model (DA3-Small/Base/Large/Giant).")
+    images = list(images)
+    if chunk is None:
+        device, precision = resolve_device_precision(options.device, options.precision)
+        model.to(device)   # the weights are resident before the free memory is measured
+        h, w = images[0].true_shape
+        per_frame = estimate_activation_bytes(2, h, w, model.cfg.embed_dim, model.cfg.patch_size, 1, 4,
+                                              4 if precision == "fp32" else 2) // 2
+        chunk = chunk_for_device(device, per_frame)
+    rec = run_reconstruction_chunked(
+        images, lambda ims, report_chunk: run_da3_options(model, ims, options, report_chunk, cancel),
+        chunk, overlap, progress=progress, cancel=cancel)
+    rec.family, rec.model = "da3", str(getattr(model, "name", ""))
+    return rec

@@ -37,7 +37,7 @@ def run_pairwise(model, model_name: str, images, options: ReconstructOptions, pr
     timings["encode"] = time.perf_counter() - t
 
     descriptors = None
-    if graph.startswith("retrieval"):
+    if graph.startswith(("retrieval", "seq")):   # seq-K finds its loop closures by retrieval
         descriptors = engine.global_descriptors(encoded).float().cpu().numpy()
     pair_graph = make_pairs(len(images), graph, descriptors=descriptors)
     warnings.extend(pair_graph.notes)

@@ -4,8 +4,8 @@
 comes from free GPU memory (`estimate_activation_bytes` per frame, weights already resident) unless
 given; on the CPU it defaults to `CPU_CHUNK`. Loop-closure chunks (`extra_chunks`, frame index
 arrays, e.g. a few frames around each end of a revisit found by retrieval) tie distant parts of the
-shot together. `reconstruction_runner` turns any backend function images → Reconstruction into a chunk
-runner, so the DA3 backend can use the same joiner.
+shot together. `run_reconstruction_chunked` does the same for any backend function images → Reconstruction
+(the DA3 backend uses it), with progress over the whole shot.
 """
 
 from __future__ import annotations
@@ -14,29 +14,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..progress import Progress, ProgressFn, eta_text, report
 from ..reconstruction import Reconstruction
-from .chunked import ChunkPrediction, chunk_length_for_memory, run_chunked
+from .chunked import ChunkPrediction, chunk_length_for_memory, plan_chunks, run_chunked
 
 CPU_CHUNK = 32
 HEADROOM = 0.85     # share of the free GPU memory a chunk may plan for
-
-
-def reconstruction_runner(images, run: Callable[[list], Reconstruction], keep: dict | None = None):
-    """A chunk runner: frames (indices into `images`) → ChunkPrediction from `run(list of images)`.
-
-    keep: optional dict that collects each chunk's Reconstruction meta under its first frame (timings).
-    """
-    import torch
-
-    def runner(frames: np.ndarray) -> ChunkPrediction:
-        rec = run([images[int(k)] for k in frames])
-        if keep is not None:
-            keep[int(frames[0])] = rec.meta
-        return ChunkPrediction(np.asarray(frames, np.int64), rec.cam2world,
-                               torch.from_numpy(np.stack(rec.points)), torch.from_numpy(np.stack(rec.conf)),
-                               rec.K_net)
-
-    return runner
 
 
 def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | None = None,
@@ -44,25 +27,75 @@ def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | Non
                      **run_options) -> Reconstruction:
     """Reconstruct a long shot with VGGT in chunks (module doc). `run_options` go to `run_vggt`."""
     from ..devices import resolve_device_precision
-    from ..pairwise.memory import cuda_free_bytes
     from .vggt import estimate_activation_bytes, run_vggt
 
     images = list(images)
-    n = len(images)
     device, precision = resolve_device_precision(device, run_options.pop("precision", "auto"))
     h, w = images[0].true_shape
     if chunk is None:
-        if device.type == "cuda":
-            model.to(device)
-            per_frame = estimate_activation_bytes(2, h, w, model.config["embed_dim"], model.aggregator.patch_size,
-                                                  model.aggregator.patch_start_idx, len(model.head_layers),
-                                                  4 if precision == "fp32" else 2) // 2
-            chunk = chunk_length_for_memory(int(HEADROOM * cuda_free_bytes(device, headroom=0.0)), per_frame)
-        else:
-            chunk = CPU_CHUNK
-    metas: dict = {}
-    runner = reconstruction_runner(images, lambda ims: run_vggt(model, ims, device=device, precision=precision,
-                                                                cancel=cancel, **run_options), metas)
+        model.to(device)
+        per_frame = estimate_activation_bytes(2, h, w, model.config["embed_dim"], model.aggregator.patch_size,
+                                              model.aggregator.patch_start_idx, len(model.head_layers),
+                                              4 if precision == "fp32" else 2) // 2
+        chunk = chunk_for_device(device, per_frame)
+    rec = run_reconstruction_chunked(
+        images, lambda ims, report_chunk: run_vggt(model, ims, device=device, precision=precision,
+                                                   progress=report_chunk, cancel=cancel, **run_options),
+        chunk, overlap, extra_chunks, progress, cancel)
+    rec.family, rec.model = "vggt", str(getattr(model, "name", ""))
+    rec.meta.update(device=str(device), precision=precision)
+    return rec
+
+
+def chunk_for_device(device, per_frame_bytes: int) -> int:
+    """Frames per chunk: from free memory on CUDA (`HEADROOM` of it, weights already resident), else `CPU_CHUNK`."""
+    if getattr(device, "type", str(device)) != "cuda":
+        return CPU_CHUNK
+    from ..pairwise.memory import cuda_free_bytes
+
+    return chunk_length_for_memory(int(HEADROOM * cuda_free_bytes(device, headroom=0.0)), per_frame_bytes)
+
+
+def run_reconstruction_chunked(images, run: Callable[..., Reconstruction], chunk: int,
+                               overlap: int | None = None, extra_chunks: list[np.ndarray] | None = None,
+                               progress: ProgressFn | None = None, cancel=None) -> Reconstruction:
+    """Any single-pass backend over a long shot in chunks.
+
+    run: `run(list of LoadedImages, progress) -> Reconstruction` for one chunk (cameras in any frame).
+    Progress: stage "chunks", frames done of the shot (a chunk's own progress is spread over the frames
+    it adds), each message with an ETA; cancel between chunks (and wherever `run` checks it).
+    Returns one Reconstruction of all frames: poses and points joined by `chunked.run_chunked`, depth as z
+    of the joined points in each joined camera, K from the chunk that sees the frame most centrally,
+    the chunks' warnings once each.
+    """
+    import time
+
+    import torch
+
+    images = list(images)
+    n = len(images)
+    started = time.perf_counter()
+    covered, calls = [0], [0]
+    n_chunks = len(plan_chunks(n, chunk, overlap)) + len(extra_chunks or [])
+    warnings: list[str] = []
+
+    def runner(frames: np.ndarray) -> ChunkPrediction:
+        before = covered[0]
+        after = max(before, int(frames.max()) + 1)
+        calls[0] += 1
+
+        def inner(p: Progress) -> None:
+            done = int(before + p.fraction * (after - before))
+            report(progress, "chunks", done, n, f"chunk {calls[0]} of {n_chunks}, frames {done}/{n} "
+                                                f"{eta_text(started, done, n)}".strip())
+
+        rec = run([images[int(k)] for k in frames], inner if progress is not None else None)
+        covered[0] = after
+        warnings.extend(w for w in rec.warnings if w not in warnings)
+        return ChunkPrediction(np.asarray(frames, np.int64), rec.cam2world,
+                               torch.from_numpy(np.stack(rec.points)), torch.from_numpy(np.stack(rec.conf)),
+                               rec.K_net)
+
     joined = run_chunked(n, runner, chunk, overlap, extra_chunks, progress=progress, cancel=cancel)
     # Depth in each camera of the joined world: z of the world points in that camera.
     depth = []
@@ -71,18 +104,10 @@ def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | Non
         pts = joined.points[k].double().numpy()
         depth.append(np.ascontiguousarray(((pts - c) @ r)[..., 2], dtype=np.float32))
     K_net = joined.K_net if joined.K_net is not None else np.tile(np.eye(3), (n, 1, 1))
-    net_to_orig = np.stack([np.asarray(im.net_to_orig, dtype=np.float64) for im in images])
-    return Reconstruction(
-        names=[im.name for im in images], paths=[im.path for im in images],
-        image_sizes=np.array([im.original_size for im in images], dtype=np.int32).reshape(n, 2),
-        cam2world=joined.cam2world, K=net_to_orig @ K_net, K_net=K_net, net_to_orig=net_to_orig, depth=depth,
-        points=[joined.points[k].float().numpy() for k in range(n)],
-        conf=[joined.conf[k].float().numpy() for k in range(n)],
-        colors=[np.ascontiguousarray(im.rgb, dtype=np.uint8) for im in images],
-        family="vggt", model=str(getattr(model, "name", "")),
+    return Reconstruction.from_views(
+        images, joined.cam2world, K_net, depth, [joined.points[k].float().numpy() for k in range(n)],
+        [joined.conf[k].float().numpy() for k in range(n)], warnings=warnings,
         meta={"chunked": {"chunk": int(chunk), "chunks": [c.tolist() for c in joined.chunks],
                           "links": joined.info["links"], "run_seconds": joined.info["run_seconds"],
                           "join_seconds": joined.info["join_seconds"]},
-              "device": str(device), "precision": precision,
-              "seconds_total": round(joined.info["run_seconds"] + joined.info["join_seconds"], 3)},
-    )
+              "seconds_total": round(joined.info["run_seconds"] + joined.info["join_seconds"], 3)})

@@ -85,14 +85,26 @@ def write_transforms(rec, path: str | os.PathLike, image_paths: list[str] | None
                      ply_name: str | None = "points.ply", min_conf: float = 0.0) -> Path:
     """Write transforms.json at `path` and the point cloud as `ply_name` beside it; return the json path.
 
-    image_paths: the frame files (default `rec.paths`). ply_name None: no point cloud.
-    Nothing is written if any check fails.
+    image_paths: the frame files (default `rec.paths`; a shot solved from a movie has none, so its frames are
+    decoded into `images/` beside the json). ply_name None: no point cloud. Nothing is written if any check
+    fails.
     """
     path = Path(path)
     folder = path.parent
+    shot = rec.meta.get("shot") or {}
+    extract = image_paths is None and shot.get("kind") == "movie" and not all(rec.paths)
+    if extract:
+        # Frames of a movie have no files: they are decoded into images/ beside the json (PNG, full size).
+        stem = Path(shot["source"]).stem
+        image_paths = [str(folder / "images" / f"{stem}.{int(n):04d}.png") for n in rec.frame_numbers]
     content = transforms_dict(rec, folder, image_paths, ply_name)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if extract:
+            from .video import write_frames
+
+            write_frames(shot["source"], [int(n) for n in rec.frame_numbers], folder / "images",
+                         shot.get("first_frame") or 1, stem)
         if ply_name:
             write_ply(rec, folder / ply_name, min_conf=min_conf)
         path.write_text(json.dumps(content, indent=2))

@@ -29,11 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..errors import CancelToken, InputError, check_cancel
 from ..progress import ProgressFn, eta_text, report
-from .images import IMAGE_EXTENSIONS, ImageSet, LoadedImage, list_image_files, load_images, load_images_vggt
+from .images import (
+    IMAGE_EXTENSIONS,
+    ImageSet,
+    LoadedImage,
+    _open_file,
+    _to_rgb,
+    list_image_files,
+    load_images,
+    load_images_vggt,
+)
 
 MOVIE_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mxf", ".mpg", ".mpeg", ".gif"})
 _TRAILING_DIGITS = re.compile(r"(\d+)$")
@@ -64,11 +72,13 @@ class FrameSource:
         """Decode the selected frames in order: (frame number, (H0, W0, 3) uint8 RGB or None, error text)."""
         if self.kind == "images":
             for number, path in zip(self.frame_numbers, self.files, strict=True):
+                # The photo loaders' reader: EXIF orientation, 16-bit and alpha handled as for photos.
                 try:
-                    with Image.open(path) as img:
-                        yield number, np.asarray(img.convert("RGB")), ""
-                except (OSError, SyntaxError, ValueError) as err:
-                    yield number, None, f"{type(err).__name__}: {err}"
+                    rgb = np.asarray(_to_rgb(_open_file(path), "drop", path))
+                except InputError as err:
+                    yield number, None, str(err)
+                else:
+                    yield number, rgb, ""
             return
         yield from _movie_frames(self.path, self.frame_numbers, self._first_frame, self.fps)
 
@@ -149,20 +159,46 @@ class _SequenceFrame(LoadedImage):
         return self.source.read(self.number)
 
 
-def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r", size: int = 512,
-                  vggt_mode: str = "crop", on_error: str = "skip", progress: ProgressFn | None = None,
-                  cancel: CancelToken | None = None, **select) -> SequenceFrames:
+RECIPE_SIZES = {"dust3r": 512, "vggt": 518, "da3": 504}   # each loader's own default network size
+
+
+def shot_path(inputs, is_shot: bool = False) -> str | None:
+    """The shot `reconstruct()` inputs denote, or None for photos.
+
+    A movie file is a shot; a folder is one when `is_shot` is set (an image sequence). ".gif" is both a
+    photo and a movie format: a lone GIF counts as a shot only with `is_shot`. A one-element list holding
+    such a path counts like the path.
+    """
+    if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
+        inputs = inputs[0]
+    if not isinstance(inputs, (str, os.PathLike)):
+        return None
+    path = Path(inputs)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        return str(path.resolve()) if is_shot else None
+    if suffix in MOVIE_EXTENSIONS and (is_shot or suffix not in IMAGE_EXTENSIONS):
+        return str(path.resolve())
+    return None
+
+
+def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r", size: int | None = None,
+                  vggt_mode: str = "crop", da3_method: str = "upper_bound_resize", on_error: str = "skip",
+                  progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+                  **select) -> SequenceFrames:
     """Decode a shot frame by frame into network-size images (module doc).
 
-    recipe: "dust3r" (`images.load_images` at `size`) or "vggt" (`images.load_images_vggt`, `vggt_mode`).
+    recipe: "dust3r" (`images.load_images`), "vggt" (`images.load_images_vggt`, `vggt_mode`) or "da3"
+    (`da3_images.load_images_da3`, `da3_method`); size: the network size (None: `RECIPE_SIZES[recipe]`).
     on_error: "skip" (an undecodable frame gets no camera; listed in `failures`) or "raise".
     select: start / end / stride / first_frame of `open_sequence` when `source` is a path.
-    Progress: stage "decode", frames done of the selection. Cancel is checked between frames.
+    Progress: stage "decode", frames done of the selection, with an ETA. Cancel is checked between frames.
     """
     if on_error not in ("skip", "raise"):
         raise ValueError(f"on_error must be 'skip' or 'raise', not {on_error!r}")
-    if recipe not in ("dust3r", "vggt"):
-        raise ValueError(f"unknown preprocessing recipe {recipe!r}; expected 'dust3r' or 'vggt'")
+    if recipe not in RECIPE_SIZES:
+        raise ValueError(f"unknown preprocessing recipe {recipe!r}; expected one of {', '.join(RECIPE_SIZES)}")
+    size = size or RECIPE_SIZES[recipe]
     src = source if isinstance(source, FrameSource) else open_sequence(source, **select)
     import time
 
@@ -177,11 +213,11 @@ def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r
                 raise InputError(msg[0].upper() + msg[1:] + ".", src.path)
             failures.append((number, msg))
         else:
-            name = f"{stem}.{number:04d}"
-            if recipe == "dust3r":
-                one = load_images([rgb], size=size, names=[name])[0]
-            else:
-                one = load_images_vggt([rgb], mode=vggt_mode, names=[name])[0]
+            name = f"{stem}.{number:04d}" if src.kind == "movie" else Path(src.files[k]).stem
+            try:
+                one = _prepare(rgb, recipe, size, vggt_mode, da3_method, name)
+            except InputError as bad:    # e.g. a frame too elongated for the network
+                raise InputError(f"Frame {number} of {src.path}: {bad}", src.path) from bad
             frame = _SequenceFrame(name=one.name, path=src.files[k] if src.kind == "images" else None,
                                    original_size=one.original_size, rgb=one.rgb, net_to_orig=one.net_to_orig,
                                    pad_mask=one.pad_mask, _alpha=one._alpha)
@@ -201,8 +237,23 @@ def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r
         from .images import _pad_batch_to_common_shape
 
         _pad_batch_to_common_shape(images)
+    elif recipe == "da3":
+        from .da3_images import crop_batch_to_common_shape
+
+        crop_batch_to_common_shape(images)
     return SequenceFrames(ImageSet(images, [(f"{src.path} frame {n}", m) for n, m in failures]), numbers,
                           src.fps, failures)
+
+
+def _prepare(rgb: np.ndarray, recipe: str, size: int, vggt_mode: str, da3_method: str, name: str) -> LoadedImage:
+    """One decoded frame → its network-size LoadedImage (the in-memory original is dropped by the caller)."""
+    if recipe == "dust3r":
+        return load_images([rgb], size=size, names=[name])[0]
+    if recipe == "vggt":
+        return load_images_vggt([rgb], mode=vggt_mode, target=size, names=[name])[0]
+    from .da3_images import load_images_da3
+
+    return load_images_da3([rgb], process_res=size, method=da3_method, names=[name])[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -298,3 +349,26 @@ def _movie_frames(path: str, numbers: list[int], first_frame: int, fps: float | 
     why = errors[0] if errors else "missing from the stream"
     for number in sorted(wanted - done):
         yield number, None, why
+
+
+def write_frames(source: str | os.PathLike, numbers: list[int], folder: str | os.PathLike, first_frame: int = 1,
+                 stem: str | None = None) -> list[str]:
+    """Decode frames `numbers` of a movie one at a time and write each as folder/<stem>.<number>.png (stem:
+    the movie's; existing files of those names are replaced). Returns the paths in the order of `numbers`.
+    For exports that need an image file per frame (transforms.json). InputError naming an undecodable frame."""
+    from PIL import Image
+
+    src = open_sequence(source, first_frame=first_frame)
+    missing = sorted(set(numbers) - set(src.frame_numbers))
+    if missing:
+        raise InputError(f"{source} has no frame {missing[0]} (its frames are {src.frame_numbers[0]} to "
+                         f"{src.frame_numbers[-1]}).", str(source))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = stem or Path(source).stem
+    paths = {n: str(folder / f"{stem}.{n:04d}.png") for n in numbers}
+    for number, rgb, err in src._subset(list(numbers)).frames():
+        if rgb is None:
+            raise InputError(f"Frame {number} of {source} could not be decoded ({err}).", str(source))
+        Image.fromarray(rgb).save(paths[number])
+    return [paths[n] for n in numbers]
