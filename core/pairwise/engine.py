@@ -232,6 +232,7 @@ class PairInference:
             for (s1, s2), idx in groups.items():
                 batch = self._memory_batch((s1[0] * s1[1] + s2[0] * s2[1]) // 2, pair_bytes_per_pixel(self.dtype))
                 done = self._run_chunks(idx, batch, run, "pairs", progress, cancel, done, total)
+        store.synchronize()
         return PairPredictions(edges, list(store.shapes), store, **{f: out[f] for f in desc_fields})
 
 

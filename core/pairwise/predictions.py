@@ -57,6 +57,7 @@ class PairStorage:
         self.row_i = np.zeros(len(self.edges), np.int64)
         self.row_j = np.zeros(len(self.edges), np.int64)
         self.buffers: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pending = False   # asynchronous GPU -> pinned host copies not yet waited for
         for shape, rows in observation_rows(self.edges, self.shapes).items():
             for r, (e, _, own) in enumerate(rows):
                 (self.row_i if own else self.row_j)[e] = r
@@ -75,10 +76,29 @@ class PairStorage:
         edge_ids = np.asarray(edge_ids, np.int64)
         k = self.edges[edge_ids[0], 0 if side == "i" else 1]
         buf_p, buf_c = self.buffers[self.shapes[k]]
-        rows = torch.as_tensor((self.row_i if side == "i" else self.row_j)[edge_ids], device=buf_p.device)
+        rows = (self.row_i if side == "i" else self.row_j)[edge_ids]
         lim = torch.finfo(self.dtype).max
-        buf_p.index_copy_(0, rows, pts.clamp(-lim, lim).to(buf_p.device, self.dtype))
-        buf_c.index_copy_(0, rows, conf.clamp(-lim, lim).to(buf_c.device, self.dtype))
+        # Clamp and cast where the batch is (on the GPU: half the bytes cross to host storage).
+        pts = pts.clamp(-lim, lim).to(self.dtype)
+        conf = conf.clamp(-lim, lim).to(self.dtype)
+        r0 = int(rows[0])
+        if np.array_equal(rows, np.arange(r0, r0 + len(rows))):
+            # Consecutive rows (the engine's batches): one direct copy per field; into pinned host memory
+            # from the GPU it is an asynchronous DMA (`synchronize` before the host reads the buffers).
+            async_copy = buf_p.is_pinned() and pts.device.type == "cuda"
+            buf_p[r0:r0 + len(rows)].copy_(pts, non_blocking=async_copy)
+            buf_c[r0:r0 + len(rows)].copy_(conf, non_blocking=async_copy)
+            self._pending |= async_copy
+            return
+        idx = torch.as_tensor(rows, device=buf_p.device)
+        buf_p.index_copy_(0, idx, pts.to(buf_p.device))
+        buf_c.index_copy_(0, idx, conf.to(buf_c.device))
+
+    def synchronize(self) -> None:
+        """Wait for asynchronous copies into pinned host buffers (`write`) before the host reads them."""
+        if self._pending:
+            torch.cuda.synchronize()
+            self._pending = False
 
     def row(self, side: str, e: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Edge e's `side` ("i" / "j") observation: views (H, W, 3) and (H, W) of its buffer row."""
