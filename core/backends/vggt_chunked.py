@@ -99,7 +99,8 @@ def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | Non
         family="vggt", model=str(getattr(model, "name", "")),
         meta={"chunked": {"chunk": int(chunk), "chunks": [c.tolist() for c in joined.chunks],
                           "links": joined.info["links"], "run_seconds": joined.info["run_seconds"],
-                          "join_seconds": joined.info["join_seconds"]},
+                          "join_seconds": joined.info["join_seconds"],
+                          "worker_seconds": joined.info["worker_seconds"]},
               "device": str(device), "precision": precision,
               "seconds_total": round(joined.info["run_seconds"] + joined.info["join_seconds"], 3)},
     )
