@@ -77,7 +77,8 @@ def _reset(device) -> None:
 
 def _memory(device) -> dict:
     """GPU peaks since the last `_reset` (GiB) and the host's peak resident memory so far."""
-    out = {"host_peak_rss_gib_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / _GIB, 2)}
+    out = {"process_cpu_seconds_so_far": round(sum(os.times()[:2]), 1),
+           "host_peak_rss_gib_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / _GIB, 2)}
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         out.update(peak_gib=round(torch.cuda.max_memory_allocated(device) / _GIB, 2),
