@@ -34,6 +34,41 @@ def observation_rows(edges: np.ndarray, shapes) -> dict:
     return out
 
 
+def pinned_empty(*size: int, dtype) -> torch.Tensor:
+    """An uninitialised host tensor, page-locked for fast asynchronous copies to and from the GPU.
+
+    Ordinary host memory registered with CUDA (unregistered when the tensor is collected), not torch's
+    pinned-memory cache: that rounds each block up to a power of two and keeps it after use, so the
+    23 GiB pointmap buffer of a 1,000-frame shot would pin 32 GiB, and a 3,000-frame shot's 69 GiB would
+    pin 128 GiB. Where registering fails the tensor stays pageable (copies are then synchronous).
+    """
+    import weakref
+
+    t = torch.empty(*size, dtype=dtype)
+    nbytes = t.numel() * t.element_size()
+    if nbytes == 0 or not torch.cuda.is_available():
+        return t
+    cudart = torch.cuda.cudart()
+    if int(cudart.cudaHostRegister(t.data_ptr(), nbytes, 0)) != 0:
+        _clear_cuda_error()
+        return t
+    weakref.finalize(t, cudart.cudaHostUnregister, t.data_ptr())
+    return t
+
+
+def _clear_cuda_error() -> None:
+    """Reset the CUDA runtime's last error after a failed call whose failure is handled (otherwise torch's
+    next kernel-launch check would report it); best effort through the runtime torch has loaded."""
+    import ctypes
+
+    for name in ("libcudart.so.13", "libcudart.so.12", "libcudart.so"):
+        try:
+            ctypes.CDLL(name).cudaGetLastError()
+            return
+        except (OSError, AttributeError):
+            continue
+
+
 class PairStorage:
     """Per-image-shape buffers of pair predictions (see the module doc).
 
@@ -62,8 +97,8 @@ class PairStorage:
             for r, (e, _, own) in enumerate(rows):
                 (self.row_i if own else self.row_j)[e] = r
             m = len(rows)
-            self.buffers[shape] = (torch.empty(m, *shape, 3, dtype=self.dtype, device=self.device, pin_memory=pin),
-                                   torch.empty(m, *shape, dtype=self.dtype, device=self.device, pin_memory=pin))
+            alloc = pinned_empty if pin else (lambda *size, dtype: torch.empty(*size, dtype=dtype, device=self.device))
+            self.buffers[shape] = (alloc(m, *shape, 3, dtype=self.dtype), alloc(m, *shape, dtype=self.dtype))
 
     @property
     def nbytes(self) -> int:
