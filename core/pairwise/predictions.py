@@ -52,8 +52,15 @@ def pinned_empty(*size: int, dtype) -> torch.Tensor:
     if int(cudart.cudaHostRegister(t.data_ptr(), nbytes, 0)) != 0:
         _clear_cuda_error()
         return t
-    weakref.finalize(t, cudart.cudaHostUnregister, t.data_ptr())
+    weakref.finalize(t, _unregister, t.data_ptr())
     return t
+
+
+def _unregister(ptr: int) -> None:
+    """Unpin host memory once no copy into or out of it can still be running (a cancelled run may
+    drop its buffers with asynchronous copies in flight)."""
+    torch.cuda.synchronize()
+    torch.cuda.cudart().cudaHostUnregister(ptr)
 
 
 def _clear_cuda_error() -> None:
@@ -104,10 +111,12 @@ class PairStorage:
     def nbytes(self) -> int:
         return sum(p.numel() * p.element_size() + c.numel() * c.element_size() for p, c in self.buffers.values())
 
-    def write(self, side: str, edge_ids, pts: torch.Tensor, conf: torch.Tensor) -> None:
+    def write(self, side: str, edge_ids, pts: torch.Tensor, conf: torch.Tensor, non_blocking: bool = False) -> None:
         """Store a batch: side "i" or "j"; edge_ids (B,) edges whose `side` views share one shape;
         pts (B, H, W, 3), conf (B, H, W) (any float dtype / device; values beyond the storage dtype's
-        range are clamped so a float16 store never turns a large value into infinity)."""
+        range are clamped so a float16 store never turns a large value into infinity).
+        non_blocking: a batch on the GPU going to pinned host buffers is copied asynchronously; the
+        caller must then call `synchronize` before anything reads the buffers on the host."""
         edge_ids = np.asarray(edge_ids, np.int64)
         k = self.edges[edge_ids[0], 0 if side == "i" else 1]
         buf_p, buf_c = self.buffers[self.shapes[k]]
@@ -120,7 +129,7 @@ class PairStorage:
         if np.array_equal(rows, np.arange(r0, r0 + len(rows))):
             # Consecutive rows (the engine's batches): one direct copy per field; into pinned host memory
             # from the GPU it is an asynchronous DMA (`synchronize` before the host reads the buffers).
-            async_copy = buf_p.is_pinned() and pts.device.type == "cuda"
+            async_copy = non_blocking and buf_p.is_pinned() and pts.device.type == "cuda"
             buf_p[r0:r0 + len(rows)].copy_(pts, non_blocking=async_copy)
             buf_c[r0:r0 + len(rows)].copy_(conf, non_blocking=async_copy)
             self._pending |= async_copy
