@@ -44,7 +44,9 @@ class PairwiseOptions:
                    (see `core.pairwise.graph.make_pairs`).
     memory_budget: bytes the pair predictions + alignment may take on the device (None: the free GPU
                    memory; on the CPU the available RAM). Above it predictions stay in host memory and are
-                   streamed to the GPU (a warning says so).
+                   streamed to the GPU (a warning says so). Without a budget, predictions larger than
+                   `pairwise.memory.DEVICE_PREDICTIONS_MAX` (long shots) also stay in pinned host memory,
+                   so the GPU peak is the alignment's, not the stored pairs'.
     offload:       True keeps predictions in host memory whatever the estimate, False never does, None
                    decides from `memory_budget`.
     """

@@ -73,6 +73,8 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     dev = torch.device(opt.device) if opt.device else store_dev
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
+    if store_dev.type == "cuda" and store_dev.index is None:
+        store_dev = torch.device("cuda", torch.cuda.current_device())
     # Predictions kept in host memory while computing on the GPU are streamed, never copied whole.
     stream = store_dev != dev
     edges = np.asarray(pred.edges, np.int64).reshape(-1, 2)

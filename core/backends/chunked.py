@@ -17,12 +17,18 @@ into one world:
    centrally.
 
 The runner is a callback `runner(frames) -> ChunkPrediction`, so the same joiner serves every backend.
+It may instead return a zero-argument callable that finishes the chunk on the CPU (a network's
+post-processing): `run_chunked` then calls it, and fits the chunk's links to the chunks before it (step 1),
+on one worker thread while the runner already computes the next chunk on the GPU. At most one finished
+chunk waits for the worker, so host memory stays bounded. Results are identical to the serial order:
+every link is fitted from the same inputs and the joins use them in the same (a, b) order.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,41 +101,95 @@ def chunk_length_for_memory(free_bytes: int, bytes_per_frame: int, fixed_bytes: 
     return min(fit, most)
 
 
-def run_chunked(n: int, runner: Callable[[np.ndarray], ChunkPrediction], chunk: int, overlap: int | None = None,
-                extra_chunks: list[np.ndarray] | None = None, samples: int = 4096,
-                progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> ChunkedResult:
+def run_chunked(n: int, runner: Callable[[np.ndarray], ChunkPrediction | Callable[[], ChunkPrediction]],
+                chunk: int, overlap: int | None = None, extra_chunks: list[np.ndarray] | None = None,
+                samples: int = 4096, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+                background: bool = True) -> ChunkedResult:
     """Run `runner` on every chunk of `plan_chunks(n, chunk, overlap)` plus `extra_chunks` (loop closures),
     then join them (module doc). Progress: stage "chunks", frames done of n (then the extra chunks).
-    Cancel is checked between chunks."""
+    Cancel is checked between chunks. background: finish chunks and fit their links on a worker thread
+    (module doc); False does the same work in the calling thread, in the same order."""
     import time
 
     t0 = time.perf_counter()
     plan = plan_chunks(n, chunk, overlap) + [np.asarray(c, np.int64) for c in (extra_chunks or [])]
-    preds = []
-    covered = 0
-    for c, frames in enumerate(plan):
-        check_cancel(cancel)
-        pred = runner(np.asarray(frames, np.int64))
-        if not np.array_equal(np.asarray(pred.frames), frames):
+    n_main = len(plan) - len(extra_chunks or [])
+    preds: list[ChunkPrediction | None] = [None] * len(plan)
+    fits: dict = {}
+    worker_seconds = [0.0]
+
+    def finish(c: int, out) -> None:
+        t = time.perf_counter()
+        pred = out() if callable(out) else out
+        if not np.array_equal(np.asarray(pred.frames), plan[c]):
             raise PointmapError(f"Chunk {c}: the runner returned frames other than the ones asked for.")
-        preds.append(pred)
-        covered = max(covered, int(frames.max()) + 1) if c < len(plan) - len(extra_chunks or []) else covered
-        report(progress, "chunks", min(covered, n), n,
-               f"chunk {c + 1} of {len(plan)}, frames {min(covered, n)}/{n} {eta_text(t0, c + 1, len(plan))}".strip())
+        preds[c] = pred
+        for a in range(c):   # chunks 0..c-1 are finished: the worker runs in submission order
+            fit = link_similarity(preds[a], pred, samples)
+            if fit is not None:
+                fits[(a, c)] = fit
+        worker_seconds[0] += time.perf_counter() - t
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-join") if background else None
+    futures = []
+    covered = 0
+    try:
+        for c, frames in enumerate(plan):
+            check_cancel(cancel)
+            out = runner(np.asarray(frames, np.int64))
+            if pool is None:
+                finish(c, out)
+            else:
+                if c >= 2:
+                    futures[c - 2].result()   # at most one finished chunk waiting (bounded host memory)
+                futures.append(pool.submit(finish, c, out))
+            covered = max(covered, int(frames.max()) + 1) if c < n_main else covered
+            report(progress, "chunks", min(covered, n), n,
+                   f"chunk {c + 1} of {len(plan)}, frames {min(covered, n)}/{n} "
+                   f"{eta_text(t0, c + 1, len(plan))}".strip())
+        for f in futures:
+            f.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     check_cancel(cancel)
     t_run = time.perf_counter()
-    out = join_chunks(n, preds, samples)
-    out.info.update(run_seconds=t_run - t0, join_seconds=time.perf_counter() - t_run, chunks=len(plan))
+    out = join_chunks(n, preds, samples, fits)
+    out.info.update(run_seconds=t_run - t0, join_seconds=time.perf_counter() - t_run, chunks=len(plan),
+                    worker_seconds=worker_seconds[0])
     return out
 
 
-def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096) -> ChunkedResult:
-    """Put chunk predictions into one world (steps 1–3 of the module doc)."""
+def link_similarity(pa: ChunkPrediction, pb: ChunkPrediction, samples: int = 4096):
+    """Similarity (s, R (3, 3), t) float64 tensors mapping chunk b's frame into chunk a's, fitted robustly on
+    the frames they share (confidence-weighted); None when they share fewer than two frames."""
     from ..align.init import robust_similarity
+
+    where_a = {int(f): k for k, f in enumerate(pa.frames)}
+    where_b = {int(f): k for k, f in enumerate(pb.frames)}
+    shared = sorted(set(where_a) & set(where_b))
+    if len(shared) < 2:
+        return None
+    dev = pa.points.device
+    ia = torch.tensor([where_a[f] for f in shared], device=dev)
+    ib = torch.tensor([where_b[f] for f in shared], device=dev)
+    src = _sample(pb.points.index_select(0, ib), samples)
+    dst = _sample(pa.points.index_select(0, ia), samples)
+    ca = _sample(pa.conf.index_select(0, ia)[..., None], samples)[..., 0]
+    cb = _sample(pb.conf.index_select(0, ib)[..., None], samples)[..., 0]
+    w = torch.sqrt(ca.clamp_min(0).double() * cb.clamp_min(0).double())
+    s, r, t = robust_similarity([(src.reshape(1, -1, 3), dst.reshape(1, -1, 3), w.reshape(1, -1),
+                                  torch.zeros(1, dtype=torch.long, device=dev))], 1)
+    return s[0], r[0], t[0]
+
+
+def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096, fits: dict | None = None) -> ChunkedResult:
+    """Put chunk predictions into one world (steps 1–3 of the module doc). fits: {(a, b): link_similarity}
+    already computed (e.g. by `run_chunked`'s worker); the other links are fitted here."""
     from ..align.rotation_averaging import average_rotations, solve_differences
 
     m = len(preds)
-    where = [dict((int(f), k) for k, f in enumerate(p.frames)) for p in preds]
+    fits = fits or {}
     seen = np.zeros(n, bool)
     for p in preds:
         seen[np.asarray(p.frames)] = True
@@ -138,29 +198,18 @@ def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096) -> Ch
     dev = preds[0].points.device
 
     # 1. Pairwise chunk similarities from shared frames: S_ab maps chunk b's frame into chunk a's.
-    links, parts = [], []
+    links, rel_s, rel_R, rel_t = [], [], [], []
     for a in range(m):
         for b in range(a + 1, m):
-            shared = sorted(set(where[a]) & set(where[b]))
-            if len(shared) < 2:
+            fit = fits[(a, b)] if (a, b) in fits else link_similarity(preds[a], preds[b], samples)
+            if fit is None:
                 continue
-            ia = torch.tensor([where[a][f] for f in shared], device=dev)
-            ib = torch.tensor([where[b][f] for f in shared], device=dev)
-            src = _sample(preds[b].points.index_select(0, ib), samples)
-            dst = _sample(preds[a].points.index_select(0, ia), samples)
-            ca = _sample(preds[a].conf.index_select(0, ia)[..., None], samples)[..., 0]
-            cb = _sample(preds[b].conf.index_select(0, ib)[..., None], samples)[..., 0]
-            w = torch.sqrt(ca.clamp_min(0).double() * cb.clamp_min(0).double())
             links.append((a, b))
-            parts.append((src.reshape(1, -1, 3), dst.reshape(1, -1, 3), w.reshape(1, -1)))
+            rel_s.append(fit[0])
+            rel_R.append(fit[1])
+            rel_t.append(fit[2])
     if m > 1 and not links:
         raise PointmapError("Chunked run: the chunks share no frames, so they cannot be joined.")
-    rel_s, rel_R, rel_t = [], [], []
-    for src, dst, w in parts:
-        s, r, t = robust_similarity([(src, dst, w, torch.zeros(1, dtype=torch.long, device=dev))], 1)
-        rel_s.append(s[0])
-        rel_R.append(r[0])
-        rel_t.append(t[0])
 
     # 2. Global Sim(3) of every chunk (chunk → world): S_b = S_a ∘ S_ab.
     if m == 1:

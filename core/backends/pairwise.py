@@ -43,7 +43,8 @@ def run_pairwise(model, model_name: str, images, options: ReconstructOptions, pr
     warnings.extend(pair_graph.notes)
 
     estimate = estimate_pairwise_memory(encoded.shapes, pair_graph.edges, engine.storage_dtype,
-                                        desc_dim=getattr(model, "desc_dim", None) or 0)
+                                        desc_dim=getattr(model, "desc_dim", None) or 0,
+                                        fine_samples=options.align.fine_samples)
     plan = plan_pairwise_memory(estimate, engine.device, options.pairwise.memory_budget, options.pairwise.offload,
                                 graph)
     if plan.warning:
@@ -59,6 +60,8 @@ def run_pairwise(model, model_name: str, images, options: ReconstructOptions, pr
                             f"{model_name} may be damaged or not a trained model.")
 
     align = dataclasses.replace(options.align, device=str(plan.align_device))
+    if plan.fine_samples is not None:
+        align.fine_samples = plan.fine_samples
     if options.known_focal_mm:
         align.focals = [focal_mm_to_net_px(options.known_focal_mm, options.sensor_width_mm, im) for im in images]
     t = time.perf_counter()
@@ -69,7 +72,8 @@ def run_pairwise(model, model_name: str, images, options: ReconstructOptions, pr
     recon = Reconstruction.from_views(images, aligned.cam2world, aligned.K_net, aligned.depth, aligned.points,
                                       aligned.conf)
     meta = {"graph": graph, "n_pairs": pair_graph.n_edges, "align": _jsonable(aligned.info),
-            "memory": {**estimate.as_dict(), "plan": plan.mode}}
+            "memory": {**estimate.as_dict(), "plan": plan.mode,
+                       **({"fine_samples": plan.fine_samples} if plan.fine_samples else {})}}
     return recon, meta
 
 

@@ -144,7 +144,7 @@ def _camera_matrices(pose_enc, h: int, w: int):
 
 def run_vggt(model, images, device=None, precision: str = "auto", points: str = "depth", frame_chunk: int = 8,
              progress=None, cancel=None, fused: bool = False,
-             head_precision: str = "auto") -> Reconstruction:
+             head_precision: str = "auto", finish_later: bool = False):
     """Reconstruct `images` (list of core.images.LoadedImage / ImageSet, one shape) with a VGGT model.
 
     model:      a `pointmap.core.models.vggt.VGGT` (moved to `device`; in bf16 mode its aggregator is
@@ -159,12 +159,15 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
                 per process with dynamic shapes, ~1 min). Off by default.
     head_precision: "auto" (DPT heads in bf16 on CUDA when `precision` resolves to bf16, else float32), "fp32"
                 or "bf16". The camera head is always float32.
+    finish_later: return a zero-argument callable that does the CPU-side rest (unprojection, the
+                `Reconstruction`) instead of the result, so a chunked run can do it on a worker thread
+                while the GPU runs the next chunk (`chunked.run_chunked`); same result.
+    Returns a `Reconstruction` (or the callable giving it).
     Raises InputError (bad images), VGGTMemoryError (does not fit), Cancelled.
     """
     import torch
 
     from ..models.vggt.blocks import set_fused
-    from ..models.vggt.pose import unproject_depth
 
     if head_precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"head_precision must be 'auto', 'fp32' or 'bf16', not {head_precision!r}")
@@ -226,6 +229,22 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     t_heads = time.perf_counter()
 
     world2cam, cam2world, K_net = _camera_matrices(pose_enc, h, w)
+    run = {"device": str(device), "precision": precision, "head_precision": head_precision,
+           "fused": bool(fused and device.type == "cuda"), "frame_chunk": frame_chunk, "t0": t0, "t_agg": t_agg,
+           "t_heads": t_heads}
+
+    def finish() -> Reconstruction:
+        return _finish(images, model, maps, world2cam, cam2world, K_net, points, progress, total, run)
+
+    return finish if finish_later else finish()
+
+
+def _finish(images, model, maps, world2cam, cam2world, K_net, points, progress, total, run: dict) -> Reconstruction:
+    """The CPU side of `run_vggt`: per-view points (unprojected depth or the point head's, in camera 0's
+    frame), confidences (0 on padding) and the `Reconstruction`. run: device / precision facts and times."""
+    from ..models.vggt.pose import unproject_depth
+
+    s = len(images)
     depth, depth_conf = maps["depth"]
     out_points, out_conf = [], []
     for i in range(s):  # view by view: float64 points of every view at once would take GBs at 200 frames
@@ -245,10 +264,11 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
         family="vggt",
         model=str(getattr(model, "name", "")),
         meta={"checkpoint_notes": list(getattr(model, "checkpoint_notes", [])),
-              "device": str(device), "precision": precision, "head_precision": head_precision,
-              "fused": bool(fused and device.type == "cuda"), "points": points, "frame_chunk": frame_chunk,
-              "seconds_aggregator": round(t_agg - t0, 3), "seconds_heads": round(t_heads - t_agg, 3),
-              "seconds_total": round(time.perf_counter() - t0, 3), "pixel_convention":
+              "device": run["device"], "precision": run["precision"], "head_precision": run["head_precision"],
+              "fused": run["fused"], "points": points, "frame_chunk": run["frame_chunk"],
+              "seconds_aggregator": round(run["t_agg"] - run["t0"], 3),
+              "seconds_heads": round(run["t_heads"] - run["t_agg"], 3),
+              "seconds_total": round(time.perf_counter() - run["t0"], 3), "pixel_convention":
               "K_net is VGGT's (cx=W/2, cy=H/2) with pixel centres at integers"},
     )
     rec.validate()

@@ -1,11 +1,12 @@
 """VGGT on long shots: `run_vggt` per overlapping chunk, joined by `chunked.run_chunked`.
 
 `run_vggt_chunked(model, images, ...)` returns one `Reconstruction` of all frames. The chunk length
-comes from free GPU memory (`estimate_activation_bytes` per frame, weights already resident) unless
-given; on the CPU it defaults to `CPU_CHUNK`. Loop-closure chunks (`extra_chunks`, frame index
+comes from free GPU memory (`estimate_activation_bytes` per frame, weights already resident, at most
+`MAX_CHUNK` for speed) unless given; on the CPU it defaults to `CPU_CHUNK`. Loop-closure chunks (`extra_chunks`, frame index
 arrays, e.g. a few frames around each end of a revisit found by retrieval) tie distant parts of the
 shot together. `run_reconstruction_chunked` does the same for any backend function images → Reconstruction
-(the DA3 backend uses it), with progress over the whole shot.
+(the DA3 backend uses it), with progress over the whole shot. A chunk's CPU side (unprojection,
+Reconstruction, link fits) may run on a worker thread while the GPU runs the next chunk.
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ from ..reconstruction import Reconstruction
 from .chunked import ChunkPrediction, chunk_length_for_memory, plan_chunks, run_chunked
 
 CPU_CHUNK = 32
+# Longest chunk chosen on a GPU. Global attention costs grow with the square of a chunk's tokens, so
+# per frame a chunk of L frames costs ~a + b*L: on an H200 at 518x294, 1,000 frames take an estimated
+# ~23 s in chunks of 100 (11 chunks) against ~40 s in chunks of 200 and ~110 s in chunks of 512, while
+# the joins and the global Sim(3) solve keep long-range consistency. Smaller GPUs get shorter chunks
+# from their free memory.
+MAX_CHUNK = 100
 HEADROOM = 0.85     # share of the free GPU memory a chunk may plan for
 
 
 def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | None = None,
                      extra_chunks: list[np.ndarray] | None = None, device=None, progress=None, cancel=None,
-                     **run_options) -> Reconstruction:
-    """Reconstruct a long shot with VGGT in chunks (module doc). `run_options` go to `run_vggt`."""
+                     background: bool = True, **run_options) -> Reconstruction:
+    """Reconstruct a long shot with VGGT in chunks (module doc). `run_options` go to `run_vggt`.
+    background: each chunk's CPU side (unprojection, link fits) runs on a worker thread while the GPU
+    runs the next chunk (`run_chunked`); False runs it in order in this thread (same result)."""
     from ..devices import resolve_device_precision
     from .vggt import estimate_activation_bytes, run_vggt
 
@@ -40,8 +49,9 @@ def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | Non
         chunk = chunk_for_device(device, per_frame)
     rec = run_reconstruction_chunked(
         images, lambda ims, report_chunk: run_vggt(model, ims, device=device, precision=precision,
-                                                   progress=report_chunk, cancel=cancel, **run_options),
-        chunk, overlap, extra_chunks, progress, cancel)
+                                                   progress=report_chunk, cancel=cancel, finish_later=background,
+                                                   **run_options),
+        chunk, overlap, extra_chunks, progress, cancel, background=background)
     rec.family, rec.model = "vggt", str(getattr(model, "name", ""))
     rec.meta.update(device=str(device), precision=precision)
     return rec
@@ -53,15 +63,19 @@ def chunk_for_device(device, per_frame_bytes: int) -> int:
         return CPU_CHUNK
     from ..pairwise.memory import cuda_free_bytes
 
-    return chunk_length_for_memory(int(HEADROOM * cuda_free_bytes(device, headroom=0.0)), per_frame_bytes)
+    return chunk_length_for_memory(int(HEADROOM * cuda_free_bytes(device, headroom=0.0)), per_frame_bytes,
+                                   most=MAX_CHUNK)
 
 
-def run_reconstruction_chunked(images, run: Callable[..., Reconstruction], chunk: int,
-                               overlap: int | None = None, extra_chunks: list[np.ndarray] | None = None,
-                               progress: ProgressFn | None = None, cancel=None) -> Reconstruction:
+def run_reconstruction_chunked(images, run: Callable[..., Reconstruction | Callable[[], Reconstruction]],
+                               chunk: int, overlap: int | None = None, extra_chunks: list[np.ndarray] | None = None,
+                               progress: ProgressFn | None = None, cancel=None,
+                               background: bool = True) -> Reconstruction:
     """Any single-pass backend over a long shot in chunks.
 
-    run: `run(list of LoadedImages, progress) -> Reconstruction` for one chunk (cameras in any frame).
+    run: `run(list of LoadedImages, progress) -> Reconstruction` for one chunk (cameras in any frame), or a
+    zero-argument callable finishing that Reconstruction on the CPU (`run_vggt`'s finish_later), which
+    `run_chunked` calls on its worker thread when `background` is set.
     Progress: stage "chunks", frames done of the shot (a chunk's own progress is spread over the frames
     it adds), each message with an ETA; cancel between chunks (and wherever `run` checks it).
     Returns one Reconstruction of all frames: poses and points joined by `chunked.run_chunked`, depth as z
@@ -79,7 +93,13 @@ def run_reconstruction_chunked(images, run: Callable[..., Reconstruction], chunk
     n_chunks = len(plan_chunks(n, chunk, overlap)) + len(extra_chunks or [])
     warnings: list[str] = []
 
-    def runner(frames: np.ndarray) -> ChunkPrediction:
+    def to_chunk(frames: np.ndarray, rec: Reconstruction) -> ChunkPrediction:
+        warnings.extend(w for w in rec.warnings if w not in warnings)
+        return ChunkPrediction(np.asarray(frames, np.int64), rec.cam2world,
+                               torch.from_numpy(np.stack(rec.points)), torch.from_numpy(np.stack(rec.conf)),
+                               rec.K_net)
+
+    def runner(frames: np.ndarray):
         before = covered[0]
         after = max(before, int(frames.max()) + 1)
         calls[0] += 1
@@ -89,14 +109,12 @@ def run_reconstruction_chunked(images, run: Callable[..., Reconstruction], chunk
             report(progress, "chunks", done, n, f"chunk {calls[0]} of {n_chunks}, frames {done}/{n} "
                                                 f"{eta_text(started, done, n)}".strip())
 
-        rec = run([images[int(k)] for k in frames], inner if progress is not None else None)
+        out = run([images[int(k)] for k in frames], inner if progress is not None else None)
         covered[0] = after
-        warnings.extend(w for w in rec.warnings if w not in warnings)
-        return ChunkPrediction(np.asarray(frames, np.int64), rec.cam2world,
-                               torch.from_numpy(np.stack(rec.points)), torch.from_numpy(np.stack(rec.conf)),
-                               rec.K_net)
+        return (lambda: to_chunk(frames, out())) if callable(out) else to_chunk(frames, out)
 
-    joined = run_chunked(n, runner, chunk, overlap, extra_chunks, progress=progress, cancel=cancel)
+    joined = run_chunked(n, runner, chunk, overlap, extra_chunks, progress=progress, cancel=cancel,
+                         background=background)
     # Depth in each camera of the joined world: z of the world points in that camera.
     depth = []
     for k in range(n):
@@ -109,5 +127,6 @@ def run_reconstruction_chunked(images, run: Callable[..., Reconstruction], chunk
         [joined.conf[k].float().numpy() for k in range(n)], warnings=warnings,
         meta={"chunked": {"chunk": int(chunk), "chunks": [c.tolist() for c in joined.chunks],
                           "links": joined.info["links"], "run_seconds": joined.info["run_seconds"],
-                          "join_seconds": joined.info["join_seconds"]},
+                          "join_seconds": joined.info["join_seconds"],
+                          "worker_seconds": joined.info["worker_seconds"]},
               "seconds_total": round(joined.info["run_seconds"] + joined.info["join_seconds"], 3)})

@@ -215,8 +215,8 @@ class PairInference:
             res1, res2 = model.predict(dec1, size1, dec2, size2, fp32_last=self.dtype != torch.float32)
             for r in (res1, res2):   # one flag on the device: no host sync per batch
                 self._nonfinite |= ~(torch.isfinite(r["pts3d"]).all() & torch.isfinite(r["conf"]).all())
-            store.write("i", chunk, res1["pts3d"], res1["conf"])
-            store.write("j", chunk, res2["pts3d"], res2["conf"])
+            store.write("i", chunk, res1["pts3d"], res1["conf"], non_blocking=True)
+            store.write("j", chunk, res2["pts3d"], res2["conf"], non_blocking=True)
             if mast3r:
                 pairs = dict(desc_i=res1["desc"], desc_j=res2["desc"],
                              desc_conf_i=res1["desc_conf"], desc_conf_j=res2["desc_conf"])
@@ -232,6 +232,7 @@ class PairInference:
             for (s1, s2), idx in groups.items():
                 batch = self._memory_batch((s1[0] * s1[1] + s2[0] * s2[1]) // 2, pair_bytes_per_pixel(self.dtype))
                 done = self._run_chunks(idx, batch, run, "pairs", progress, cancel, done, total)
+        store.synchronize()
         return PairPredictions(edges, list(store.shapes), store, **{f: out[f] for f in desc_fields})
 
 

@@ -34,6 +34,48 @@ def observation_rows(edges: np.ndarray, shapes) -> dict:
     return out
 
 
+def pinned_empty(*size: int, dtype) -> torch.Tensor:
+    """An uninitialised host tensor, page-locked for fast asynchronous copies to and from the GPU.
+
+    Ordinary host memory registered with CUDA (unregistered when the tensor is collected), not torch's
+    pinned-memory cache: that rounds each block up to a power of two and keeps it after use, so the
+    23 GiB pointmap buffer of a 1,000-frame shot would pin 32 GiB, and a 3,000-frame shot's 69 GiB would
+    pin 128 GiB. Where registering fails the tensor stays pageable (copies are then synchronous).
+    """
+    import weakref
+
+    t = torch.empty(*size, dtype=dtype)
+    nbytes = t.numel() * t.element_size()
+    if nbytes == 0 or not torch.cuda.is_available():
+        return t
+    cudart = torch.cuda.cudart()
+    if int(cudart.cudaHostRegister(t.data_ptr(), nbytes, 0)) != 0:
+        _clear_cuda_error()
+        return t
+    weakref.finalize(t, _unregister, t.data_ptr())
+    return t
+
+
+def _unregister(ptr: int) -> None:
+    """Unpin host memory once no copy into or out of it can still be running (a cancelled run may
+    drop its buffers with asynchronous copies in flight)."""
+    torch.cuda.synchronize()
+    torch.cuda.cudart().cudaHostUnregister(ptr)
+
+
+def _clear_cuda_error() -> None:
+    """Reset the CUDA runtime's last error after a failed call whose failure is handled (otherwise torch's
+    next kernel-launch check would report it); best effort through the runtime torch has loaded."""
+    import ctypes
+
+    for name in ("libcudart.so.13", "libcudart.so.12", "libcudart.so"):
+        try:
+            ctypes.CDLL(name).cudaGetLastError()
+            return
+        except (OSError, AttributeError):
+            continue
+
+
 class PairStorage:
     """Per-image-shape buffers of pair predictions (see the module doc).
 
@@ -57,28 +99,50 @@ class PairStorage:
         self.row_i = np.zeros(len(self.edges), np.int64)
         self.row_j = np.zeros(len(self.edges), np.int64)
         self.buffers: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pending = False   # asynchronous GPU -> pinned host copies not yet waited for
         for shape, rows in observation_rows(self.edges, self.shapes).items():
             for r, (e, _, own) in enumerate(rows):
                 (self.row_i if own else self.row_j)[e] = r
             m = len(rows)
-            self.buffers[shape] = (torch.empty(m, *shape, 3, dtype=self.dtype, device=self.device, pin_memory=pin),
-                                   torch.empty(m, *shape, dtype=self.dtype, device=self.device, pin_memory=pin))
+            alloc = pinned_empty if pin else (lambda *size, dtype: torch.empty(*size, dtype=dtype, device=self.device))
+            self.buffers[shape] = (alloc(m, *shape, 3, dtype=self.dtype), alloc(m, *shape, dtype=self.dtype))
 
     @property
     def nbytes(self) -> int:
         return sum(p.numel() * p.element_size() + c.numel() * c.element_size() for p, c in self.buffers.values())
 
-    def write(self, side: str, edge_ids, pts: torch.Tensor, conf: torch.Tensor) -> None:
+    def write(self, side: str, edge_ids, pts: torch.Tensor, conf: torch.Tensor, non_blocking: bool = False) -> None:
         """Store a batch: side "i" or "j"; edge_ids (B,) edges whose `side` views share one shape;
         pts (B, H, W, 3), conf (B, H, W) (any float dtype / device; values beyond the storage dtype's
-        range are clamped so a float16 store never turns a large value into infinity)."""
+        range are clamped so a float16 store never turns a large value into infinity).
+        non_blocking: a batch on the GPU going to pinned host buffers is copied asynchronously; the
+        caller must then call `synchronize` before anything reads the buffers on the host."""
         edge_ids = np.asarray(edge_ids, np.int64)
         k = self.edges[edge_ids[0], 0 if side == "i" else 1]
         buf_p, buf_c = self.buffers[self.shapes[k]]
-        rows = torch.as_tensor((self.row_i if side == "i" else self.row_j)[edge_ids], device=buf_p.device)
+        rows = (self.row_i if side == "i" else self.row_j)[edge_ids]
         lim = torch.finfo(self.dtype).max
-        buf_p.index_copy_(0, rows, pts.clamp(-lim, lim).to(buf_p.device, self.dtype))
-        buf_c.index_copy_(0, rows, conf.clamp(-lim, lim).to(buf_c.device, self.dtype))
+        # Clamp and cast where the batch is (on the GPU: half the bytes cross to host storage).
+        pts = pts.clamp(-lim, lim).to(self.dtype)
+        conf = conf.clamp(-lim, lim).to(self.dtype)
+        r0 = int(rows[0])
+        if np.array_equal(rows, np.arange(r0, r0 + len(rows))):
+            # Consecutive rows (the engine's batches): one direct copy per field; into pinned host memory
+            # from the GPU it is an asynchronous DMA (`synchronize` before the host reads the buffers).
+            async_copy = non_blocking and buf_p.is_pinned() and pts.device.type == "cuda"
+            buf_p[r0:r0 + len(rows)].copy_(pts, non_blocking=async_copy)
+            buf_c[r0:r0 + len(rows)].copy_(conf, non_blocking=async_copy)
+            self._pending |= async_copy
+            return
+        idx = torch.as_tensor(rows, device=buf_p.device)
+        buf_p.index_copy_(0, idx, pts.to(buf_p.device))
+        buf_c.index_copy_(0, idx, conf.to(buf_c.device))
+
+    def synchronize(self) -> None:
+        """Wait for asynchronous copies into pinned host buffers (`write`) before the host reads them."""
+        if self._pending:
+            torch.cuda.synchronize()
+            self._pending = False
 
     def row(self, side: str, e: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Edge e's `side` ("i" / "j") observation: views (H, W, 3) and (H, W) of its buffer row."""

@@ -147,6 +147,11 @@ def test_vggt_chunked_with_the_tiny_model():
     chunks = rec.meta["chunked"]["chunks"]
     assert chunks[0][0] == 0 and chunks[-1][-1] == 10 and len(chunks) >= 2
     assert all(np.isfinite(p).all() for p in rec.points) and np.isfinite(rec.cam2world).all()
+    # The CPU side on the worker thread changes nothing.
+    serial = run_vggt_chunked(model, images, chunk=6, overlap=4, device="cpu", background=False)
+    np.testing.assert_array_equal(serial.cam2world, rec.cam2world)
+    for a, b in zip(serial.points, rec.points, strict=True):
+        np.testing.assert_array_equal(a, b)
     # One chunk holding every frame is exactly the plain run.
     whole = run_vggt_chunked(model, images[:5], chunk=8, device="cpu")
     plain = run_vggt(model, images[:5], device="cpu")
@@ -161,3 +166,43 @@ def test_eta_text():
     assert eta_text(0.0, 2, 10, now=5.0) == "ETA 20 s"
     assert eta_text(0.0, 1, 30, now=5.0) == "ETA 2 min 25 s"
     assert eta_text(0.0, 10, 10, now=5.0) == ""
+
+
+def test_background_joining_gives_the_serial_result():
+    """Chunks finished (callable runner outputs) and linked on the worker thread while the next chunk
+    runs: the joined shot is bit-identical to doing it all in order in one thread."""
+    import threading
+
+    n = 90
+    poses, depth = _shot(n, 12)
+    loop = np.concatenate([np.arange(0, 5), np.arange(n - 5, n)])
+    serial_run, _ = _chunk_runner(poses, depth, seed=13)
+    serial = run_chunked(n, serial_run, chunk=24, overlap=5, extra_chunks=[loop], background=False)
+    eager_run, _ = _chunk_runner(poses, depth, seed=13)
+    finished_on = []
+
+    def deferred(frames):
+        pred = eager_run(frames)            # the "GPU" part, in the caller's thread (same random stream)
+
+        def finish():
+            finished_on.append(threading.current_thread().name)
+            return pred
+        return finish
+
+    both = run_chunked(n, deferred, chunk=24, overlap=5, extra_chunks=[loop], background=True)
+    assert finished_on and all(name.startswith("chunk-join") for name in finished_on)
+    assert both.info["links"] == serial.info["links"]
+    np.testing.assert_array_equal(both.cam2world, serial.cam2world)
+    assert torch.equal(both.points, serial.points) and torch.equal(both.conf, serial.conf)
+
+
+def test_background_worker_errors_reach_the_caller():
+    poses, depth = _shot(40, 14)
+    run, _ = _chunk_runner(poses, depth, seed=15)
+
+    def wrong(frames):
+        pred = run(frames)
+        return lambda: ChunkPrediction(pred.frames[:-1], pred.cam2world[:-1], pred.points[:-1], pred.conf[:-1])
+
+    with pytest.raises(PointmapError, match="other than the ones asked for"):
+        run_chunked(40, wrong, chunk=16, overlap=4)
