@@ -32,6 +32,8 @@ class MeshOptions:
                        dropped (floaters).
     min_view_support:  with 3+ views, a view is left out (with a warning) when less than this fraction of
                        its points agrees in depth with some other view (a misplaced camera).
+    smooth_iterations: Taubin smoothing passes over the extracted mesh (removes the per-pixel depth
+                       jitter fusion leaves; 0 = off).
     face_budget:       decimate (vertex clustering) to at most this many faces; 0 = keep all.
     device:            torch device for fusion ("cpu", "cuda", "auto" = CUDA when available).
     """
@@ -49,5 +51,6 @@ class MeshOptions:
     min_weight: float = 0.5
     min_component: float = 0.002
     min_view_support: float = 0.05
+    smooth_iterations: int = 0
     face_budget: int = 0
     device: str = "auto"
