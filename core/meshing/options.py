@@ -16,6 +16,10 @@ class MeshOptions:
     truncation:        half-width of the signed-distance band. Automatic: the larger of
                        `truncation_voxels` voxels and `truncation_sigmas` x the depth disagreement
                        measured between views (so noisy depth gets a band wide enough to average out).
+                       `truncation_sigmas` 0 = automatic: 1.5 up to a 2.5 % one-view depth error, rising
+                       to 2.5 at 3.5 % (with strong noise a narrow band lets the views that disagree most
+                       carve the surface away; with mild noise a wide band rounds corners and thin parts.
+                       Fitted on the generator's clean and noisy cases: noisy room F@1 % 0.82 -> 0.86).
     min_confidence:    pixels below this confidence are ignored (DUSt3R-style conf = 1 + exp(x) >= 1).
     bounds_percentile: bounds are the [p, 100 - p] percentiles of the confident points per axis,
                        grown by 10 % of their largest side, so outliers and a far background do not blow the volume up.
@@ -42,7 +46,7 @@ class MeshOptions:
     max_resolution: int = 512
     truncation: float = 0.0
     truncation_voxels: float = 3.5
-    truncation_sigmas: float = 1.5
+    truncation_sigmas: float = 0.0
     min_confidence: float = 3.0
     bounds_percentile: float = 5.0
     edge_jump: float = -1.0
