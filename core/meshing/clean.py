@@ -1,57 +1,89 @@
-"""Mesh clean-up: floating pieces, decimation to a face budget, vertex normals."""
+"""Mesh clean-up: floating pieces, decimation to a face budget, vertex normals.
+
+The per-vertex work is vectorised in torch on whatever device the mesh is on (the GPU when fusion
+ran there); the functions also accept numpy arrays and then return numpy arrays.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def component_labels(n_vertices: int, faces: np.ndarray) -> np.ndarray:
-    """(V,) int64 label of each vertex's connected component (minimum vertex index in it).
+def _torch(x):
+    import torch
 
-    Label propagation along face edges with pointer jumping; converges in a few dozen passes.
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+def component_labels(n_vertices: int, faces):
+    """(V,) int64 label of each vertex's connected component (the smallest vertex index in it).
+
+    Parallel union-find: every edge hooks the larger of its two roots under the smaller
+    (scatter-min), then pointer jumping compresses the trees; repeats until no edge joins two roots.
+    Takes a few rounds (about log of the longest chain), each a handful of vectorised passes.
     """
-    labels = np.arange(n_vertices, dtype=np.int64)
-    if not len(faces):
-        return labels
-    a = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2]])
-    b = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0]])
-    while True:
-        m = np.minimum(labels[a], labels[b])
-        new = labels.copy()
-        np.minimum.at(new, a, m)
-        np.minimum.at(new, b, m)
-        while True:          # pointer jumping: follow labels to their roots
-            nxt = new[new]
-            if np.array_equal(nxt, new):
+    import torch
+
+    f = _torch(faces).long()
+    parent = torch.arange(n_vertices, device=f.device)
+    if len(f):
+        a = f.reshape(-1)
+        b = f[:, [1, 2, 0]].reshape(-1)
+        while True:
+            pa, pb = parent[a], parent[b]
+            join = pa != pb
+            if not bool(join.any()):
                 break
-            new = nxt
-        if np.array_equal(new, labels):
-            return labels
-        labels = new
+            lo, hi = torch.minimum(pa[join], pb[join]), torch.maximum(pa[join], pb[join])
+            parent.scatter_reduce_(0, hi, lo, reduce="amin")
+            while True:
+                nxt = parent[parent]
+                if torch.equal(nxt, parent):
+                    break
+                parent = nxt
+    return parent if isinstance(faces, torch.Tensor) else parent.cpu().numpy()
+
+
+def keep_large_components(n_vertices: int, faces, min_fraction: float):
+    """(F,) bool: faces of the components with at least `min_fraction` x the largest one's face count."""
+    import torch
+
+    f = _torch(faces).long()
+    if not len(f) or min_fraction <= 0:
+        return torch.ones(len(f), dtype=torch.bool, device=f.device)
+    lab = component_labels(n_vertices, f)[f[:, 0]]
+    _, inv, counts = torch.unique(lab, return_inverse=True, return_counts=True)
+    return counts[inv] >= min_fraction * counts.max()
 
 
 def drop_small_components(vertices, faces, colors, min_fraction: float):
-    """Keep the faces of components with at least `min_fraction` x the largest component's face count."""
+    """Keep the faces of components with at least `min_fraction` x the largest component's face count
+    (numpy in, numpy out; vertices no kept face uses are dropped)."""
     if not len(faces) or min_fraction <= 0:
         return vertices, faces, colors
-    lab = component_labels(len(vertices), faces)[faces[:, 0]]
-    uniq, inv, counts = np.unique(lab, return_inverse=True, return_counts=True)
-    keep = counts[inv] >= min_fraction * counts.max()
-    return compact(vertices, faces[keep], colors)
+    keep = keep_large_components(len(vertices), faces, min_fraction).cpu().numpy()
+    return compact(vertices, np.asarray(faces)[keep], colors)
 
 
-def compact(vertices, faces, colors):
-    """Drop vertices no face uses; renumber faces."""
+def compact(vertices, faces, colors=None):
+    """Drop vertices no face uses; renumber faces (numpy or torch, matching the input)."""
+    import torch
+
+    if isinstance(faces, torch.Tensor):
+        used = torch.zeros(len(vertices), dtype=torch.bool, device=faces.device)
+        used[faces.reshape(-1)] = True
+        remap = torch.cumsum(used.long(), 0) - 1
+        return vertices[used], remap[faces], (None if colors is None else colors[used])
     used = np.zeros(len(vertices), bool)
     used[faces.reshape(-1)] = True
     remap = np.cumsum(used) - 1
-    return vertices[used], remap[faces], colors[used]
+    return vertices[used], remap[faces], (None if colors is None else colors[used])
 
 
 def decimate(vertices, faces, colors, face_budget: int, cell: float):
     """Vertex clustering until at most `face_budget` faces: vertices in one grid cell merge (mean
     position and colour), degenerate and duplicate faces go. The cell grows x1.25 per attempt,
-    starting at `cell` (world units)."""
+    starting at `cell` (world units). numpy in, numpy out."""
     if face_budget <= 0 or len(faces) <= face_budget:
         return vertices, faces, colors
     while True:
@@ -71,10 +103,33 @@ def decimate(vertices, faces, colors, face_budget: int, cell: float):
         cell *= 1.25
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) float32 unit normals: area-weighted mean of the adjacent faces' normals (their winding)."""
-    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-    idx = faces.reshape(-1)
-    n = np.stack([np.bincount(idx, np.repeat(fn[:, k], 3), len(vertices)) for k in range(3)], 1)
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    return (n / np.maximum(norm, 1e-30)).astype(np.float32)
+def vertex_normals(vertices, faces):
+    """(V, 3) float32 unit normals: area-weighted mean of the adjacent faces' normals (their winding).
+    numpy in -> numpy out; torch in -> torch out."""
+    import torch
+
+    v, f = _torch(vertices).double(), _torch(faces).long()
+    fn = torch.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=1)
+    n = torch.zeros_like(v)
+    for k in range(3):
+        n.index_add_(0, f[:, k], fn)
+    n = (n / n.norm(dim=1, keepdim=True).clamp_min(1e-30)).float()
+    return n if isinstance(faces, torch.Tensor) else n.cpu().numpy()
+
+
+def smooth_taubin(vertices, faces, iterations: int, lam: float = 0.5, mu: float = -0.53):
+    """Taubin lambda|mu smoothing (torch): removes per-vertex jitter (depth noise that fusion did not
+    average out) without shrinking the surface. Uniform weights over the edges of the faces."""
+    import torch
+
+    v = vertices.clone()
+    f = faces.long()
+    a = torch.cat([f[:, 0], f[:, 1], f[:, 2], f[:, 1], f[:, 2], f[:, 0]])
+    b = torch.cat([f[:, 1], f[:, 2], f[:, 0], f[:, 0], f[:, 1], f[:, 2]])
+    deg = torch.zeros(len(v), dtype=v.dtype, device=v.device).index_add_(0, a, torch.ones_like(a, dtype=v.dtype))
+    deg = deg.clamp_min(1)[:, None]
+    for _ in range(iterations):
+        for step in (lam, mu):
+            mean = torch.zeros_like(v).index_add_(0, a, v[b]) / deg
+            v = v + step * (mean - v)
+    return v

@@ -1,7 +1,12 @@
-"""Surface extraction: PyMCubes' marching cubes, slab by slab, only in fully observed cubes.
+"""Surface extraction: PyMCubes' marching cubes on the small sub-volumes that hold surface.
 
-PyMCubes (numpy-only, small wheels, returns an indexed mesh) runs on dense slabs one block thick
-along x (9 voxel planes: the block's 8 plus the next block's first), so memory follows the surface.
+PyMCubes (numpy-only, small wheels, returns an indexed mesh) costs ~150 ns per cube it visits,
+surface or not, so it is called only on "bricks": 4^3 cubes (5^3 voxel samples, the last plane
+borrowed from the neighbouring blocks, so seams match) that hold at least one valid cube with a
+sign change. Everything else (brick assembly and selection, the per-cube checks, welding the
+vertices that two bricks both computed on their shared face) is vectorised in torch on the device
+that holds the volume; only the selected bricks travel to the host.
+
 A triangle is kept only when all 8 corners of its cube are observed. Checking every corner (not one,
 as scikit-image's `mask=` does) matters: behind every real surface the band ends in observed
 negative voxels next to unobserved ones, and a one-corner check turns that boundary into a second
@@ -14,16 +19,91 @@ import numpy as np
 
 from .tsdf import BLOCK, SparseTSDF
 
+SUB = 4                     # brick edge in cubes (divides BLOCK); 4 visits ~half the cubes of 8
+BLOCKS_PER_BATCH = {"cuda": 16384, "cpu": 256}   # blocks assembled at once (CPU: temporaries in cache)
 
-def _slab_index(blocks: np.ndarray, sel: np.ndarray, x_planes: slice, y0: int, z0: int):
-    """Dense (x, y, z) indices in a slab for voxels of the blocks `sel` (x planes `x_planes` of each)."""
-    r = np.arange(BLOCK)
-    lx = r[x_planes]
-    gx, gy, gz = np.meshgrid(lx, r, r, indexing="ij")
-    b = blocks[sel]
-    iy = ((b[:, 1, None] - y0) * BLOCK + gy.reshape(1, -1)).reshape(-1)
-    iz = ((b[:, 2, None] - z0) * BLOCK + gz.reshape(1, -1)).reshape(-1)
-    return gx.reshape(1, -1).repeat(len(b), 0).reshape(-1), iy, iz
+
+def block_lookup(blocks, n_blocks: np.ndarray):
+    """A function (..., 3) block coordinates -> (...) row in `blocks`, or len(blocks) where absent.
+    `blocks` must not be empty."""
+    import torch
+
+    nb = [int(x) for x in n_blocks]
+    key = (blocks[:, 0] * nb[1] + blocks[:, 1]) * nb[2] + blocks[:, 2]
+    sorted_key, order = torch.sort(key)
+
+    def find(q):
+        inside = ((q >= 0) & (q < torch.as_tensor(nb, device=q.device))).all(-1)
+        k = (q[..., 0] * nb[1] + q[..., 1]) * nb[2] + q[..., 2]
+        pos = torch.searchsorted(sorted_key, k).clamp_(max=len(key) - 1)
+        return torch.where(inside & (sorted_key[pos] == k), order[pos], len(key))
+
+    return find
+
+
+def _brick_samples(device):
+    """For the 9^3 samples of a block plus its +x/+y/+z apron: (729,) neighbour offset id in 0..7
+    (bit 4 = +x, 2 = +y, 1 = +z) and (729,) flat voxel index inside that neighbour."""
+    import torch
+
+    p = torch.arange(BLOCK + 1, device=device)
+    d, loc = (p == BLOCK).long(), p % BLOCK
+    dx, dy, dz = torch.meshgrid(d, d, d, indexing="ij")
+    lx, ly, lz = torch.meshgrid(loc, loc, loc, indexing="ij")
+    return (dx * 4 + dy * 2 + dz).reshape(-1), ((lx * BLOCK + ly) * BLOCK + lz).reshape(-1)
+
+
+def select_bricks(vol: SparseTSDF, min_weight: float, max_span: float):
+    """The bricks to mesh. Returns, on the host: samples (n, 5, 5, 5) float32 tsdf, valid (n, 4, 4, 4)
+    bool (cube observed at all 8 corners and not spanning more than `max_span`), origin (n, 3) int64
+    voxel coordinates of each brick's sample (0, 0, 0)."""
+    import torch
+
+    dev = vol.tsdf.device
+    B = len(vol.blocks)
+    empty = (np.zeros((0, SUB + 1, SUB + 1, SUB + 1), np.float32), np.zeros((0, SUB, SUB, SUB), bool),
+             np.zeros((0, 3), np.int64))
+    if B == 0:
+        return empty
+    find = block_lookup(vol.blocks, vol.n_blocks)
+    offs = torch.tensor([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], device=dev)
+    which, local = _brick_samples(dev)
+    # A sentinel block (row B): unobserved free space, so cubes touching a missing neighbour are invalid.
+    tsdf = torch.cat([vol.tsdf.reshape(B, -1), torch.ones((1, BLOCK ** 3), device=dev)])
+    weight = torch.cat([vol.weight.reshape(B, -1), torch.zeros((1, BLOCK ** 3), device=dev)])
+    nsub = BLOCK // SUB
+    r = torch.arange(SUB + 1, device=dev)
+    out_t, out_v, out_o = [], [], []
+    batch = BLOCKS_PER_BATCH.get(dev.type, 16384)
+    for b0 in range(0, B, batch):
+        bl = vol.blocks[b0:b0 + batch]
+        nbr = find(bl[:, None, :] + offs[None])                                     # (b, 8)
+        rows = nbr[:, which]                                                        # (b, 729)
+        T = tsdf[rows, local[None]].reshape(-1, BLOCK + 1, BLOCK + 1, BLOCK + 1)
+        obs = (weight[rows, local[None]] >= min_weight).reshape(T.shape)
+        cmin, cmax, cobs = T[:, :-1, :-1, :-1], T[:, :-1, :-1, :-1], obs[:, :-1, :-1, :-1]
+        for a in (0, 1):
+            for b in (0, 1):
+                for c in (0, 1):
+                    if a or b or c:
+                        s = (slice(None), slice(a, a + BLOCK), slice(b, b + BLOCK), slice(c, c + BLOCK))
+                        cmin, cmax, cobs = torch.minimum(cmin, T[s]), torch.maximum(cmax, T[s]), cobs & obs[s]
+        valid = cobs & (cmax - cmin <= max_span)
+        crossing = valid & (cmin < 0) & (cmax >= 0)
+        has = crossing.reshape(-1, nsub, SUB, nsub, SUB, nsub, SUB).any(6).any(4).any(2)   # (b, 2, 2, 2)
+        kb, sx, sy, sz = torch.nonzero(has, as_tuple=True)
+        if not len(kb):
+            continue
+        ix = (sx * SUB)[:, None] + r                                                # (n, 5)
+        iy = (sy * SUB)[:, None] + r
+        iz = (sz * SUB)[:, None] + r
+        out_t.append(T[kb[:, None, None, None], ix[:, :, None, None], iy[:, None, :, None], iz[:, None, None, :]])
+        out_v.append(valid[kb[:, None, None, None], ix[:, :SUB, None, None], iy[:, None, :SUB, None],
+                           iz[:, None, None, :SUB]])
+        out_o.append(bl[kb] * BLOCK + torch.stack([sx, sy, sz], 1) * SUB)
+    if not out_t:
+        return empty
+    return (torch.cat(out_t).cpu().numpy(), torch.cat(out_v).cpu().numpy(), torch.cat(out_o).cpu().numpy())
 
 
 def extract_surface(vol: SparseTSDF, min_weight: float, max_span: float):
@@ -32,70 +112,55 @@ def extract_surface(vol: SparseTSDF, min_weight: float, max_span: float):
     A cube whose corner values span more than `max_span` (tsdf units) is dropped too: a real surface
     changes the tsdf by about voxel / truncation per voxel, while the boundary between a surface's
     back band (-1) and space carved by a stray ray (+1) jumps by up to 2.
-    Returns vertices (V, 3) float64 world, faces (F, 3) int64 oriented so that face normals point to
-    positive tsdf (free space, out of the solid), colours (V, 3) float32 in [0, 255].
+    Returns torch tensors on the volume's device: vertices (V, 3) float64 world, faces (F, 3) int64
+    oriented so that face normals point to positive tsdf (free space, out of the solid).
     """
     import mcubes
+    import torch
 
-    blocks = vol.blocks.cpu().numpy()
-    tsdf = vol.tsdf.cpu().numpy()
-    weight = vol.weight.cpu().numpy()
-    color = vol.color.cpu().numpy()
-    verts, faces, cols = [], [], []
-    n_v = 0
-    order = np.argsort(blocks[:, 0], kind="stable")
-    bx = blocks[order, 0]
-    for kx in np.unique(bx):
-        cur = order[bx == kx]
-        nxt = order[bx == kx + 1]
-        both = np.concatenate([cur, nxt])
-        y0, z0 = blocks[both, 1].min(), blocks[both, 2].min()
-        ny = int(blocks[both, 1].max() - y0 + 1) * BLOCK
-        nz = int(blocks[both, 2].max() - z0 + 1) * BLOCK
-        T = np.ones((BLOCK + 1, ny, nz), np.float32)
-        Wt = np.zeros((BLOCK + 1, ny, nz), np.float32)
-        C = np.zeros((BLOCK + 1, ny, nz, 3), np.float32)
-        gx, iy, iz = _slab_index(blocks, cur, slice(None), y0, z0)
-        T[gx, iy, iz] = tsdf[cur].reshape(-1)
-        Wt[gx, iy, iz] = weight[cur].reshape(-1)
-        C[gx, iy, iz] = color[cur].reshape(-1, 3)
-        if len(nxt):
-            gx, iy, iz = _slab_index(blocks, nxt, slice(0, 1), y0, z0)
-            T[gx + BLOCK, iy, iz] = tsdf[nxt][:, :1].reshape(-1)
-            Wt[gx + BLOCK, iy, iz] = weight[nxt][:, :1].reshape(-1)
-            C[gx + BLOCK, iy, iz] = color[nxt][:, :1].reshape(-1, 3)
-        v, f = mcubes.marching_cubes(T, 0.0)
-        if not len(f):
-            continue
-        # Check the 8 corners of each triangle's cube (its centroid lies inside that cube).
-        cube = np.floor(v[f].mean(axis=1)).astype(np.int64)
-        cube = np.clip(cube, 0, np.array(T.shape) - 2)
-        corners = [(cube[:, 0] + a, cube[:, 1] + b, cube[:, 2] + c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
-        wc = np.stack([Wt[i] for i in corners], 1)
-        tc = np.stack([T[i] for i in corners], 1)
-        keep = (wc >= min_weight).all(1) & (tc.max(1) - tc.min(1) <= max_span)
-        f = f[keep]
-        if not len(f):
-            continue
-        used = np.unique(f)
-        remap = np.full(len(v), -1, np.int64)
-        remap[used] = np.arange(len(used))
-        v = v[used]
-        near = np.rint(v).astype(np.int64)
-        cols.append(C[near[:, 0], near[:, 1], near[:, 2]])
-        v += np.array([kx, y0, z0]) * BLOCK
-        verts.append(v)
-        faces.append(remap[f] + n_v)
-        n_v += len(v)
-    if not verts:
-        return np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros((0, 3), np.float32)
-    v = np.concatenate(verts)
-    f = np.concatenate(faces)
-    c = np.concatenate(cols)
-    # Slabs share their boundary planes: weld the vertices computed twice there.
-    key = np.rint(v * 4096).astype(np.int64)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    v, c, f = v[first], c[first], inverse.reshape(-1)[f]
-    v = vol.origin + v * vol.voxel
+    dev = vol.tsdf.device
+    samples, valid, origin = select_bricks(vol, min_weight, max_span)
+    vs, fs = [], []
+    for k in range(len(samples)):
+        v, f = mcubes.marching_cubes(samples[k], 0.0)
+        vs.append(v)
+        fs.append(f)
+    if not sum(len(f) for f in fs):
+        return torch.zeros((0, 3), dtype=torch.float64, device=dev), torch.zeros((0, 3), dtype=torch.long, device=dev)
+    nv = np.array([len(v) for v in vs])
+    nf = np.array([len(f) for f in fs])
+    v = np.concatenate(vs)
+    f = np.concatenate(fs).astype(np.int64) + np.repeat(np.cumsum(nv) - nv, nf)[:, None]
+    brick_f = np.repeat(np.arange(len(fs)), nf)
+    # Keep a triangle when its cube (its centroid lies inside it) is valid.
+    cube = np.clip(np.floor(v[f].mean(axis=1)).astype(np.int64), 0, SUB - 1)
+    f = f[valid[brick_f, cube[:, 0], cube[:, 1], cube[:, 2]]]
+    v = torch.as_tensor(v + np.repeat(origin, nv, axis=0), device=dev)             # global voxel units
+    f = torch.as_tensor(f, device=dev)
+    v, f = weld(v, f, (vol.n_blocks * BLOCK + 1).tolist())
+    v = torch.as_tensor(vol.origin, device=dev) + v * vol.voxel
     # PyMCubes winds triangles so that normals point to decreasing values (into the solid): reverse.
-    return v, np.ascontiguousarray(f[:, ::-1]), c
+    return v, f.flip(1).contiguous()
+
+
+def weld(v, f, dims):
+    """Merge the vertices that neighbouring bricks computed on their shared faces; drop the vertices no
+    face uses and the faces that collapse. A marching-cubes vertex lies on one grid edge (or on a grid
+    point), which is its identity: key = (lower grid point, edge axis)."""
+    import torch
+
+    r = torch.round(v)
+    frac = (v - r).abs()
+    fmax, axis = frac.max(1)
+    base = r.long()
+    on_edge = fmax > 1e-6
+    lower = torch.floor(v).long()
+    base = torch.where(on_edge[:, None] & (torch.arange(3, device=v.device)[None] == axis[:, None]), lower, base)
+    axis = torch.where(on_edge, axis, 3)
+    key = (((base[:, 0] * dims[1] + base[:, 1]) * dims[2] + base[:, 2]) * 4 + axis)
+    uniq, inv = torch.unique(key[f.reshape(-1)], return_inverse=True)
+    f2 = inv.reshape(-1, 3)
+    pos = torch.zeros((len(uniq), 3), dtype=v.dtype, device=v.device)
+    pos[inv] = v[f.reshape(-1)]
+    good = (f2[:, 0] != f2[:, 1]) & (f2[:, 1] != f2[:, 2]) & (f2[:, 0] != f2[:, 2])
+    return pos, f2[good]

@@ -7,7 +7,8 @@ import time
 import numpy as np
 
 from .bounds import robust_bounds, sample_points
-from .clean import decimate, drop_small_components, vertex_normals
+from .clean import compact, decimate, keep_large_components, smooth_taubin, vertex_normals
+from .colour import vertex_colours
 from .edges import drop_depth_edges
 from .errors import MeshingError
 from .extract import extract_surface
@@ -59,13 +60,17 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
             f"Voxel size {voxel:g} is too fine for a scene {extent:g} across "
             f"(more than {MAX_BLOCKS_PER_AXIS * BLOCK} voxels along one side); use a larger voxel size.")
     vol = fuse_tsdf(views, lo, voxel, trunc, n_blocks, device)
+    _sync(device)
     t_fuse = time.perf_counter()
     pix_w = np.median(np.concatenate([w[w > 0][::7] for w in views.weight]))
     max_span = opt.max_span if opt.max_span > 0 else max(1.0, 3.0 * voxel / trunc)
-    v, f, c = extract_surface(vol, opt.min_weight * float(pix_w), max_span)
+    v, f = extract_surface(vol, opt.min_weight * float(pix_w), max_span)
+    _sync(device)
+    t_extract = time.perf_counter()
     info = {
         "voxel_size": voxel, "truncation": trunc, "depth_noise_rel": noise, "median_depth": med_depth,
-        "median_footprint": footprint, "edge_jump": max_jump, "edge_pixels_dropped": n_edge, "bounds": [lo.tolist(), hi.tolist()], "blocks": int(len(vol.blocks)),
+        "median_footprint": footprint, "edge_jump": max_jump, "edge_pixels_dropped": n_edge,
+        "bounds": [lo.tolist(), hi.tolist()], "blocks": int(len(vol.blocks)),
         "device": str(device), "views_used": int(sum(bool(w.any()) for w in views.weight)),
         "warnings": list(views.warnings),
     }
@@ -74,13 +79,20 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
         raise MeshingError(
             "The depth maps gave no surface: no part of the volume was observed consistently "
             f"(voxel size {voxel:g}, truncation {trunc:g}); check the cameras or lower the minimum confidence.")
-    v, f, c = drop_small_components(v, f, c, opt.min_component)
-    v, f, c = decimate(v, f, c, opt.face_budget, 2.0 * voxel)
-    normals = vertex_normals(v, f)
-    info.update(faces=int(len(f)), vertices=int(len(v)), seconds_fuse=t_fuse - t0,
-                seconds_total=time.perf_counter() - t0)
-    return Mesh(np.ascontiguousarray(v, np.float32), np.ascontiguousarray(f, np.int32), normals,
-                np.clip(np.rint(c), 0, 255).astype(np.uint8), info)
+    v, f, _ = compact(v, f[keep_large_components(len(v), f, opt.min_component)])
+    if opt.smooth_iterations > 0:
+        v = smooth_taubin(v, f, opt.smooth_iterations)
+    c = vertex_colours(views, v, max(trunc, 2.0 * voxel))
+    if opt.face_budget > 0 and len(f) > opt.face_budget:
+        vn, fn, cn = decimate(v.cpu().numpy(), f.cpu().numpy(), c.cpu().numpy(), opt.face_budget, 2.0 * voxel)
+        normals = vertex_normals(vn, fn)
+    else:
+        normals = vertex_normals(v, f).cpu().numpy()
+        vn, fn, cn = v.cpu().numpy(), f.cpu().numpy(), c.cpu().numpy()
+    info.update(faces=int(len(fn)), vertices=int(len(vn)), seconds_fuse=t_fuse - t0,
+                seconds_extract=t_extract - t_fuse, seconds_total=time.perf_counter() - t0)
+    return Mesh(np.ascontiguousarray(vn, np.float32), np.ascontiguousarray(fn, np.int32), normals,
+                np.clip(np.rint(cn), 0, 255).astype(np.uint8), info)
 
 
 def fuse_reconstruction(recon, options: MeshOptions | None = None) -> Mesh:
@@ -88,6 +100,14 @@ def fuse_reconstruction(recon, options: MeshOptions | None = None) -> Mesh:
     and colours with `K_net` (pixel centres at integer coordinates, as fuse_mesh expects)."""
     return fuse_mesh(recon.depth, recon.conf, recon.K_net, recon.cam2world, recon.colors, options,
                      names=list(recon.names))
+
+
+def _sync(device) -> None:
+    """Wait for queued GPU work, so that the phase timings in `Mesh.info` are true."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _device(name: str):

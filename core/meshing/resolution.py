@@ -64,5 +64,8 @@ def choose_voxel_size(footprint: float, extent: float, max_resolution: int) -> f
 
 def choose_truncation(voxel: float, noise_rel: float, median_depth: float,
                       voxels: float, sigmas: float) -> float:
-    """Band half-width: `voxels` voxels, widened to `sigmas` x the measured depth error at the median depth."""
+    """Band half-width: `voxels` voxels, widened to `sigmas` x the measured depth error at the median depth
+    (`sigmas` <= 0: automatic, see `MeshOptions.truncation_sigmas`)."""
+    if sigmas <= 0:
+        sigmas = float(np.clip(1.5 + 100.0 * (noise_rel - 0.025), 1.5, 2.5))
     return max(voxels * voxel, sigmas * noise_rel * median_depth)

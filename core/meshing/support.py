@@ -43,14 +43,21 @@ def view_support(views: FusionViews, points: list[np.ndarray], tolerance: float 
 
 def drop_unsupported(views: FusionViews, points: list[np.ndarray], min_support: float) -> list[int]:
     """Leave out (weight 0, warning) views whose support is below `min_support`; needs >= 3 views
-    with depth (with two, neither can outvote the other). Returns the indices left out."""
+    with depth (with two, neither can outvote the other: both stay and a warning says they disagree,
+    as it does when no view agrees with any other). Returns the indices left out."""
     have = [i for i in range(views.n_views) if len(points[i])]
-    if len(have) < 3 or min_support <= 0:
+    if len(have) < 2 or min_support <= 0:
         return []
     support = view_support(views, points)
     bad = [i for i in have if support[i] < min_support]
-    if len(bad) == len(have):
-        return []   # nobody agrees with anybody: keep all, fusion reports what it can
+    if len(have) == 2 or len(bad) == len(have):
+        if bad:
+            names = ", ".join(views.names[i] for i in bad)
+            views.warnings.append(
+                f"The views do not agree in depth ({names}: under {100 * min_support:.0f} % of their points "
+                "match another view); the mesh holds each view's surface separately, at a coarse voxel size "
+                "if they lie far apart. Check the cameras (a failed alignment?).")
+        return []
     for i in bad:
         views.weight[i] = np.zeros_like(views.weight[i])
         views.depth[i] = np.zeros_like(views.depth[i])

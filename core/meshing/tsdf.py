@@ -8,7 +8,9 @@ Each view updates every allocated voxel it sees: sdf = depth(pixel) - z(voxel) a
 optical axis; voxels in front of the surface (sdf > truncation) are carved (tsdf = +1, i.e. free
 space, which removes floaters other views disagree with), voxels within the band get sdf/truncation,
 voxels more than one truncation behind the surface are not touched (unobserved). Updates are
-weighted running means with the pixel confidence as weight; colour is fused in the band only.
+weighted running means with the pixel confidence as weight. Colour is not stored per voxel: the
+vertices are coloured from the images afterwards (`colour.vertex_colours`), which is sharper and
+costs no voxel memory.
 The same code runs on CPU and GPU.
 """
 
@@ -21,7 +23,8 @@ import numpy as np
 from .views import FusionViews
 
 BLOCK = 8
-CHUNK_VOXELS = 1 << 22      # voxels updated per kernel batch (bounds temporaries to ~100 MB)
+CHUNK_VOXELS = {"cuda": 1 << 22, "cpu": 1 << 15}   # voxels per kernel batch: the GPU wants big
+#                              launches, the CPU wants temporaries that stay in its caches (128 KB)
 
 
 @dataclass
@@ -31,7 +34,7 @@ class SparseTSDF:
     origin: (3,) world position of voxel (0, 0, 0)'s centre; voxel: edge length; truncation: band
     half-width (world units); n_blocks: (3,) blocks per axis; blocks: (B, 3) int64 block coordinates.
     tsdf in [-1, 1] (positive = free space, in front of the surface); weight = summed confidences
-    (0 = never observed); color = weighted mean sRGB in [0, 255].
+    (0 = never observed).
     """
 
     origin: np.ndarray
@@ -41,7 +44,6 @@ class SparseTSDF:
     blocks: object
     tsdf: object
     weight: object
-    color: object
 
 
 def allocate_blocks(views: FusionViews, origin: np.ndarray, voxel: float, truncation: float,
@@ -76,82 +78,67 @@ def allocate_blocks(views: FusionViews, origin: np.ndarray, voxel: float, trunca
 
 def fuse_tsdf(views: FusionViews, origin: np.ndarray, voxel: float, truncation: float,
               n_blocks: np.ndarray, device) -> SparseTSDF:
-    """Allocate the blocks and integrate every view (see the module docstring)."""
+    """Allocate the blocks and integrate every view (see the module docstring).
+
+    Per view, the blocks inside its frustum are updated in chunks of whole blocks: voxel camera
+    coordinates are one (b, 3) block-corner transform plus a shared (512, 3) offset table, and the
+    running means are updated with `torch.where` on block rows (no boolean compaction, no host sync).
+    """
     import torch
 
     blocks = allocate_blocks(views, origin, voxel, truncation, n_blocks, device)
     B = len(blocks)
-    n_vox = B * BLOCK ** 3
-    tsdf = torch.ones(n_vox, device=device)
-    weight = torch.zeros(n_vox, device=device)
-    csum = torch.zeros((n_vox, 3), device=device)
-    cw = torch.zeros(n_vox, device=device)
+    nvb = BLOCK ** 3
+    tsdf = torch.ones((B, nvb), device=device)
+    weight = torch.zeros((B, nvb), device=device)
     r = torch.arange(BLOCK, device=device)
     local = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)   # (512, 3)
     org = torch.as_tensor(origin, device=device, dtype=torch.float32)
-    view_data = []
+    corner = org + blocks.float() * (BLOCK * voxel)                                 # (B, 3) voxel (0,0,0)
+    offset = local.float() * voxel                                                  # (512, 3)
+    centres = corner + 0.5 * (BLOCK - 1) * voxel
+    radius = 0.5 * np.sqrt(3.0) * BLOCK * voxel
+    blocks_per_chunk = max(1, CHUNK_VOXELS.get(torch.device(device).type, 1 << 22) // nvb)
     for i in range(views.n_views):
         if not views.valid(i).any():
             continue
         w2c = np.linalg.inv(views.cam2world[i])
-        view_data.append((
-            torch.as_tensor(w2c[:3, :3], dtype=torch.float32, device=device),
-            torch.as_tensor(w2c[:3, 3], dtype=torch.float32, device=device),
-            [float(x) for x in (views.K[i, 0, 0], views.K[i, 1, 1], views.K[i, 0, 2], views.K[i, 1, 2])],
-            torch.as_tensor(views.depth[i], device=device),
-            torch.as_tensor(views.weight[i], device=device),
-            torch.as_tensor(views.colors[i], device=device).float(),
-        ))
-    blocks_per_chunk = max(1, CHUNK_VOXELS // BLOCK ** 3)
-    nvb = BLOCK ** 3
-    centres = org + (blocks.float() * BLOCK + 0.5 * (BLOCK - 1)) * voxel             # (B, 3) world
-    radius = 0.5 * np.sqrt(3.0) * BLOCK * voxel
-    for R, t, (fx, fy, cx, cy), depth, pw, col in view_data:
+        R = torch.as_tensor(w2c[:3, :3], dtype=torch.float32, device=device)
+        t = torch.as_tensor(w2c[:3, 3], dtype=torch.float32, device=device)
+        fx, fy, cx, cy = (float(x) for x in (views.K[i, 0, 0], views.K[i, 1, 1], views.K[i, 0, 2], views.K[i, 1, 2]))
+        depth = torch.as_tensor(views.depth[i], device=device)
+        pw = torch.as_tensor(views.weight[i], device=device)
         h, w = depth.shape
         # Cull whole blocks outside this view's frustum (a block is a sphere of `radius`).
         cc = centres @ R.T + t
         zc = cc[:, 2]
         zs = zc.clamp_min(1e-6)
-        mu = radius * fx / zs
-        mv = radius * fy / zs
-        uc = cc[:, 0] / zs * fx + cx
-        vc = cc[:, 1] / zs * fy + cy
+        mu, mv = radius * fx / zs, radius * fy / zs
+        uc, vc = cc[:, 0] / zs * fx + cx, cc[:, 1] / zs * fy + cy
         vis = (zc > -radius) & ((zc <= radius) | ((uc > -mu - 1) & (uc < w + mu) & (vc > -mv - 1) & (vc < h + mv)))
         sel = torch.nonzero(vis).reshape(-1)
+        cam_corner = corner @ R.T + t                                               # (B, 3)
+        cam_offset = offset @ R.T                                                   # (512, 3)
         for c0 in range(0, len(sel), blocks_per_chunk):
             bs = sel[c0:c0 + blocks_per_chunk]
-            vox = (bs[:, None] * nvb + torch.arange(nvb, device=device)[None]).reshape(-1)
-            idx = (blocks[bs, None, :] * BLOCK + local[None]).reshape(-1, 3)
-            X = org + idx.float() * voxel                                           # (n, 3) world
-            cam = X @ R.T + t
-            z = cam[:, 2]
-            zs = z.clamp_min(1e-6)
-            uf = cam[:, 0] / zs * fx + cx
-            vf = cam[:, 1] / zs * fy + cy
-            d, pwt, pix, seen = _sample_depth(depth, pw, uf, vf)
+            cam = cam_corner[bs, None, :] + cam_offset[None]                        # (b, 512, 3)
+            z = cam[..., 2]
+            inv = 1.0 / z.clamp_min(1e-6)
+            d, pwt, seen = _sample_depth(depth, pw, cam[..., 0] * inv * fx + cx, cam[..., 1] * inv * fy + cy)
             sdf = d - z
-            upd = seen & (z > 1e-6) & (pwt > 0) & (sdf > -truncation)
-            if not bool(upd.any()):
-                continue
-            vox, sdf, pwt, pix = vox[upd], sdf[upd], pwt[upd], pix[upd]
-            tv = (sdf / truncation).clamp(max=1.0)
-            W0 = weight[vox]
-            wn = W0 + pwt
-            tsdf[vox] = (tsdf[vox] * W0 + tv * pwt) / wn
-            weight[vox] = wn
-            band = sdf < truncation
-            vb = vox[band]
-            csum[vb] += col.reshape(-1, 3)[pix[band]] * pwt[band, None]
-            cw[vb] += pwt[band]
-    color = csum / cw.clamp_min(1e-12)[:, None]
+            add = torch.where(seen & (z > 1e-6) & (sdf > -truncation), pwt, 0.0)
+            W0 = weight[bs]
+            wn = W0 + add
+            tv = (sdf * (1.0 / truncation)).clamp(max=1.0)
+            tsdf[bs] = torch.where(add > 0, (tsdf[bs] * W0 + tv * add) / wn.clamp_min(1e-12), tsdf[bs])
+            weight[bs] = wn
     shape = (B, BLOCK, BLOCK, BLOCK)
     return SparseTSDF(np.asarray(origin, np.float64), float(voxel), float(truncation),
-                      np.asarray(n_blocks, np.int64), blocks, tsdf.reshape(shape),
-                      weight.reshape(shape), color.reshape(*shape, 3))
+                      np.asarray(n_blocks, np.int64), blocks, tsdf.reshape(shape), weight.reshape(shape))
 
 
 def _sample_depth(depth, pw, uf, vf):
-    """Depth, weight and nearest flat pixel index at float pixel coordinates (uf, vf).
+    """Depth, weight and an in-image flag at float pixel coordinates (uf, vf) (any shape).
 
     Depth is bilinear where the 4 surrounding pixels are valid and agree within 10 % (a smooth
     surface: nearest-pixel lookup would put a staircase of depth steps into slanted surfaces seen at
@@ -161,21 +148,18 @@ def _sample_depth(depth, pw, uf, vf):
 
     h, w = depth.shape
     seen = (uf > -0.5) & (uf < w - 0.5) & (vf > -0.5) & (vf < h - 0.5)
-    un = torch.round(uf).long().clamp(0, w - 1)
-    vn = torch.round(vf).long().clamp(0, h - 1)
-    pix = vn * w + un
+    u0 = torch.floor(uf).clamp_(0, w - 2)
+    v0 = torch.floor(vf).clamp_(0, h - 2)
+    a = (uf - u0).clamp_(0, 1)
+    b = (vf - v0).clamp_(0, 1)
+    i00 = (v0 * w + u0).long()
     flat = depth.reshape(-1)
-    d = flat[pix]
-    pwt = pw.reshape(-1)[pix]
-    u0 = torch.floor(uf).long().clamp(0, w - 2)
-    v0 = torch.floor(vf).long().clamp(0, h - 2)
-    a = (uf - u0).clamp(0, 1)
-    b = (vf - v0).clamp(0, 1)
-    i00 = v0 * w + u0
-    d00, d01, d10, d11 = flat[i00], flat[i00 + 1], flat[i00 + w], flat[i00 + w + 1]
+    d00, d01, d10, d11 = flat[i00], flat[i00 + 1], flat[i00 + w], flat[i00 + (w + 1)]
+    near = i00 + (a >= 0.5) + (b >= 0.5) * w
+    d = flat[near]
+    pwt = pw.reshape(-1)[near]
     lo = torch.minimum(torch.minimum(d00, d01), torch.minimum(d10, d11))
     hi = torch.maximum(torch.maximum(d00, d01), torch.maximum(d10, d11))
     smooth = (lo > 0) & (hi <= 1.1 * lo)
-    bil = (d00 * (1 - a) + d01 * a) * (1 - b) + (d10 * (1 - a) + d11 * a) * b
-    d = torch.where(smooth, bil, d)
-    return d, pwt, pix, seen
+    bil = torch.lerp(torch.lerp(d00, d01, a), torch.lerp(d10, d11, a), b)
+    return torch.where(smooth, bil, d), pwt, seen

@@ -157,3 +157,34 @@ def test_mesh_dataclass_roundtrip_counts():
     m = Mesh(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]], np.int32), np.zeros((3, 3), np.float32),
              np.zeros((3, 3), np.uint8))
     assert m.n_vertices == 3 and m.n_faces == 1
+
+
+def test_two_disagreeing_views_give_a_mesh_and_a_warning(small_case):
+    """Two views, one camera 100 m off: neither can outvote the other, so both stay and a warning
+    says they disagree (never a silent coarse mesh)."""
+    c = small_case
+    c2w = c["cam2world"][:2].copy()
+    c2w[1, :3, 3] += [100.0, 0.0, 0.0]
+    mesh = fuse_mesh(list(c["depth"][:2]), list(c["conf"][:2]), c["K"][:2], c2w, list(c["images"][:2]),
+                     MeshOptions(device="cpu"))
+    assert mesh.n_faces > 0
+    assert any("do not agree" in w and "view 1" in w for w in mesh.info["warnings"])
+
+
+def test_views_below_confidence_are_named_and_the_rest_is_meshed(small_case):
+    c = small_case
+    conf = [np.ones_like(x) for x in c["conf"]]
+    conf[0] = c["conf"][0]
+    mesh = fuse_mesh(list(c["depth"]), conf, c["K"], c["cam2world"], list(c["images"]), MeshOptions(device="cpu"))
+    assert mesh.n_faces > 100 and mesh.info["views_used"] == 1
+    assert sum("confidence >= 3" in w for w in mesh.info["warnings"]) == 5
+
+
+def test_bricks_are_welded_without_seams(small_case):
+    """Marching cubes runs per 4^3 brick: vertices on shared brick faces are merged, so no two vertices
+    coincide and no edge has more than two faces."""
+    mesh = _fuse(small_case)
+    assert len(np.unique(mesh.vertices, axis=0)) == mesh.n_vertices
+    e = np.sort(mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    _, count = np.unique(e, axis=0, return_counts=True)
+    assert count.max() <= 2 and (count == 2).mean() > 0.9
