@@ -142,12 +142,19 @@ def test_compiled_vggt_equals_eager(precision):
     eager = run_vggt(tiny_model("pt"), _vggt_frames(), device="cuda", precision=precision, fused=False)
     fused = run_vggt(tiny_model("pt"), _vggt_frames(), device="cuda", precision=precision, fused=True)
     assert fused.meta["fused"] and not eager.meta["fused"]
-    for field in ("points", "depth", "conf"):
-        a, b = np.stack(getattr(fused, field)), np.stack(getattr(eager, field))
-        if precision == "fp32":
-            assert_close(a, b, f"fused {field}")
-        else:
-            # bf16 rounds at different points once blocks are fused; on the tiny random VGGT the points
-            # differed by 0.039 of their range (H200, 2026-11-28): the bound sits above that, fp32 stays tight.
-            assert _rel(a, b) <= 0.06, f"fused bf16 {field}: {_rel(a, b):.3g}"
-    assert_close(fused.cam2world, eager.cam2world, "fused cam2world", tol=1e-4 if precision == "fp32" else 2e-2)
+    if precision == "fp32":
+        for field in ("points", "depth", "conf"):
+            assert_close(np.stack(getattr(fused, field)), np.stack(getattr(eager, field)), f"fused {field}")
+        assert_close(fused.cam2world, eager.cam2world, "fused cam2world", tol=1e-4)
+        return
+    # In bf16 the fused blocks round at other points than the eager ones, so the two bf16 runs differ by
+    # bf16 noise (on the tiny random VGGT: 0.039 of the points' range, 0.038 in cam2world, H200 2026-11-28).
+    # What must hold is that compiling adds no error of its own: the compiled bf16 run is about as close to
+    # the fp32 result as the eager bf16 run is.
+    ref = run_vggt(tiny_model("pt"), _vggt_frames(), device="cuda", precision="fp32", fused=False)
+    for field in ("points", "depth", "conf", "cam2world"):
+        r = np.stack(getattr(ref, field)) if field != "cam2world" else ref.cam2world
+        e = np.stack(getattr(eager, field)) if field != "cam2world" else eager.cam2world
+        f = np.stack(getattr(fused, field)) if field != "cam2world" else fused.cam2world
+        assert np.isfinite(f).all()
+        assert _rel(f, r) <= 2.0 * _rel(e, r) + 0.01, f"fused bf16 {field}: {_rel(f, r):.3g} vs eager {_rel(e, r):.3g}"
