@@ -26,7 +26,15 @@ def _git(*args: str) -> str | None:
 
 
 def commit() -> str:
-    """HEAD's hash, with "+dirty" when tracked files differ from it; "unknown" outside a git checkout."""
+    """HEAD's hash, with "+dirty" when tracked files differ from it; "unknown" outside a git checkout.
+
+    `$POINTMAP_COMMIT` wins when set: a copy of the working tree sent to another machine (the lent GPU
+    machine) can carry a stale .git, so the sender names the commit it sent.
+    """
+    import os
+
+    if os.environ.get("POINTMAP_COMMIT"):
+        return os.environ["POINTMAP_COMMIT"]
     head = _git("rev-parse", "HEAD")
     if head is None:
         return "unknown"
