@@ -91,6 +91,10 @@ def reconstruct(
         _refuse_unsupported_vggt(opt, backend)
     if shot is not None:
         _refuse_unsupported_shot(opt, backend)
+        if backend == "da3":
+            from .backends.da3 import check_da3_shot
+
+            check_da3_shot(model, opt)
     report = _overall_reporter(progress, (_SHOT_STAGE_WEIGHTS if shot else _STAGE_WEIGHTS)[backend],
                                with_eta=shot is not None)
     check_cancel(cancel)

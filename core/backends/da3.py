@@ -365,15 +365,9 @@ def run_da3_chunked(model, images, options, chunk: int | None = None, overlap: i
     Refused (UnsupportedOption): per-image known cameras (`options.da3.intrinsics` / `world2cam`, which
     number photos, not a shot's frames) and monocular / metric models (no cameras to join chunks by).
     """
-    from ..errors import UnsupportedOption
     from .vggt_chunked import chunk_for_device, run_reconstruction_chunked
 
-    if options.da3.intrinsics is not None or options.da3.world2cam is not None:
-        raise UnsupportedOption("Depth Anything 3 on a shot cannot take per-image known cameras (da3.intrinsics / "
-                                "da3.world2cam) yet; give a known focal length (mm) instead, or leave them unset.")
-    if not getattr(getattr(model, "cfg", None), "any_view", False) or getattr(model, "cam_dec", None) is None:
-        raise UnsupportedOption("This Depth Anything 3 model (monocular / metric) predicts no cameras, so it cannot "
-                                "solve a shot; use an any-view model (DA3-Small/Base/Large/Giant).")
+    check_da3_shot(model, options)
     images = list(images)
     if chunk is None:
         device, precision = resolve_device_precision(options.device, options.precision)
@@ -387,3 +381,16 @@ def run_da3_chunked(model, images, options, chunk: int | None = None, overlap: i
         chunk, overlap, progress=progress, cancel=cancel)
     rec.family, rec.model = "da3", str(getattr(model, "name", ""))
     return rec
+
+
+def check_da3_shot(model, options) -> None:
+    """UnsupportedOption when a shot cannot run on this DA3 model with these options (see `run_da3_chunked`);
+    called before any frame is decoded."""
+    from ..errors import UnsupportedOption
+
+    if options.da3.intrinsics is not None or options.da3.world2cam is not None:
+        raise UnsupportedOption("Depth Anything 3 on a shot cannot take per-image known cameras (da3.intrinsics / "
+                                "da3.world2cam) yet; give a known focal length (mm) instead, or leave them unset.")
+    if not getattr(getattr(model, "cfg", None), "any_view", False) or getattr(model, "cam_dec", None) is None:
+        raise UnsupportedOption("This Depth Anything 3 model (monocular / metric) predicts no cameras, so it cannot "
+                                "solve a shot; use an any-view model (DA3-Small/Base/Large/Giant).")

@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_checkpoint
 from helpers_movie import write_movie, write_sequence
 from pointmap.core import Cancelled, CancelToken, InputError, UnsupportedOption, reconstruct
-from pointmap.core.options import AlignOptions, PairwiseOptions, ReconstructOptions, SequenceOptions
+from pointmap.core.options import AlignOptions, DA3Options, PairwiseOptions, ReconstructOptions, SequenceOptions
 
 av = pytest.importorskip("av")
 
@@ -166,3 +166,7 @@ def test_da3_shot_in_chunks(movie):
     rec.validate()
     assert rec.family == "da3" and rec.frame_numbers.tolist() == list(range(2, 13))
     assert len(rec.meta["chunked"]["chunks"]) == 2 and np.isfinite(rec.cam2world).all()
+    # Per-image known cameras number photos, not frames: refused before any frame is decoded.
+    known = ReconstructOptions(device="cpu", image_size=56, da3=DA3Options(intrinsics=np.tile(np.eye(3), (11, 1, 1))))
+    with pytest.raises(UnsupportedOption, match="per-image known cameras"):
+        reconstruct(str(movie), model, known, progress=lambda p: pytest.fail(f"work started: {p}"))
