@@ -58,7 +58,7 @@ def render_overview(collection: bpy.types.Collection, scene: bpy.types.Scene, pa
     for c in cams:
         if WIDTH in c and HEIGHT in c:
             scene.render.resolution_x, scene.render.resolution_y = int(c[WIDTH]), int(c[HEIGHT])
-        frustum_object(c, scene, depth=frustum_depth or 0.07 * extent)
+        frustum_object(c, scene, depth=frustum_depth or 0.12 * extent)
     cam_centre = np.mean([list(c.matrix_world.translation) for c in cams], axis=0) if cams else (lo + hi) / 2
     centre = Vector((0.65 * (lo + hi) / 2 + 0.35 * cam_centre).tolist())
     view = bpy.data.objects.new("overview", bpy.data.cameras.new("overview"))
