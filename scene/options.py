@@ -49,6 +49,7 @@ class SceneOptions:
                         sequence or its folder; None = the views' own files when they are a sequence
                         or one movie.
     plate_first_frame:  clip frame number of a movie plate's first frame (default 1; e.g. 1001).
+    plate_background:   show the plate behind the animated camera (False: no background).
     """
 
     name: str | None = None
@@ -71,6 +72,7 @@ class SceneOptions:
     animated_camera: bool = False
     plate: str | None = None
     plate_first_frame: int | None = None
+    plate_background: bool = True
 
     def validate(self) -> None:
         """Raise SceneError naming the first bad option."""
