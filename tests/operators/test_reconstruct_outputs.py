@@ -5,6 +5,7 @@ Reconstruction through the operator's `from_reconstruction` (the same worker fun
 """
 
 import os
+
 import numpy as np
 import pytest
 from conftest import tiny_checkpoint
