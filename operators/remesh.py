@@ -48,7 +48,7 @@ class POINTMAP_OT_remesh(FusedMeshSettings, JobOperator, bpy.types.Operator):
         return self._run_sync(context)
 
     def _make_job(self, context, on_progress):
-        from ..scene.runs import RemeshError, find_run, remesh_work, run_file_of
+        from ..scene.runs import RemeshError, find_run, remesh_work, run_file_of, scene_scale
 
         if self.run:
             coll = bpy.data.collections.get(self.run)
@@ -58,15 +58,17 @@ class POINTMAP_OT_remesh(FusedMeshSettings, JobOperator, bpy.types.Operator):
             coll = find_run(context)
         path = run_file_of(coll, bpy.data.filepath)
         options = mesh_options(self, get_settings(context))
+        scale = scene_scale(coll)
+        options.voxel_size /= scale        # given in scene units; the saved run is in its own
         name = coll.name
 
         def work(progress, cancel):
             return remesh_work(path, options, progress, cancel)
 
-        return jobs.Job(work, on_done=lambda mesh: self._apply(name, mesh), on_error=self._failed,
+        return jobs.Job(work, on_done=lambda mesh: self._apply(name, mesh, scale), on_error=self._failed,
                         on_progress=on_progress)
 
-    def _apply(self, name: str, mesh) -> None:
+    def _apply(self, name: str, mesh, scale: float) -> None:
         from ..scene.runs import replace_fused_mesh
 
         coll = bpy.data.collections.get(name)
@@ -81,7 +83,7 @@ class POINTMAP_OT_remesh(FusedMeshSettings, JobOperator, bpy.types.Operator):
         for w in mesh.info.get("warnings", []):
             self.report({"WARNING"}, w)
         self._outcome = ("done", {"INFO"}, f"Re-meshed '{name}': {obj.name} has {len(obj.data.polygons)} faces "
-                                          f"(voxel size {mesh.info.get('voxel_size', 0):.4g}).")
+                                          f"(voxel size {scale * mesh.info.get('voxel_size', 0):.4g}).")
 
     def _failed(self, err, tb) -> None:
         self._failed_outcome(err, tb, "Re-mesh", "Re-mesh cancelled; the scene was not changed.")

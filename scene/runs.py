@@ -223,6 +223,13 @@ def remesh_work(path: str, mesh_options, progress: ProgressFn | None = None, can
     return mesh
 
 
+def scene_scale(coll) -> float:
+    """Scene units per reconstruction unit of the run: the scale the scene tools applied (Set Scale), 1 before.
+    Re-mesh divides a voxel size given in scene units by it."""
+    S = np.array(coll.get(keys.SCENE_SIMILARITY, np.eye(4).ravel().tolist()), np.float64).reshape(4, 4)
+    return float(abs(np.linalg.det(S[:3, :3])) ** (1.0 / 3.0))
+
+
 def fused_mesh_objects(coll) -> list:
     return [o for o in coll.objects if o.get(keys.FUSED_MESH)]
 

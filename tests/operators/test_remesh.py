@@ -61,7 +61,8 @@ def test_remesh_replaces_the_mesh_and_undo_restores_it(run):
 
 
 def test_remesh_keeps_what_scene_tools_did(run):
-    """A run moved by a scene tool: the new mesh lands where the old one was (same settings → same surface)."""
+    """A run moved and scaled (x2) by a scene tool: the new mesh lands where the old one was; its voxel size is in
+    scene units, so 0.6 now is the 0.3 of the build and gives the same surface."""
     from pointmap.scene.tools import apply_similarity
 
     name, _ = run
@@ -71,7 +72,7 @@ def test_remesh_keeps_what_scene_tools_did(run):
     S[:3, 3] = (1.0, -2.0, 0.5)
     apply_similarity(coll, S, bpy.context.scene)
     before = _world_vertices(_fused(name)[0])
-    assert bpy.ops.pointmap.remesh(run=name, **{k: v for k, v in MESH.items() if k != "fused_mesh"}) == {"FINISHED"}
+    assert bpy.ops.pointmap.remesh(run=name, mesh_voxel_size=0.6, mesh_min_conf=0.5) == {"FINISHED"}
     after = _world_vertices(_fused(name)[0])
     assert after.shape == before.shape and np.allclose(after, before, atol=1e-4)
 
