@@ -12,6 +12,7 @@ _MODULES = (
     "ui.properties",
     "ui.preferences",
     "operators.reconstruct",
+    "operators.remesh",
     "operators.cancel",
     "operators.select_files",
     "operators.check_deps",

@@ -1,19 +1,40 @@
 """Turn the operator's input options into what `core.reconstruct` takes, on the main thread.
 
-A folder passes through as a path (core lists it and skips bad files); a file list becomes absolute
-paths; a movie clip becomes image files: an image sequence's own files, or, for a movie, frames
-rendered through a temporary Video Sequencer scene into a folder (the .blend's `//pointmap_frames/`
-when it is saved, Blender's temp folder otherwise) that background images can keep referring to.
+Photos: a folder passes through as a path (core lists it and skips bad files); a file list becomes
+absolute paths. A shot (`ShotInput`): a movie file or an image-sequence folder that core reads frame by
+frame with `SequenceOptions`, from a Blender movie clip or a path; the same file is the plate shown
+behind the animated camera, with the clip's first frame number and frame rate.
 """
 
 from __future__ import annotations
 
 import os
-import re
+from dataclasses import dataclass
 
 import bpy
 
 from ..core.errors import InputError
+from ..scene.animation import MOVIE_EXTENSIONS
+from ..scene.runs import RUNS_FOLDER
+
+
+@dataclass(frozen=True)
+class ShotInput:
+    """A shot as core and the scene builder take it.
+
+    source:      a movie file or an image-sequence folder (what `core.reconstruct` reads).
+    kind:        "movie" or "sequence".
+    plate:       the movie, or one file of the sequence: the animated camera's background.
+    first_frame: a movie's first frame number (a clip's Start Frame; e.g. 1001); None for a sequence, whose
+                 files carry their numbers.
+    fps:         the clip's frame rate when Blender knows it (else core reads the movie's).
+    """
+
+    source: str
+    kind: str
+    plate: str
+    first_frame: int | None
+    fps: float | None
 
 
 def resolve_inputs(op, context) -> str | list[str]:
@@ -32,7 +53,7 @@ def resolve_inputs(op, context) -> str | list[str]:
             if not os.path.isfile(p):
                 raise InputError(f"The image file '{p}' does not exist.", p)
         return paths
-    return clip_frames(op, context)
+    raise InputError(f"Unknown photo source {op.source!r}.")
 
 
 def _clip(op, context):
@@ -43,35 +64,45 @@ def _clip(op, context):
         return clip
     clip = context.scene.active_clip
     if clip is None:
-        raise InputError("The scene has no active movie clip: open one in the Movie Clip editor or pick a folder.")
+        raise InputError("The scene has no active movie clip: open one in the Movie Clip editor, or choose a "
+                         "shot file.")
     return clip
 
 
-def frame_numbers(first: int, last: int, start: int, end: int, step: int) -> list[int]:
-    """Clip frames first..last (inclusive) limited to start..end (end 0 = last), every `step`-th."""
-    lo = max(first, start)
-    hi = last if end <= 0 else min(last, end)
-    return list(range(lo, hi + 1, max(1, step)))
+def _numbered(name: str) -> bool:
+    stem = os.path.splitext(name)[0]
+    return bool(stem) and stem[-1].isdigit()
 
 
-def sequence_files(first_file: str) -> list[str]:
-    """All files of the image sequence `first_file` belongs to, ordered by frame number.
-
-    The sequence is the files in its folder sharing the name around the last run of digits.
-    """
-    folder, name = os.path.split(first_file)
-    runs = list(re.finditer(r"\d+", name))
-    if not runs:
-        return [first_file]
-    m = runs[-1]
-    head, tail = re.escape(name[:m.start()]), re.escape(name[m.end():])
-    pattern = re.compile(f"^{head}(\\d+){tail}$")
-    numbered = []
-    for entry in os.listdir(folder):
-        mm = pattern.match(entry)
-        if mm:
-            numbered.append((int(mm.group(1)), os.path.join(folder, entry)))
-    return [p for _, p in sorted(numbered)]
+def resolve_shot(op, context, required: bool = True) -> ShotInput | None:
+    """The operator's shot (a movie clip datablock or a path). required=False: None when none is chosen
+    (a saved reconstruction brings its own frames and plate)."""
+    if op.shot_source == "CLIP":
+        if not required and not op.clip_name and context.scene.active_clip is None:
+            return None
+        clip = _clip(op, context)
+        path = os.path.normpath(bpy.path.abspath(clip.filepath))
+        if not os.path.exists(path):
+            raise InputError(f"The movie clip '{clip.name}' points to '{path}', which does not exist.", path)
+        fps = float(clip.fps) if clip.fps > 0 else None
+        if clip.source == "SEQUENCE":
+            return ShotInput(os.path.dirname(path), "sequence", path, None, fps)
+        return ShotInput(path, "movie", path, int(clip.frame_start), fps)
+    if not op.shot_path:
+        if not required:
+            return None
+        raise InputError("No shot file was chosen: pick a movie file or an image sequence.")
+    path = os.path.normpath(bpy.path.abspath(op.shot_path))
+    if not os.path.exists(path):
+        raise InputError(f"The shot '{path}' does not exist.", path)
+    if os.path.isdir(path):
+        return ShotInput(path, "sequence", path, None, None)
+    if path.lower().endswith(MOVIE_EXTENSIONS):
+        return ShotInput(path, "movie", path, int(op.first_frame), None)
+    if _numbered(os.path.basename(path)):
+        return ShotInput(os.path.dirname(path), "sequence", path, None, None)
+    raise InputError(f"The shot '{path}' is neither a movie file ({', '.join(MOVIE_EXTENSIONS)}) nor a numbered "
+                     "image sequence (e.g. plate.1001.png).", path)
 
 
 def beside_blend(folder: str) -> str:
@@ -81,59 +112,11 @@ def beside_blend(folder: str) -> str:
     return os.path.join(bpy.app.tempdir or "/tmp", folder)
 
 
-def frames_dir(clip_name: str) -> str:
-    base = beside_blend("pointmap_frames")
-    safe = re.sub(r"[^\w.-]+", "_", clip_name) or "clip"
-    path = os.path.join(base, safe)
-    os.makedirs(path, exist_ok=True)
-    return path
+def runs_folder() -> str:
+    """Where a run's Reconstruction is saved: `//pointmap_runs/` beside the saved .blend, else the
+    extension's per-user folder (never the extension's own folder, never a temporary one)."""
+    if bpy.data.filepath:
+        return bpy.path.abspath(f"//{RUNS_FOLDER}")
+    from ..ui.preferences import user_dir
 
-
-def clip_frames(op, context) -> list[str]:
-    clip = _clip(op, context)
-    path = bpy.path.abspath(clip.filepath)
-    if not os.path.exists(path):
-        raise InputError(f"The movie clip '{clip.name}' points to '{path}', which does not exist.", path)
-    # Clip-local frame numbers run 1..frame_duration.
-    frames = frame_numbers(1, clip.frame_duration, op.frame_start, op.frame_end, op.frame_step)
-    if len(frames) < 2:
-        raise InputError(f"Frames {op.frame_start}-{op.frame_end or clip.frame_duration} every "
-                         f"{op.frame_step} of clip '{clip.name}' give {len(frames)} image(s); at least 2 are needed.")
-    if clip.source == "SEQUENCE":
-        files = sequence_files(path)
-        return [files[f - 1] for f in frames if f - 1 < len(files)]
-    return render_movie_frames(path, clip.name, frames)
-
-
-def render_movie_frames(movie: str, clip_name: str, frames: list[int]) -> list[str]:
-    """Write the chosen frames (1-based) of a movie file as PNGs through a temporary sequencer scene."""
-    out_dir = frames_dir(clip_name)
-    scene = bpy.data.scenes.new("pointmap_frames_tmp")
-    try:
-        seq = scene.sequence_editor_create()
-        strips = seq.strips if hasattr(seq, "strips") else seq.sequences   # renamed in 4.4
-        strips.new_movie("movie", movie, channel=1, frame_start=1)
-        clip = bpy.data.movieclips.get(clip_name)
-        w, h = (int(clip.size[0]), int(clip.size[1])) if clip is not None else (0, 0)
-        if not (w and h):
-            raise InputError(f"Could not read the frame size of movie '{movie}'.", movie)
-        r = scene.render
-        r.resolution_x, r.resolution_y, r.resolution_percentage = w, h, 100
-        r.use_sequencer = True
-        r.image_settings.file_format = "PNG"
-        r.image_settings.color_mode = "RGB"
-        scene.frame_end = max(frames)
-        written = []
-        for f in frames:
-            scene.frame_set(f)
-            r.filepath = os.path.join(out_dir, f"frame_{f:06d}.png")
-            _render_still(scene)
-            written.append(r.filepath)
-        return written
-    finally:
-        bpy.data.scenes.remove(scene)
-
-
-def _render_still(scene) -> None:
-    with bpy.context.temp_override(scene=scene):
-        bpy.ops.render.render(write_still=True, scene=scene.name)
+    return user_dir("runs")

@@ -1,25 +1,26 @@
-"""`pointmap.reconstruct`: photos → `core.reconstruct` → `scene.build_scene`.
+"""`pointmap.reconstruct`: photos or a shot → `core.reconstruct` → `scene.build_scene`.
 
-Main thread: read options, resolve inputs/checkpoint, then either
-* invoke (interactive UI): start a background `Job` and return RUNNING_MODAL; TIMER events drain the
-  job's queue (progress for the panel) and the final event builds the scene, still on the main thread;
-* execute (scripts, `blender -b`, the bpy module): run the same job inline and drain it at once.
-A failed or cancelled run builds nothing, so the scene is untouched (build_scene itself is atomic).
+Main thread: read options, resolve inputs / checkpoint, reserve the run's file; worker (`scene.runs.run_work`):
+the network (or a saved reconstruction), the fused mesh, the saved reconstruction; main thread again: one
+atomic build (points, cameras or the animated shot camera, fused mesh), so a run is one undo step. A
+failed or cancelled run builds nothing and leaves no file (see `job_operator` for the sync / async paths).
 """
 
 from __future__ import annotations
 
+import os
 import traceback
 
 import bpy
 
 from .. import tasks as jobs
-from ..core.errors import PointmapError
-from ..core.progress import WARNING, console_progress, count
+from ..core.errors import InputError
+from ..core.progress import count
 from ..core.weights.resolve import resolve_checkpoint
 from ..ui.preferences import get_settings
 from ..ui.properties import ReconstructOptions, copy_options
-from .inputs import beside_blend, resolve_inputs
+from .inputs import beside_blend, resolve_inputs, resolve_shot, runs_folder
+from .job_operator import JobOperator
 
 
 def graph_string(kind: str, k: int) -> str:
@@ -27,11 +28,27 @@ def graph_string(kind: str, k: int) -> str:
     return "complete" if kind == "COMPLETE" else f"{kind.lower()}-{int(k)}"
 
 
-def core_options(op, settings):
-    """core.options.ReconstructOptions from operator options and preferences (plain values)."""
-    from ..core.options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
+def sequence_options(op, shot):
+    """core SequenceOptions of a shot run (frame numbers are the shot's own, e.g. 1001...)."""
+    from ..core.options import SequenceOptions
+
+    return SequenceOptions(
+        is_shot=True, first_frame=shot.first_frame if shot.first_frame is not None else 1,
+        start=op.frame_start if op.use_frame_range else None, end=op.frame_end if op.use_frame_range else None,
+        stride=op.stride, on_bad_frame="skip" if op.on_bad_image == "SKIP" else "raise",
+        window=op.shot_window, shared_focal=not op.per_frame_focal)
+
+
+def core_options(op, settings, shot=None):
+    """core.options.ReconstructOptions from operator options and preferences (plain values).
+
+    shot: the run's `ShotInput`, or None for photos. A shot takes its frames, window and focal model from
+    `SequenceOptions`; the photo-set graph and shared-focal options are left at their defaults for it.
+    """
+    from ..core.options import AlignOptions, PairwiseOptions, ReconstructOptions, SequenceOptions, VGGTOptions
 
     device = settings.device if op.device == "PREFS" else op.device.lower()
+    photos = shot is None
     return ReconstructOptions(
         backend={"AUTO": "auto", "PAIRS": "pairs", "VGGT": "vggt", "DA3": "da3"}[op.backend],
         image_size=op.image_size or None,
@@ -41,28 +58,54 @@ def core_options(op, settings):
         sensor_width_mm=op.sensor_mm,
         on_bad_image="skip" if op.on_bad_image == "SKIP" else "raise",
         cache_dir=settings.cache_dir or None,
-        pairwise=PairwiseOptions(graph=graph_string(op.graph, op.graph_k)),
-        align=AlignOptions(iterations=op.iterations or None, shared_focal=op.shared_focal),
+        pairwise=PairwiseOptions(graph=graph_string(op.graph, op.graph_k) if photos else "complete"),
+        align=AlignOptions(iterations=op.iterations or None, shared_focal=op.shared_focal and photos),
         vggt=VGGTOptions(points=op.vggt_points.lower()),
+        sequence=SequenceOptions() if photos else sequence_options(op, shot),
     )
 
 
-def scene_options(op):
-    """SceneOptions from the operator's output options."""
+def mesh_options(op, settings=None):
+    """core.meshing.MeshOptions from the fused-mesh options (voxel size 0: automatic)."""
+    from ..core.meshing import MeshOptions
+
+    device = getattr(settings, "device", "auto") if getattr(op, "device", "PREFS") == "PREFS" else op.device.lower()
+    return MeshOptions(voxel_size=op.mesh_voxel_size, min_confidence=op.mesh_min_conf,
+                       face_budget=op.mesh_face_budget, device=device if device in ("cpu", "cuda") else "auto")
+
+
+def animated(op) -> bool:
+    return op.input_kind == "SHOT" and op.animated_camera
+
+
+def scene_options(op, shot=None):
+    """SceneOptions from the operator's output options; `shot` (a ShotInput) gives the plate."""
     from ..scene import SceneOptions
 
+    anim = animated(op)
     return SceneOptions(
         name=op.name or None, point_cloud=op.point_cloud, min_conf=op.min_conf,
-        point_radius=op.point_radius or None, voxel_size=op.voxel_size, cameras=op.cameras,
+        point_radius=op.point_radius or None, voxel_size=op.voxel_size,
+        cameras=op.static_cameras if anim else op.cameras,
         background_images=op.background_images, set_render_resolution=op.set_render_resolution,
         depth_textures=None if op.depth_textures == "NONE" else op.depth_textures.lower(),
         texture_dir=bpy.path.abspath(op.texture_dir) if op.texture_dir else beside_blend("pointmap_textures"),
         per_view_meshes=op.per_view_meshes, sensor_mm=op.sensor_mm,
+        animated_camera=anim, plate=shot.plate if (anim and shot) else None,
+        plate_first_frame=shot.first_frame if (anim and shot) else None, plate_background=op.plate_background,
     )
 
 
-class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
-    """Reconstruct cameras and a point cloud from photos"""
+def _run_stem(op, inputs) -> str:
+    """The saved reconstruction's file name: the run's name, else the input's."""
+    if op.name:
+        return op.name
+    first = inputs if isinstance(inputs, str) else os.path.dirname(inputs[0])
+    return os.path.splitext(os.path.basename(os.path.normpath(first)))[0] or "run"
+
+
+class POINTMAP_OT_reconstruct(ReconstructOptions, JobOperator, bpy.types.Operator):
+    """Reconstruct cameras and a point cloud from photos or a shot"""
 
     bl_idname = "pointmap.reconstruct"
     bl_label = "Reconstruct"
@@ -73,10 +116,12 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
     use_scene_settings: bpy.props.BoolProperty(
         name="Use Scene Settings", default=False, options={"SKIP_SAVE"},
         description="Fill every option not given explicitly from the scene's Pointmap settings")
+    from_reconstruction: bpy.props.StringProperty(
+        name="From Reconstruction", subtype="FILE_PATH", options={"SKIP_SAVE"},
+        description="Build from a saved reconstruction (.npz) instead of running the network; a shot's frame "
+                    "range and stride still apply")
 
-    _job = None
-    _timer = None
-    _outcome: tuple[str, set, str] = ("", set(), "")
+    _run_file = None
 
     # -- entry points --
 
@@ -97,108 +142,91 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, bpy.types.Operator):
         if settings is not None:
             copy_options(settings, self, skip=self.properties.is_property_set)
 
-    # -- shared preparation (main thread) --
+    # -- preparation (main thread) --
 
-    def _make_job(self, context, progress_extra=None):
-        if jobs.busy():
-            raise PointmapError("A reconstruction is already running (or still stopping): wait or cancel it first.")
+    def _make_job(self, context, on_progress):
+        from ..scene.runs import RunFile, run_work
+
         prefs = get_settings(context)
-        inputs = resolve_inputs(self, context)
-        checkpoint = resolve_checkpoint(bpy.path.abspath(self.checkpoint) if self.checkpoint.startswith("//")
-                                        else self.checkpoint, prefs.checkpoint, prefs.cache_dir)
-        core_opts = core_options(self, prefs)
-        options = scene_options(self)
+        saved = os.path.normpath(bpy.path.abspath(self.from_reconstruction)) if self.from_reconstruction else None
+        shot = resolve_shot(self, context, required=saved is None) if self.input_kind == "SHOT" else None
+        meshing = mesh_options(self, prefs) if self.fused_mesh else None
+        options = scene_options(self, shot)
+        if saved is not None:
+            if not os.path.isfile(saved):
+                raise InputError(f"The saved reconstruction {saved} does not exist.", saved)
+            load, run_file = self._load_saved(saved), None
+        else:
+            inputs = shot.source if shot is not None else resolve_inputs(self, context)
+            checkpoint = resolve_checkpoint(bpy.path.abspath(self.checkpoint) if self.checkpoint.startswith("//")
+                                            else self.checkpoint, prefs.checkpoint, prefs.cache_dir)
+            core_opts = core_options(self, prefs, shot)
+            try:
+                core_opts.check()
+            except ValueError as err:
+                raise InputError(f"{str(err)[:1].upper()}{str(err)[1:]}.") from err
+
+            def load(progress, cancel):
+                from ..core.pipeline import reconstruct
+
+                return reconstruct(inputs, checkpoint, core_opts, progress=progress, cancel=cancel)
+
+            # Reserved last, so a refused run leaves no file behind.
+            run_file = RunFile.reserve(runs_folder(), _run_stem(self, inputs))
+        self._run_file = run_file
         scene = context.scene
 
         def work(progress, cancel):
-            from ..core.pipeline import reconstruct
+            return run_work(load, meshing, run_file, existing=saved, progress=progress, cancel=cancel)
 
-            return reconstruct(inputs, checkpoint, core_opts, progress=progress, cancel=cancel)
+        return jobs.Job(work, on_done=lambda result: self._apply(result, scene, options, shot),
+                        on_error=self._failed, on_progress=on_progress)
 
-        def on_done(recon):
-            self._apply(recon, scene, options)
+    def _load_saved(self, path: str):
+        """The worker's loader for a saved reconstruction: a shot's frame range and stride still apply."""
+        shot_frames = self.input_kind == "SHOT" and (self.use_frame_range or self.stride != 1)
+        first, last = (self.frame_start, self.frame_end) if self.use_frame_range else (None, None)
+        stride = self.stride
 
-        return jobs.Job(work, on_done=on_done, on_error=self._failed, on_progress=progress_extra)
+        def load(progress, cancel):
+            from ..scene.shot import load_reconstruction
 
-    def _apply(self, recon, scene, options) -> None:
+            recon = load_reconstruction(path)
+            if shot_frames:
+                from ..core.frames import select_frames
+
+                recon = select_frames(recon, first, last, stride)
+            return recon
+        return load
+
+    # -- result (main thread) --
+
+    def _apply(self, result, scene, options, shot) -> None:
         from ..scene import build_scene
+        from ..scene.runs import remember_run_file
 
+        recon = result.recon
+        if shot is not None and shot.fps and not recon.fps:
+            recon.fps = shot.fps          # the clip's frame rate for the scene and the plate
+        recon.warnings.extend(w for w in result.warnings if w not in recon.warnings)
         try:
-            coll = build_scene(recon, scene=scene, options=options)
+            coll = build_scene(recon, scene=scene, options=options, fused_mesh=result.fused_mesh)
         except Exception as err:   # build_scene has undone its work; a SceneError reports its sentence
             self._failed(err, traceback.format_exc())
             return
+        if result.saved:
+            remember_run_file(coll, result.saved, bpy.data.filepath)
+            if self._run_file is not None:
+                self._run_file.keep()
         for w in recon.warnings:
             self.report({"WARNING"}, w)
         self._outcome = ("done", {"INFO"}, f"Reconstructed {count(recon.n_views, 'view')} into collection "
                                           f"'{coll.name}' in {jobs.format_seconds(self._job.state.elapsed())}.")
 
     def _failed(self, err, tb) -> None:
-        self._outcome = jobs.error_outcome(err, tb, "Reconstruction",
-                                           "Reconstruction cancelled; the scene was not changed.")
-
-    # -- synchronous (headless, scripts) --
-
-    def _run_sync(self, context):
-        wm = context.window_manager
-        printer = console_progress()
-
-        def show(p):
-            # Warnings reach the console and the UI through self.report at the end: not said twice, and not a stage.
-            if p.stage == WARNING:
-                return
-            if bpy.app.background:
-                printer(p)
-            else:
-                wm.progress_update(int(100 * p.fraction))
-        try:
-            self._job = self._make_job(context, show)
-        except PointmapError as err:
-            self.report({"ERROR"}, str(err))
-            return {"CANCELLED"}
-        jobs.set_current(self._job)
-        if not bpy.app.background:
-            wm.progress_begin(0, 100)
-        try:
-            self._job.run_inline()
-            self._job.drain()
-        finally:
-            if not bpy.app.background:
-                wm.progress_end()
-            jobs.set_current(None)
-        return jobs.report_outcome(self, self._outcome)
-
-    # -- asynchronous (interactive UI) --
-
-    def _start_async(self, context):
-        try:
-            self._job = self._make_job(context, lambda _p: jobs.redraw(bpy.context))
-        except PointmapError as err:
-            self.report({"ERROR"}, str(err))
-            return {"CANCELLED"}
-        jobs.set_current(self._job)
-        self._job.start()
-        jobs.redraw(context)
-        return jobs.start_modal_timer(self, context, 0.1)
-
-    def modal(self, context, event):
-        job = self._job
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-        if event.type != "TIMER" and not job.cancelled:
-            return {"PASS_THROUGH"}
-        # A cancel stops the run now; the worker notices the token at its next check, its result is dropped.
-        if not job.drain_or_stop():
-            return {"PASS_THROUGH"}
-        jobs.stop_modal_timer(self, context)
-        jobs.redraw(context)
-        return jobs.report_outcome(self, self._outcome)
-
-    def cancel(self, context):
-        # Called when Blender drops the modal handler (file load, quit): stop the worker too.
-        if self._job is not None:
-            self._job.cancel()
-        jobs.stop_modal_timer(self, context)
+        if self._run_file is not None:
+            self._run_file.discard()
+        self._failed_outcome(err, tb, "Reconstruction", "Reconstruction cancelled; the scene was not changed.")
 
 
 classes = (POINTMAP_OT_reconstruct,)

@@ -220,12 +220,13 @@ def fps_settings(fps: float) -> tuple[int, float]:
 def build_animated_camera(recon, W: np.ndarray, name: str, collection, scene, created, *,
                           sensor_mm: float = 36.0, clip: tuple[float, float] = (0.01, 1000.0),
                           display_size: float = 1.0, plate: str | None = None,
-                          plate_first_frame: int | None = None, set_scene: bool = True,
+                          plate_first_frame: int | None = None, use_plate: bool = True, set_scene: bool = True,
                           warnings: list[str] | None = None):
     """The animated camera object (linked into `collection`); see the module docstring.
 
     W: 4x4 world re-orientation (scene.convention). set_scene: set the scene's frame range, fps,
     render size, pixel aspect and active camera from the shot (restored by the ledger's undo).
+    use_plate: False builds no background (the plate's fps and first frame still come from `recon`).
     warnings: gets a sentence when the frames' fx/fy ratios differ (the scene's pixel aspect is the
     first frame's, so only frames with that ratio project exactly).
     """
@@ -260,7 +261,7 @@ def build_animated_camera(recon, W: np.ndarray, name: str, collection, scene, cr
     if recon.fps:
         cam["pointmap_fps"] = float(recon.fps)
 
-    source = plate_source(recon, plate)
+    source = plate_source(recon, plate) if use_plate else None
     if source is not None:
         set_plate(cam, *source, plate_first_frame, created)
 

@@ -98,6 +98,7 @@ def _build_animated_camera(recon, W, name, coll, scene, options: SceneOptions, c
     build_animated_camera(recon, W, f"{name} camera", coll, scene, created, sensor_mm=options.sensor_mm,
                           clip=(max(1e-4, 0.01 * med_depth), 100.0 * med_depth), display_size=0.3 * med_depth,
                           plate=plate, plate_first_frame=first_frame,
+                          use_plate=options.plate_background,
                           set_scene=options.set_render_resolution, warnings=warnings)
 
 

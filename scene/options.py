@@ -50,6 +50,7 @@ class SceneOptions:
                         or the movie a shot was solved from (`recon.meta["shot"]`).
     plate_first_frame:  clip frame number of a movie plate's first frame (None: the solved movie's first
                         frame number from `recon.meta["shot"]`, else 1; e.g. 1001).
+    plate_background:   show the plate behind the animated camera (False: no background).
     """
 
     name: str | None = None
@@ -72,6 +73,7 @@ class SceneOptions:
     animated_camera: bool = False
     plate: str | None = None
     plate_first_frame: int | None = None
+    plate_background: bool = True
 
     def validate(self) -> None:
         """Raise SceneError naming the first bad option."""

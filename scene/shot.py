@@ -46,7 +46,7 @@ def _check_output(path: str | None, what: str) -> None:
 
 def build_shot(recon, scene=None, options: SceneOptions | None = None, frames: str | None = None, stride: int = 1,
                export_chan: str | None = None, export_transforms: str | None = None,
-               export_colmap: str | None = None, progress=None, cancel=None):
+               export_colmap: str | None = None, progress=None, cancel=None, fused_mesh=None):
     """Build `recon` (a Reconstruction or the path of a saved one) with one animated camera; return
     the collection.
 
@@ -55,7 +55,8 @@ def build_shot(recon, scene=None, options: SceneOptions | None = None, frames: s
     no static cameras). export_chan: Nuke .chan sampled from the built camera at every frame (scene
     world, Y up). export_transforms: nerfstudio transforms.json (+ points.ply beside it) and
     export_colmap: COLMAP text folder (one camera for the shot when it has one lens), both in the
-    reconstruction's world.
+    reconstruction's world. fused_mesh: a `core.meshing.Mesh` in the reconstruction's world (e.g.
+    `fuse_reconstruction` of the full saved shot), built into the same collection atomically.
     """
     from . import build_scene
     from .exports import export_chan as write_scene_chan
@@ -69,7 +70,7 @@ def build_shot(recon, scene=None, options: SceneOptions | None = None, frames: s
         first, last = parse_frame_range(frames) if frames else (None, None)
         recon = select_frames(recon, first, last, stride)
     options = dataclasses.replace(options or SceneOptions(cameras=False), animated_camera=True)
-    coll = build_scene(recon, scene=scene, options=options, progress=progress, cancel=cancel)
+    coll = build_scene(recon, scene=scene, options=options, progress=progress, cancel=cancel, fused_mesh=fused_mesh)
     if export_chan is not None:
         cam = next(o for o in coll.objects if o.type == "CAMERA" and o.get("pointmap_animated"))
         os.makedirs(os.path.dirname(os.path.abspath(export_chan)), exist_ok=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import PointmapError
+from . import keys
 from .camera_path import continuous_quaternions, matrix_to_quaternion, quaternion_to_matrix
 from .orient import OrientError, decompose_similarity
 
@@ -204,10 +205,10 @@ def apply_similarity(coll, S: np.ndarray, scene=None) -> int:
             _transform_camera(obj, s, R, t)
         else:
             obj.matrix_world = SM @ obj.matrix_world
-    W = np.array(coll.get("pointmap_world_matrix", np.eye(4).ravel().tolist()), np.float64).reshape(4, 4)
-    coll["pointmap_world_matrix"] = (S @ W).ravel().tolist()
-    acc = np.array(coll.get("pointmap_scene_similarity", np.eye(4).ravel().tolist()), np.float64).reshape(4, 4)
-    coll["pointmap_scene_similarity"] = (S @ acc).ravel().tolist()
+    W = np.array(coll.get(keys.WORLD_MATRIX, np.eye(4).ravel().tolist()), np.float64).reshape(4, 4)
+    coll[keys.WORLD_MATRIX] = (S @ W).ravel().tolist()
+    acc = np.array(coll.get(keys.SCENE_SIMILARITY, np.eye(4).ravel().tolist()), np.float64).reshape(4, 4)
+    coll[keys.SCENE_SIMILARITY] = (S @ acc).ravel().tolist()
     if scene is not None:
         scene.frame_set(scene.frame_current)     # re-evaluate animated cameras at the current frame
     return len(objs)

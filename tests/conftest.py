@@ -18,6 +18,19 @@ def fixture_dir(env: str, default: Path) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _user_datafiles(tmp_path_factory):
+    """Blender's per-user data folder (runs saved from unsaved files, weights cache, site-packages) in a
+    temporary folder: tests never write into the user's own. Blender reads the variable on every call."""
+    old = os.environ.get("BLENDER_USER_DATAFILES")
+    os.environ["BLENDER_USER_DATAFILES"] = str(tmp_path_factory.mktemp("user_datafiles"))
+    yield
+    if old is None:
+        os.environ.pop("BLENDER_USER_DATAFILES", None)
+    else:
+        os.environ["BLENDER_USER_DATAFILES"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _cpu_threads():
     # Tests are sized for 2-core CI machines.
     try:

@@ -62,23 +62,37 @@ class POINTMAP_PT_input(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         s = context.scene.pointmap
         layout = self.layout
-        layout.prop(s, "source", expand=True)
-        if s.source == "FOLDER":
-            layout.prop(s, "directory")
-        elif s.source == "FILES":
-            row = layout.row()
-            row.label(text=f"{len(s.files)} file(s) in {s.directory or '(no folder)'}")
-            row.operator("pointmap.select_files", text="", icon="FILEBROWSER")
-        else:
+        layout.prop(s, "input_kind", expand=True)
+        if s.input_kind == "PHOTOS":
+            layout.prop(s, "source", expand=True)
+            if s.source == "FOLDER":
+                layout.prop(s, "directory")
+            else:
+                row = layout.row()
+                row.label(text=f"{len(s.files)} file(s) in {s.directory or '(no folder)'}")
+                row.operator("pointmap.select_files", text="", icon="FILEBROWSER")
+            layout.prop(s, "on_bad_image")
+            return
+        layout.prop(s, "shot_source", expand=True)
+        if s.shot_source == "CLIP":
             layout.prop_search(s, "clip_name", bpy.data, "movieclips", text="Clip")
+            clip = bpy.data.movieclips.get(s.clip_name) if s.clip_name else context.scene.active_clip
             if not s.clip_name:
-                clip = context.scene.active_clip
                 layout.label(text=f"Active clip: {clip.name if clip else 'none'}")
-            row = layout.row(align=True)
-            row.prop(s, "frame_start")
-            row.prop(s, "frame_end")
-            row.prop(s, "frame_step")
-        layout.prop(s, "on_bad_image")
+            if clip is not None and clip.source != "SEQUENCE":
+                layout.label(text=f"First frame {clip.frame_start} (the clip's Start Frame)")
+        else:
+            layout.prop(s, "shot_path")
+            layout.prop(s, "first_frame")
+        col = layout.column(align=True)
+        col.prop(s, "use_frame_range")
+        row = col.row(align=True)
+        row.enabled = s.use_frame_range
+        row.prop(s, "frame_start")
+        row.prop(s, "frame_end")
+        layout.prop(s, "stride")
+        layout.prop(s, "per_frame_focal")
+        layout.prop(s, "on_bad_image", text="Bad Frames")
 
 
 class POINTMAP_PT_model(_Sidebar, bpy.types.Panel):
@@ -101,19 +115,37 @@ class POINTMAP_PT_model(_Sidebar, bpy.types.Panel):
             layout.prop(s, "vggt_points")
 
 
-def runs_vggt(settings, context=None) -> bool:
-    """Whether a run with these panel settings uses VGGT: chosen explicitly, or AUTO with a registry
-    checkpoint of the VGGT family (a local file's family is only known once it is read)."""
+SINGLE_PASS_LABELS = {"vggt": "VGGT", "da3": "Depth Anything 3"}
+
+
+def single_pass_family(settings, context=None) -> str | None:
+    """"vggt" or "da3" when a run with these panel settings predicts all cameras in one pass: the backend
+    chosen explicitly, or AUTO with a registry checkpoint of that family (a local file's family is only
+    known once it is read); None for the pairwise backend."""
     if settings.backend != "AUTO":
-        return settings.backend == "VGGT"
+        return {"VGGT": "vggt", "DA3": "da3"}.get(settings.backend)
     from ..core.weights import registry
     from .preferences import get_settings
 
     name = settings.checkpoint or get_settings(context).checkpoint
     try:
-        return registry.get(name).family == "vggt"
+        family = registry.get(name).family
     except Exception:   # a path or an unknown name: the run itself says what it is
-        return False
+        return None
+    return family if family in SINGLE_PASS_LABELS else None
+
+
+def greyed_alignment_options(settings, context=None) -> set[str]:
+    """Alignment options the run's backend cannot honour (core refuses them: UnsupportedOption), which the
+    panel greys out: VGGT and DA3 have no scene graph, iterations or shared focal; VGGT takes no known focal
+    (DA3 turns it into known intrinsics)."""
+    family = single_pass_family(settings, context)
+    if family is None:
+        return set()
+    names = {"graph", "graph_k", "iterations", "shared_focal", "shot_window"}
+    if family == "vggt":
+        names.add("focal_mm")
+    return names
 
 
 class POINTMAP_PT_alignment(_Sidebar, bpy.types.Panel):
@@ -125,21 +157,28 @@ class POINTMAP_PT_alignment(_Sidebar, bpy.types.Panel):
     def draw(self, context):
         s = context.scene.pointmap
         layout = self.layout
-        if runs_vggt(s, context):
-            # VGGT has no scene graph, alignment or focal constraint; the core refuses these options.
-            layout.label(text="VGGT predicts all cameras in one pass", icon="INFO")
-            layout = layout.column()
-            layout.enabled = False
+        greyed = greyed_alignment_options(s, context)
+        if greyed:
+            family = single_pass_family(s, context)
+            layout.label(text=f"{SINGLE_PASS_LABELS[family]} predicts all cameras in one pass", icon="INFO")
+
+        def prop(row, name, **kw):
+            sub = row.row(align=True)
+            sub.enabled = name not in greyed
+            sub.prop(s, name, **kw)
+            return sub
+
+        if s.input_kind == "SHOT":
+            prop(layout, "shot_window")
+        else:
+            row = layout.row(align=True)
+            prop(row, "graph", text="")
+            prop(row, "graph_k").enabled = s.graph != "COMPLETE" and "graph_k" not in greyed
+            prop(layout, "shared_focal")
+        prop(layout, "iterations")
         row = layout.row(align=True)
-        row.prop(s, "graph", text="")
-        sub = row.row(align=True)
-        sub.enabled = s.graph != "COMPLETE"
-        sub.prop(s, "graph_k")
-        layout.prop(s, "iterations")
-        layout.prop(s, "shared_focal")
-        row = layout.row(align=True)
-        row.prop(s, "focal_mm")
-        row.prop(s, "sensor_mm")
+        prop(row, "focal_mm")
+        prop(row, "sensor_mm")
 
 
 class POINTMAP_PT_outputs(_Sidebar, bpy.types.Panel):
@@ -158,9 +197,17 @@ class POINTMAP_PT_outputs(_Sidebar, bpy.types.Panel):
         sub.prop(s, "min_conf")
         sub.prop(s, "voxel_size")
         sub.prop(s, "point_radius")
-        col.prop(s, "cameras")
+        animated = s.input_kind == "SHOT" and s.animated_camera
+        if s.input_kind == "SHOT":
+            col.prop(s, "animated_camera")
+            sub = col.column()
+            sub.enabled = s.animated_camera
+            sub.prop(s, "plate_background")
+            sub.prop(s, "static_cameras")
+        if not animated:
+            col.prop(s, "cameras")
         sub = col.column()
-        sub.enabled = s.cameras
+        sub.enabled = s.static_cameras if animated else s.cameras
         sub.prop(s, "background_images")
         sub.prop(s, "set_render_resolution")
         col.prop(s, "per_view_meshes")
@@ -169,5 +216,25 @@ class POINTMAP_PT_outputs(_Sidebar, bpy.types.Panel):
             col.prop(s, "texture_dir")
 
 
-classes = (POINTMAP_PT_main, POINTMAP_PT_input, POINTMAP_PT_model, POINTMAP_PT_alignment, POINTMAP_PT_outputs)
+class POINTMAP_PT_fused_mesh(_Sidebar, bpy.types.Panel):
+    bl_idname = "POINTMAP_PT_fused_mesh"
+    bl_label = "Fused Mesh"
+    bl_parent_id = "POINTMAP_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw_header(self, context):
+        self.layout.prop(context.scene.pointmap, "fused_mesh", text="")
+
+    def draw(self, context):
+        s = context.scene.pointmap
+        layout = self.layout
+        col = layout.column()
+        col.prop(s, "mesh_voxel_size", text="Voxel Size")
+        col.prop(s, "mesh_min_conf", text="Min Confidence")
+        col.prop(s, "mesh_face_budget", text="Face Budget")
+        layout.operator("pointmap.remesh", text="Re-mesh Active Run", icon="MOD_REMESH")
+
+
+classes = (POINTMAP_PT_main, POINTMAP_PT_input, POINTMAP_PT_model, POINTMAP_PT_alignment, POINTMAP_PT_outputs,
+           POINTMAP_PT_fused_mesh)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -20,10 +20,17 @@ from bpy.props import (
 
 from .preferences import DEVICE_ITEMS as PREF_DEVICE_ITEMS
 
+INPUT_KIND_ITEMS = [
+    ("PHOTOS", "Photos", "A set of photos (any order)"),
+    ("SHOT", "Shot", "A movie or an image sequence: frames in order, one moving camera"),
+]
 SOURCE_ITEMS = [
     ("FOLDER", "Folder", "Every image in a folder"),
     ("FILES", "Files", "A list of image files"),
-    ("CLIP", "Movie Clip", "Frames of a movie clip or image sequence (the scene's active clip by default)"),
+]
+SHOT_SOURCE_ITEMS = [
+    ("CLIP", "Movie Clip", "A movie clip of this file (empty: the scene's active clip)"),
+    ("PATH", "File", "A movie file, or an image sequence (one of its files, or its folder)"),
 ]
 BACKEND_ITEMS = [
     ("AUTO", "Auto", "Chosen from the checkpoint"),
@@ -50,18 +57,41 @@ DEPTH_TEXTURE_ITEMS = [
 DEVICE_ITEMS = [("PREFS", "Preferences", "Use the device chosen in the add-on preferences"), *PREF_DEVICE_ITEMS]
 
 
-class ReconstructOptions:
+class FusedMeshSettings:
+    """The fused mesh's settings (annotations only): a run's options and the Re-mesh operator's."""
+
+    mesh_voxel_size: FloatProperty(name="Mesh Voxel Size", default=0.0, min=0.0, precision=4,
+                                   description="Fused mesh detail: voxel edge in scene units (0: automatic)")
+    mesh_min_conf: FloatProperty(name="Mesh Min Confidence", default=3.0, min=0.0, soft_max=20.0,
+                                 description="Depth pixels below this confidence are left out of the fused mesh")
+    mesh_face_budget: IntProperty(name="Mesh Face Budget", default=0, min=0,
+                                  description="Decimate the fused mesh to at most this many faces (0: keep all)")
+
+
+class ReconstructOptions(FusedMeshSettings):
     """Every option of a reconstruction run (annotations only; mixed into a PropertyGroup and an operator)."""
 
     # -- input --
-    source: EnumProperty(name="Input", items=SOURCE_ITEMS, default="FOLDER")
+    input_kind: EnumProperty(name="Input", items=INPUT_KIND_ITEMS, default="PHOTOS")
+    source: EnumProperty(name="Photos", items=SOURCE_ITEMS, default="FOLDER")
     directory: StringProperty(name="Folder", subtype="DIR_PATH", description="Folder of photos (or of the files)")
     files: CollectionProperty(name="Files", type=bpy.types.OperatorFileListElement,
                               description="Image file names inside Folder")
-    clip_name: StringProperty(name="Clip", description="Movie clip to take frames from (empty: the scene's active clip)")
-    frame_start: IntProperty(name="Start", default=1, min=0, description="First clip frame")
-    frame_end: IntProperty(name="End", default=0, min=0, description="Last clip frame (0: the clip's last)")
-    frame_step: IntProperty(name="Stride", default=10, min=1, description="Take every Nth frame")
+    shot_source: EnumProperty(name="Shot", items=SHOT_SOURCE_ITEMS, default="CLIP")
+    clip_name: StringProperty(name="Clip", description="Movie clip of the shot (empty: the scene's active clip)")
+    shot_path: StringProperty(name="Shot File", subtype="FILE_PATH",
+                              description="A movie file, or a file or folder of a numbered image sequence")
+    first_frame: IntProperty(name="First Frame", default=1,
+                             description="Frame number of the movie's first frame (e.g. 1001); a movie clip uses "
+                                         "its Start Frame, an image sequence the numbers in its file names")
+    use_frame_range: BoolProperty(name="Frame Range", default=False,
+                                  description="Solve only the frames Start..End (else the whole shot)")
+    frame_start: IntProperty(name="Start", default=1, description="First frame to solve (the shot's frame numbers)")
+    frame_end: IntProperty(name="End", default=250, description="Last frame to solve (inclusive)")
+    stride: IntProperty(name="Stride", default=1, min=1,
+                        description="Solve every Nth frame; the animated camera interpolates the frames between")
+    per_frame_focal: BoolProperty(name="Zoom (Focal per Frame)", default=False,
+                                  description="The focal length changes during the shot (else one lens throughout)")
     # -- model --
     checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH",
                                description="Registry name or local file/folder (empty: the preferences' choice)")
@@ -75,6 +105,9 @@ class ReconstructOptions:
     iterations: IntProperty(name="Iterations", default=0, min=0, max=10000,
                             description="Alignment iterations (0: the backend's default)")
     shared_focal: BoolProperty(name="Shared Focal", default=False, description="All photos taken with one lens/zoom")
+    shot_window: IntProperty(name="Window", default=4, min=1, max=64,
+                             description="Shots: each frame is paired with this many neighbours on each side, plus "
+                                         "log-spaced links and loop closures")
     focal_mm: FloatProperty(name="Known Focal (mm)", default=0.0, min=0.0, soft_max=600.0,
                             description="Focal length in mm when known (0: estimate it)")
     sensor_mm: FloatProperty(
@@ -101,6 +134,15 @@ class ReconstructOptions:
                                 description="Where EXR depth/confidence files go (empty: pointmap_textures "
                                             "next to the .blend, or a temporary folder for unsaved files)")
     per_view_meshes: BoolProperty(name="Per-View Meshes", default=False)
+    animated_camera: BoolProperty(name="Animated Camera", default=True,
+                                  description="Shots: one camera keyed on every frame (instead of a camera per frame)")
+    plate_background: BoolProperty(name="Plate Background", default=True,
+                                   description="The shot as the animated camera's background (scene frame f shows "
+                                               "plate frame f)")
+    static_cameras: BoolProperty(name="Also Static Cameras", default=False,
+                                 description="Also one still camera per solved frame")
+    fused_mesh: BoolProperty(name="Fused Mesh", default=False,
+                             description="One coloured surface fused from all depth maps (TSDF)")
 
 
 def option_names() -> list[str]:

@@ -207,6 +207,13 @@ def test_reconstruct_builds_cameras_and_points(registered, photos):
     meshes = [o for o in objs if o.type == "MESH"]
     assert meshes and max(len(o.data.vertices) for o in meshes) > 0
     assert datablock_names() != before
+    # The .blend is unsaved: the run's reconstruction goes to the per-user folder (tests point it at a
+    # temporary folder), never the extension's own folder.
+    import os
+
+    saved = coll["pointmap_reconstruction"]
+    assert os.path.isfile(saved) and saved.startswith(os.environ["BLENDER_USER_DATAFILES"])
+    assert os.path.basename(os.path.dirname(saved)) == "runs"
 
 
 def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
@@ -246,14 +253,20 @@ def test_corrupt_image_skip_and_stop(registered, photos):
 def test_failed_scene_build_leaves_blender_unchanged(registered, photos, tmp_path_factory):
     """The reconstruction succeeds, then building fails late (after points and cameras were made):
     the operator reports the SceneError's sentence and every datablock it made is gone."""
+    import os
+
     not_a_folder = tmp_path_factory.mktemp("tex") / "blocked"
     not_a_folder.write_text("a file where the texture folder should go")
     before = datablock_names()
+    root = os.environ["BLENDER_USER_DATAFILES"]
+    files_before = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
     with pytest.raises(RuntimeError, match="Could not create the texture folder") as info:
         bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=tiny_checkpoint(), name="failed",
                                      depth_textures="EXR", texture_dir=str(not_a_folder), **RUN)
     assert "Traceback" not in str(info.value)
     assert datablock_names() == before
+    # ... and the run's saved reconstruction is gone again.
+    assert sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs) == files_before
 
 
 @pytest.mark.parametrize("when", ["before", "during"])

@@ -51,3 +51,18 @@ def test_build_shot_checks_inputs_and_outputs_first(tmp_path):
     with pytest.raises(PointmapError, match="is a file, not a folder"):
         build_shot(rec, export_chan=str(tmp_path / "afile" / "such" / "x.chan"))
     assert len(bpy.data.objects) == 0
+
+
+def test_build_shot_takes_the_fused_mesh_of_the_whole_shot(tmp_path):
+    """The mesh fused from the full saved shot goes into the shot's collection with the animated camera."""
+    from pointmap.core.meshing import MeshOptions, fuse_reconstruction
+    from pointmap.scene import keys
+
+    rec = make_synthetic_shot(8, start=1001)
+    rec.save(tmp_path / "shot.npz")
+    mesh = fuse_reconstruction(rec, MeshOptions(device="cpu", min_confidence=0.5, voxel_size=0.3))
+    coll = build_shot(str(tmp_path / "shot.npz"), bpy.context.scene, SceneOptions(depth_textures=None, cameras=False),
+                      stride=2, fused_mesh=mesh)
+    fused = [o for o in coll.objects if o.get(keys.FUSED_MESH)]
+    assert len(fused) == 1 and len(fused[0].data.polygons) == mesh.n_faces
+    assert sum(o.type == "CAMERA" for o in coll.objects) == 1

@@ -20,12 +20,17 @@ def registered():
 
 def test_classes_and_settings_registered(registered):
     for name in ("POINTMAP_PT_main", "POINTMAP_PT_input", "POINTMAP_PT_model", "POINTMAP_PT_alignment",
-                 "POINTMAP_PT_outputs", "POINTMAP_OT_reconstruct", "POINTMAP_OT_cancel"):
+                 "POINTMAP_PT_outputs", "POINTMAP_PT_fused_mesh", "POINTMAP_OT_reconstruct", "POINTMAP_OT_remesh",
+                 "POINTMAP_OT_cancel"):
         assert hasattr(bpy.types, name), name
     assert bpy.types.POINTMAP_PT_main.bl_category == "Pointmap"
     assert bpy.types.POINTMAP_PT_input.bl_parent_id == "POINTMAP_PT_main"
     s = bpy.context.scene.pointmap
-    assert (s.source, s.graph, s.on_bad_image, s.sensor_mm) == ("FOLDER", "COMPLETE", "SKIP", 36.0)
+    assert (s.input_kind, s.source, s.graph, s.on_bad_image, s.sensor_mm) == ("PHOTOS", "FOLDER", "COMPLETE", "SKIP",
+                                                                              36.0)
+    assert (s.shot_source, s.stride, s.use_frame_range, s.per_frame_focal) == ("CLIP", 1, False, False)
+    assert (s.animated_camera, s.plate_background, s.static_cameras) == (True, True, False)
+    assert (s.fused_mesh, s.mesh_voxel_size, s.mesh_face_budget) == (False, 0.0, 0)
 
 
 def test_operator_exposes_every_panel_option(registered):
@@ -37,7 +42,10 @@ def test_operator_exposes_every_panel_option(registered):
         assert name in op_props and name in scene_props, name
     for required in ("directory", "files", "checkpoint", "graph", "iterations", "shared_focal", "focal_mm",
                      "sensor_mm", "on_bad_image", "point_cloud", "cameras", "background_images",
-                     "depth_textures", "per_view_meshes"):
+                     "depth_textures", "per_view_meshes", "input_kind", "shot_source", "clip_name", "shot_path",
+                     "first_frame", "use_frame_range", "frame_start", "frame_end", "stride", "per_frame_focal",
+                     "shot_window", "animated_camera", "plate_background", "static_cameras", "fused_mesh",
+                     "mesh_voxel_size", "mesh_min_conf", "mesh_face_budget", "from_reconstruction"):
         assert required in op_props, required
 
 
@@ -74,7 +82,16 @@ def test_file_list_and_missing_file(registered, tmp_path):
 
 def test_clip_input_without_clip(registered):
     with pytest.raises(RuntimeError, match="no active movie clip"):
-        bpy.ops.pointmap.reconstruct(source="CLIP")
+        bpy.ops.pointmap.reconstruct(input_kind="SHOT", shot_source="CLIP")
+
+
+def test_remesh_shares_the_panel_mesh_settings(registered):
+    from pointmap.ui.properties import FusedMeshSettings
+
+    remesh = set(bpy.ops.pointmap.remesh.get_rna_type().properties.keys())
+    scene_props = set(bpy.context.scene.pointmap.bl_rna.properties.keys())
+    for name in FusedMeshSettings.__annotations__:
+        assert name in remesh and name in scene_props, name
 
 
 def test_core_options_mapping(registered):
@@ -223,21 +240,24 @@ def test_demo_without_weights_exits_3(tmp_path):
     assert res.returncode == 1 and "No usable images" in res.stdout
 
 
-def test_alignment_options_greyed_out_for_vggt(registered):
-    """The panel disables what VGGT cannot honour (the core refuses those options; see test_pipeline)."""
-    from pointmap.ui.panel import runs_vggt
+def test_alignment_options_greyed_out_for_single_pass_backends(registered):
+    """The panel disables what VGGT and DA3 cannot honour (the core refuses those options; see test_pipeline):
+    both have no scene graph, iterations or shared focal; DA3 takes a known focal, VGGT does not."""
+    from pointmap.core.weights import registry
+    from pointmap.ui.panel import greyed_alignment_options, single_pass_family
 
     s = bpy.context.scene.pointmap
+    pairs_only = {"graph", "graph_k", "iterations", "shared_focal", "shot_window"}
     s.backend = "VGGT"
-    assert runs_vggt(s)
+    assert single_pass_family(s) == "vggt" and greyed_alignment_options(s) == pairs_only | {"focal_mm"}
+    s.backend = "DA3"
+    assert single_pass_family(s) == "da3" and greyed_alignment_options(s) == pairs_only
     s.backend = "PAIRS"
-    assert not runs_vggt(s)
+    assert single_pass_family(s) is None and not greyed_alignment_options(s)
     s.backend = "AUTO"
-    from pointmap.core.weights import registry
-
-    vggt = next(n for n in registry.names() if registry.get(n).family == "vggt")
-    s.checkpoint = vggt
-    assert runs_vggt(s)
+    for family, greyed in (("vggt", pairs_only | {"focal_mm"}), ("da3", pairs_only)):
+        s.checkpoint = next(n for n in registry.names() if registry.get(n).family == family)
+        assert greyed_alignment_options(s) == greyed, family
     s.checkpoint = "DUSt3R_ViTLarge_BaseDecoder_512_dpt"
-    assert not runs_vggt(s)
+    assert not greyed_alignment_options(s)
     s.checkpoint = ""
