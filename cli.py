@@ -198,9 +198,6 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise UsageError("give a folder of photos (or a movie / image sequence), or --from-reconstruction FILE.npz.")
     if args.from_reconstruction and not os.path.isfile(args.from_reconstruction):
         raise UsageError(f"--from-reconstruction {args.from_reconstruction}: no such file.")
-    if args.fused_mesh and (args.animated_camera or args.export_chan or args.frames or args.stride != 1):
-        raise UsageError("--fused-mesh is not available with the shot options (--animated-camera, --frames, "
-                         "--stride, --export-chan) yet: build the mesh in a separate run with --from-reconstruction.")
     if args.voxel_size < 0:
         raise UsageError(f"--voxel-size {args.voxel_size}: must be 0 (automatic) or positive.")
     if args.stride < 1:
@@ -356,7 +353,8 @@ def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
             # A shot solved from a movie / sequence holds exactly the --frames / --stride selection already.
             solved = input_shot(args) is not None
             coll = build_shot(rec, bpy.context.scene, scene_opts, frames=None if solved else args.frames or None,
-                              stride=1 if solved else args.stride, export_chan=args.export_chan or None)
+                              stride=1 if solved else args.stride, export_chan=args.export_chan or None,
+                              fused_mesh=fused)
         else:
             coll = build_scene(rec, scene=bpy.context.scene, options=scene_opts, fused_mesh=fused)
     except PointmapError as err:

@@ -36,5 +36,15 @@ def test_cli_fused_mesh_from_a_saved_reconstruction(tmp_path):
     assert cli.main(["--from-reconstruction", str(tmp_path / "rec.npz"), "-o", str(out), "--fused-mesh"]) == 0
     meshes = [o for o in bpy.data.objects if o.get(keys.FUSED_MESH)]
     assert meshes and len(meshes[-1].data.polygons) > 10 and "Color" in meshes[-1].data.attributes
-    assert cli.main(["--from-reconstruction", str(tmp_path / "rec.npz"), "-o", str(out), "--fused-mesh",
-                     "--animated-camera"]) == cli.EXIT_USAGE
+    # The shot path carries the mesh too: one animated camera and the fused mesh in the same run.
+    from helpers_synthrecon import ViewSpec
+
+    n_before = len(meshes)
+    make_synthetic_recon(views=[ViewSpec((300, 400), 2.5)], n_views=4).save(tmp_path / "shot.npz")
+    assert cli.main(["--from-reconstruction", str(tmp_path / "shot.npz"), "-o", str(tmp_path / "shot.blend"),
+                     "--fused-mesh", "--animated-camera"]) == 0
+    meshes = [o for o in bpy.data.objects if o.get(keys.FUSED_MESH)]
+    assert len(meshes) >= 1 and len(meshes[-1].data.polygons) > 10
+    run = meshes[-1].users_collection[0]
+    cams = [o for o in run.objects if o.type == "CAMERA" and o.animation_data and o.animation_data.action]
+    assert len(cams) == 1, (n_before, [o.name for o in run.objects])
