@@ -207,13 +207,19 @@ def test_reconstruct_builds_cameras_and_points(registered, photos):
     meshes = [o for o in objs if o.type == "MESH"]
     assert meshes and max(len(o.data.vertices) for o in meshes) > 0
     assert datablock_names() != before
-    # The .blend is unsaved: the run's reconstruction goes to the per-user folder (tests point it at a
-    # temporary folder), never the extension's own folder.
+    # The run's reconstruction is saved beside the .blend ("//pointmap_runs/"), or, while the file is unsaved
+    # (an earlier test in the same process may have saved one), in the per-user folder (tests point it at a
+    # temporary folder); never in the extension's own folder.
     import os
 
     saved = coll["pointmap_reconstruction"]
-    assert os.path.isfile(saved) and saved.startswith(os.environ["BLENDER_USER_DATAFILES"])
-    assert os.path.basename(os.path.dirname(saved)) == "runs"
+    if bpy.data.filepath:
+        path = bpy.path.abspath(saved)
+        assert saved.startswith("//pointmap_runs/") and os.path.isfile(path)
+        assert os.path.dirname(path) == os.path.join(os.path.dirname(bpy.data.filepath), "pointmap_runs")
+    else:
+        assert os.path.isfile(saved) and saved.startswith(os.environ["BLENDER_USER_DATAFILES"])
+        assert os.path.basename(os.path.dirname(saved)) == "runs"
 
 
 def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
