@@ -62,3 +62,14 @@ def photos(tmp_path):
     for i in range(3):
         Image.fromarray(np.ascontiguousarray(base[:, 4 * i:4 * i + 64])).save(tmp_path / f"view{i}.png")
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def registered():
+    """The extension registered in the bpy module for a test module (unregistered after it); yields the package."""
+    pytest.importorskip("bpy")
+    import pointmap
+
+    pointmap.register()
+    yield pointmap
+    pointmap.unregister()

@@ -170,15 +170,6 @@ def test_busy_and_shutdown():
 bpy = pytest.importorskip("bpy")
 
 
-@pytest.fixture(scope="module")
-def registered():
-    import pointmap
-
-    pointmap.register()
-    yield
-    pointmap.unregister()
-
-
 def test_missing_checkpoint_is_a_clear_report(registered, tmp_path):
     from PIL import Image
 

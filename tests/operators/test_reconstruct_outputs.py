@@ -19,15 +19,6 @@ from pointmap.scene import keys  # noqa: E402
 RUN = dict(image_size=64, iterations=10, device="CPU")
 
 
-@pytest.fixture(scope="module")
-def registered():
-    import pointmap
-
-    pointmap.register()
-    yield
-    pointmap.unregister()
-
-
 @pytest.fixture()
 def fresh(registered):
     bpy.ops.wm.read_factory_settings(use_empty=True)

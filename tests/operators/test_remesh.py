@@ -13,15 +13,6 @@ from pointmap.scene import keys  # noqa: E402
 MESH = dict(fused_mesh=True, mesh_min_conf=0.5, mesh_voxel_size=0.3)
 
 
-@pytest.fixture(scope="module")
-def registered():
-    import pointmap
-
-    pointmap.register()
-    yield
-    pointmap.unregister()
-
-
 @pytest.fixture()
 def run(registered, tmp_path):
     """A run built from a saved synthetic reconstruction with a coarse fused mesh; returns its collection name."""

@@ -14,15 +14,6 @@ from pointmap.scene import SceneOptions, build_scene  # noqa: E402
 N = 16
 
 
-@pytest.fixture(scope="module")
-def registered():
-    import pointmap
-
-    pointmap.register()
-    yield
-    pointmap.unregister()
-
-
 @pytest.fixture()
 def shot(registered):
     bpy.ops.wm.read_factory_settings(use_empty=True)

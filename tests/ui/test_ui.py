@@ -9,15 +9,6 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 
-@pytest.fixture(scope="module")
-def registered():
-    import pointmap
-
-    pointmap.register()
-    yield pointmap
-    pointmap.unregister()
-
-
 def test_classes_and_settings_registered(registered):
     for name in ("POINTMAP_PT_main", "POINTMAP_PT_input", "POINTMAP_PT_model", "POINTMAP_PT_alignment",
                  "POINTMAP_PT_outputs", "POINTMAP_PT_fused_mesh", "POINTMAP_OT_reconstruct", "POINTMAP_OT_remesh",
