@@ -141,6 +141,11 @@ def test_vggt_chunked_with_the_tiny_model():
     plain = run_vggt(model, images[:5], device="cpu")
     np.testing.assert_allclose(whole.cam2world, plain.cam2world, atol=1e-6)
     np.testing.assert_allclose(whole.points[3], plain.points[3], atol=1e-5)
+    # Retrieval descriptors for loop closures: one unit row per frame, and they change nothing else.
+    with_desc = run_vggt(model, images[:5], device="cpu", descriptors=True)
+    desc = with_desc.meta["frame_descriptors"]
+    assert desc.shape[0] == 5 and np.allclose(np.linalg.norm(desc, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(with_desc.cam2world, plain.cam2world)
 
 
 def test_eta_text():
