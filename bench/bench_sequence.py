@@ -4,13 +4,16 @@
     python bench/bench_sequence.py --device cuda --pairs-big --out s.json # ... plus pairwise on 3,000 frames
     python bench/bench_sequence.py --device cpu --cpu-case --out cpu.json # 120 frames at 224, pairwise, 2 cores
     python bench/bench_sequence.py --device cpu --smoke                   # seconds: checks that it runs
+    python bench/bench_sequence.py --device cuda --pairs-big --gpu-gib 79 --max-seconds 560 --out s.json
+                                       # everything, as on an 80 GB GPU, inside one 10-minute command
 
 The GPU run does, in one process and in this order: pairwise on `--frames` (1,000) frames, VGGT chunked
 on 1,000, VGGT chunked on `--big-frames` (3,000), and with `--pairs-big` pairwise on 3,000 (about three
-minutes on its own on an H200, so it is off by default). `--time-cap` bounds the whole run: a case is
-skipped when the time it is expected to take (scaled from the smaller run) exceeds what is left, and an
-alarm stops a running case at the cap (recorded as an error). The JSON is written to `--out` after every
-case (and before it, marking it as running), so a run that is killed still leaves its results.
+minutes on its own on an H200, so it is off by default). `--max-seconds` bounds the whole run: a case is
+run even when the time it is expected to take (scaled from the smaller run) exceeds what is left, and an
+alarm stops a running case at the cap (recorded as an error, with how far it got). The JSON is written
+to `--out` after every case (and before it, marking it as running), so a run that is killed still leaves
+its results.
 
 Frames are made in memory (a sliding window over one large textured image, like a slow pan), so no
 decoding is timed. Weights are random (pretrained ones cannot be fetched here): the geometry is
@@ -18,8 +21,14 @@ meaningless and this measures time and memory only. Pairwise: DUSt3R ViT-L 512 D
 `pointmap.core.reconstruct` with graph seq-K (window K + log-spaced links), shared focal, end to end
 (image loading included). VGGT: the 1B architecture through `backends.vggt_chunked.run_vggt_chunked`
 (chunk length from free GPU memory, at most `MAX_CHUNK`); its image preprocessing is timed apart.
-GPU memory per case: `torch.cuda.max_memory_allocated` and `max_memory_reserved` after a reset; the
-host's peak resident memory (pinned prediction buffers included) is the process's so far.
+GPU memory per case: `torch.cuda.max_memory_allocated` and `max_memory_reserved` after a reset (reserved
+is what the process really takes from the GPU: the caching allocator's segments), and the same two per
+stage of the case (`stages_memory`: encode, pairs, align; chunks), from the progress callback; the host's
+peak resident memory (pinned prediction buffers included) is the process's so far. `--gpu-gib G` caps
+the allocator at G GiB (`torch.cuda.set_per_process_memory_fraction`; the memory plans see the cap), so
+a run on the H200 shows what a smaller GPU (80 GB: `--gpu-gib 79`) would do. A case stopped by the time
+guard (`--max-seconds`, alias `--time-cap`) still records how far it got (`progress`: stage, done,
+total, seconds) and the memory of the stages it went through.
 """
 
 from __future__ import annotations
@@ -75,18 +84,64 @@ def _reset(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _memory(device) -> dict:
-    """GPU peaks since the last `_reset` (GiB) and the host's peak resident memory so far."""
+def _memory(device, watch: StageWatch | None = None) -> dict:
+    """GPU peaks since the last `_reset` (GiB; the largest of the stages when `watch` reset them), the
+    host's peak resident memory so far, and `watch`'s stages."""
+    staged = watch.report() if watch is not None else {}
     out = {"process_cpu_seconds_so_far": round(sum(os.times()[:2]), 1),
            "host_peak_rss_gib_so_far": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / _GIB, 2)}
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        out.update(peak_gib=round(torch.cuda.max_memory_allocated(device) / _GIB, 2),
-                   peak_reserved_gib=round(torch.cuda.max_memory_reserved(device) / _GIB, 2))
-    return out
+        st = staged.get("stages_memory", {}).values()
+        out.update(peak_gib=max([round(torch.cuda.max_memory_allocated(device) / _GIB, 2)]
+                                + [v["peak_gib"] for v in st]),
+                   peak_reserved_gib=max([round(torch.cuda.max_memory_reserved(device) / _GIB, 2)]
+                                         + [v["peak_reserved_gib"] for v in st]))
+    return {**out, **staged}
 
 
-def run_pairwise(device, n: int, h: int, w: int, size: int, window: int, model) -> dict:
+class StageWatch:
+    """Progress callback of a case: per stage its seconds and GPU peaks (allocated / reserved, GiB, peaks
+    reset when a stage starts), and the last report (how far a stopped case got)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.t0 = time.perf_counter()
+        self.stage: str | None = None
+        self.t_stage = self.t0
+        self.stages: dict = {}
+        self.last: dict = {}
+
+    def _close(self) -> None:
+        if self.stage is None:
+            return
+        rec = {"seconds": round(time.perf_counter() - self.t_stage, 3)}
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            rec.update(peak_gib=round(torch.cuda.max_memory_allocated(self.device) / _GIB, 2),
+                       peak_reserved_gib=round(torch.cuda.max_memory_reserved(self.device) / _GIB, 2))
+        self.stages[self.stage] = rec
+        print(f"  stage {self.stage}: {json.dumps(rec)}", file=sys.stderr, flush=True)
+
+    def __call__(self, p) -> None:
+        if p.stage == "warning":
+            return
+        if p.stage != self.stage:
+            self._close()
+            self.stage, self.t_stage = p.stage, time.perf_counter()
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+        self.last = {"stage": p.stage, "done": p.done, "total": p.total,
+                     "seconds": round(time.perf_counter() - self.t0, 2)}
+
+    def report(self) -> dict:
+        """Closes the stage in progress; the stages so far and the last progress report."""
+        self._close()
+        self.stage = None
+        return {"stages_memory": self.stages, "progress": self.last}
+
+
+def run_pairwise(device, n: int, h: int, w: int, size: int, window: int, model, watch: StageWatch) -> dict:
     from pointmap.core import reconstruct
     from pointmap.core.options import AlignOptions, PairwiseOptions, ReconstructOptions
 
@@ -95,18 +150,18 @@ def run_pairwise(device, n: int, h: int, w: int, size: int, window: int, model) 
     t = time.perf_counter()
     opts = ReconstructOptions(device=str(device), image_size=size, pairwise=PairwiseOptions(graph=f"seq-{window}"),
                               align=AlignOptions(shared_focal=True))
-    rec = reconstruct(shot, model, opts)
+    rec = reconstruct(shot, model, opts, progress=watch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t
     return {"frames": n, "net_size_hw": list(rec.net_size(0)), "graph": f"seq-{window}",
-            "seconds": round(seconds, 3), **_memory(device),
+            "seconds": round(seconds, 3), **_memory(device, watch),
             "stages": {k: round(v, 3) for k, v in rec.meta.get("timings", {}).items()},
             "pairs": rec.meta.get("n_pairs"), "memory_plan": rec.meta.get("memory"),
             "align": {k: v for k, v in rec.meta.get("align", {}).items() if isinstance(v, (int, float, str))}}
 
 
-def run_vggt(device, n: int, h: int, w: int, chunk: int | None, model, target: int = 518) -> dict:
+def run_vggt(device, n: int, h: int, w: int, chunk: int | None, model, watch: StageWatch, target: int = 518) -> dict:
     from pointmap.core.backends.vggt_chunked import run_vggt_chunked
     from pointmap.core.io.images import load_images_vggt
 
@@ -117,14 +172,14 @@ def run_vggt(device, n: int, h: int, w: int, chunk: int | None, model, target: i
     del shot
     _reset(device)
     t = time.perf_counter()
-    rec = run_vggt_chunked(model, images, chunk=chunk, device=device)
+    rec = run_vggt_chunked(model, images, chunk=chunk, device=device, progress=watch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t
     meta = rec.meta["chunked"]
     return {"frames": n, "net_size_hw": list(rec.net_size(0)), "seconds": round(seconds, 3),
-            "preprocess_seconds": round(t_load, 3), **_memory(device), "chunk": meta["chunk"],
-            "chunks": len(meta["chunks"]), "run_seconds": round(meta["run_seconds"], 3),
+            "preprocess_seconds": round(t_load, 3), **_memory(device, watch), "chunk": meta["chunk"],
+            "chunks": len(meta["chunks"]), "loop_chunks": len(meta.get("loop_chunks", [])), "run_seconds": round(meta["run_seconds"], 3),
             "join_seconds": round(meta["join_seconds"], 3),
             "worker_seconds": round(meta.get("worker_seconds", 0.0), 3)}
 
@@ -157,12 +212,19 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=None, help="VGGT frames per chunk (default: from free memory)")
     ap.add_argument("--cpu-case", action="store_true", help="120 frames at 224, pairwise only (2-core target)")
     ap.add_argument("--smoke", action="store_true", help="tiny run that only checks the script works")
-    ap.add_argument("--time-cap", type=float, default=None, help="seconds for the whole run (default: none)")
+    ap.add_argument("--max-seconds", "--time-cap", dest="time_cap", type=float, default=None,
+                    help="seconds for the whole run; a case still running then is stopped and recorded as far "
+                         "as it got (default: none)")
+    ap.add_argument("--gpu-gib", type=float, default=None,
+                    help="cap the CUDA allocator at this many GiB (e.g. 79: an 80 GB GPU); plans see the cap")
     ap.add_argument("--out", type=Path, default=None, help="JSON file, rewritten after every case")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     device = torch.device(args.device)
-    report = {"device": str(device), "threads": torch.get_num_threads(),
+    if args.gpu_gib and device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.gpu_gib * _GIB / total), device)
+    report = {"device": str(device), "threads": torch.get_num_threads(), "gpu_cap_gib": args.gpu_gib,
               "gpu_total_gib": round(torch.cuda.get_device_properties(device).total_memory / _GIB, 1)
               if device.type == "cuda" else None,
               "weights": "random (timing and memory only)", "time_cap_s": args.time_cap,
@@ -192,26 +254,27 @@ def main(argv=None) -> int:
                 models[kind] = _random_model(kind, device)
         return models[kind]
 
+    watch = StageWatch(device)   # re-initialised for every case
     cases = []   # (name, kind, frames, run)
     if args.cpu_case:
         cases.append(("pairs_cpu_120x224", "pairs", 120,
-                      lambda: run_pairwise(device, 120, h, w, 224, args.window, model("dust3r"))))
+                      lambda: run_pairwise(device, 120, h, w, 224, args.window, model("dust3r"), watch)))
     else:
         size = max(h, w)
         pair_frames = [args.frames] + ([args.big_frames] if args.pairs_big and args.big_frames else [])
         vggt_frames = [args.frames] + ([args.big_frames] if args.big_frames else [])
         if args.only in (None, "pairs"):
             cases += [(f"pairs_{n}", "pairs", n, lambda n=n: run_pairwise(device, n, h, w, size, args.window,
-                                                                          model("dust3r")))
+                                                                          model("dust3r"), watch))
                       for n in pair_frames[:1]]
         if args.only in (None, "vggt"):
             chunk = args.chunk or (6 if args.smoke else None)
             cases += [(f"vggt_chunked_{n}", "vggt", n, lambda n=n: run_vggt(device, n, h, w, chunk, model("vggt"),
-                                                                            vggt_target))
+                                                                            watch, vggt_target))
                       for n in vggt_frames]
         if args.only in (None, "pairs"):   # the long pairwise run last: optional and the slowest
             cases += [(f"pairs_{n}", "pairs", n, lambda n=n: run_pairwise(device, n, h, w, size, args.window,
-                                                                          model("dust3r")))
+                                                                          model("dust3r"), watch))
                       for n in pair_frames[1:]]
 
     def on_alarm(signum, frame):
@@ -222,19 +285,16 @@ def main(argv=None) -> int:
     done: dict = {}   # kind -> (frames, seconds) of its last finished run, for the next estimate
     for name, kind, n, run in cases:
         left = None if args.time_cap is None else args.time_cap - (time.perf_counter() - t_start)
-        if kind in done and left is not None:
-            guess = done[kind][1] * n / done[kind][0]
-            if guess > left:
-                report["cases"][name] = {"frames": n, "skipped": f"expected ~{guess:.0f} s (scaled from "
-                                         f"{done[kind][0]} frames) but {left:.0f} s of the cap are left"}
-                _write(report, args.out)
-                continue
+        # Run even when it is expected to take longer than what is left: the guard stops it and its
+        # record says how far it got (stages, progress), which a skipped case would not.
+        guess = done[kind][1] * n / done[kind][0] if kind in done else None
         if left is not None and left <= 1:
             report["cases"][name] = {"frames": n, "skipped": "time cap reached"}
             _write(report, args.out)
             continue
         report["cases"][name] = {"frames": n, "running": True}
         _write(report, args.out)
+        watch.__init__(device)
         t = time.perf_counter()
         try:
             if left is not None and hasattr(signal, "SIGALRM"):
@@ -242,10 +302,12 @@ def main(argv=None) -> int:
             res = run()
         except (Exception, TimeCap) as err:   # an out-of-memory or capped run is a result too
             res = {"frames": n, "error": f"{type(err).__name__}: {err}"[:400],
-                   "seconds": round(time.perf_counter() - t, 3), **_memory(device)}
+                   "seconds": round(time.perf_counter() - t, 3), **_memory(device, watch)}
         finally:
             if hasattr(signal, "SIGALRM"):
                 signal.alarm(0)
+        if guess is not None:
+            res["expected_seconds"] = round(guess, 1)
         if "error" not in res:
             done[kind] = (n, res["seconds"])
             if n == 1000 and device.type == "cuda" and not args.smoke:

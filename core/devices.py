@@ -22,3 +22,33 @@ def resolve_device_precision(device, precision: str = "auto"):
         else:
             precision = "fp32"
     return device, precision
+
+
+def release_cached(device) -> None:
+    """Hand the CUDA caching allocator's unused blocks back to the device (nothing elsewhere).
+
+    Called between the stages of a long run whose working sets differ in shape (pair inference, the
+    alignment's initialisation, each refinement stage, the depth solve): cached blocks of one stage rarely
+    fit the next one's tensors, and blocks freed on another stream or in a finished CUDA graph's private
+    pool cannot be reused at all until released, so without this the memory a process takes from the GPU
+    grows to the sum of its stages. Costs one device synchronisation.
+    """
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def cuda_allocator_limit(device) -> int | None:
+    """Bytes the caching allocator may reserve on a CUDA device when the process set a cap
+    (`torch.cuda.set_per_process_memory_fraction`), else None."""
+    import torch
+
+    get = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    if get is None:
+        return None
+    frac = float(get(device))
+    if frac >= 1.0:
+        return None
+    return int(frac * torch.cuda.get_device_properties(device).total_memory)

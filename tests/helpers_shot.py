@@ -163,3 +163,17 @@ def shot_targets(floor: dict) -> dict:
 
 def shot_passes(scores: dict, targets: dict) -> bool:
     return all(scores[k] <= v for k, v in targets.items())
+
+
+def seam_pairs(chunks):
+    """Consecutive frame pairs (k, k+1) inside an overlap or at its ends (where chunks hand over)."""
+    out = set()
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        shared = sorted(set(a.tolist()) & set(b.tolist()))
+        out |= set(range(shared[0] - 1, shared[-1] + 1))
+    return out
+
+
+def rel_rot_errors(est, gt):
+    return np.array([_angle((gt[k, :3, :3].T @ gt[k + 1, :3, :3]).T @ (est[k, :3, :3].T @ est[k + 1, :3, :3]))
+                     for k in range(len(gt) - 1)])

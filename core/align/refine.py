@@ -57,6 +57,7 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
     """Recover cameras, focals and depth maps from `PairPredictions` (see the module docstring)."""
     import torch
 
+    from ..devices import release_cached
     from .init import build_groups
     from .initialise import initialise
     from .loop import refine
@@ -85,6 +86,7 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
 
     with torch.no_grad():
         init = initialise(groups, edges, n, opt.conf_threshold, cam.pp, cam.focal_group, n)
+    release_cached(dev)   # the initialisation's float64 samples: nothing later has their shapes
     t_init = time.perf_counter()
     focal = torch.where(torch.isfinite(cam.known_f), cam.known_f, init.focal)
     fallback = torch.tensor([max(s) for s in pred.image_shapes], dtype=torch.float64, device=dev)
@@ -99,6 +101,7 @@ def global_align(pred, options: AlignOptions | None = None, progress: ProgressFn
         steps, loss, mode = refine(state, groups, cam, opt, fixed_scale, progress, cancel)
     check_cancel(cancel)
     t_refine = time.perf_counter()
+    release_cached(dev)
     with torch.no_grad():
         depth, conf, full_loss = _solve_depths(state, groups, cam, opt, n, cancel)
         if not opt.known_poses:

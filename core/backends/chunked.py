@@ -15,6 +15,20 @@ into one world:
    mean of centres), the weight ramping down towards each chunk's ends, so consecutive frames across
    a seam move as smoothly as anywhere else; its pointmap comes from the chunk that sees it most
    centrally.
+4. One pose-graph refinement over all frames (`refine_frame_poses`): every chunk (loop chunks too) says
+   how each of its frames sits relative to its next few frames (relative rotation; step in the first
+   frame's axes, at the chunk's solved scale); robust rotation averaging and a least-squares solve of
+   the centres over that frame graph start from step 3. A loop correction is then spread frame by frame
+   instead of chunk by chunk (which would kink the path at every seam), and each frame's pointmap moves
+   rigidly with its camera.
+
+Loop closures from retrieval (`find_loop_chunks`): when the runner gives per-frame descriptors (e.g. VGGT's
+pooled frame tokens), after the main chunks every frame is compared with the frames more than two chunk
+lengths away; a mutual best match that looks as much alike as the frame's own neighbours do is a revisit,
+and a small extra chunk of frames around both places is run. It shares frames with the main chunks of
+both places, so its links enter the global solve (step 2) as loop edges of the chunk pose graph; it only
+constrains the solve (link-only: the frames' poses and points still come from the main chunks, so no
+new seam appears inside a shot).
 
 The runner is a callback `runner(frames) -> ChunkPrediction`, so the same joiner serves every backend.
 It may instead return a zero-argument callable that finishes the chunk on the CPU (a network's
@@ -50,6 +64,7 @@ class ChunkPrediction:
     points:    (L, H, W, 3) world points in the chunk frame (torch, any float dtype)
     conf:      (L, H, W) confidences (higher is better, > 0)
     K_net:     optional (L, 3, 3) intrinsics in network pixels
+    descriptors: optional (L, C) float32 per-frame retrieval descriptors, unit rows (loop closures)
     """
 
     frames: np.ndarray
@@ -57,6 +72,7 @@ class ChunkPrediction:
     points: torch.Tensor
     conf: torch.Tensor
     K_net: np.ndarray | None = None
+    descriptors: np.ndarray | None = None
 
 
 @dataclass
@@ -101,22 +117,96 @@ def chunk_length_for_memory(free_bytes: int, bytes_per_frame: int, fixed_bytes: 
     return min(fit, most)
 
 
+def find_loop_chunks(descriptors: np.ndarray, chunks: list[np.ndarray], half: int = MIN_OVERLAP_FRAMES,
+                     neighbours: int = 4, most: int | None = None) -> list[np.ndarray]:
+    """Loop-closure chunks from per-frame retrieval descriptors (module doc).
+
+    descriptors: (n, C) unit rows, frames in order; chunks: the main chunks' frame indices (their length
+    sets the reach: revisits are looked for beyond twice the longest chunk, where the chain of seams is
+    long). A revisit (i, j): j is i's most similar frame beyond the reach, i lies within `half` frames of
+    j's most similar frame there, and their similarity is at least the lower of the two frames' median
+    similarity to their `neighbours` nearest frames on each side. Of the revisits between the same two
+    main chunks only the most similar is kept, and `most` (default: one per main chunk) caps them, most
+    similar first. Each becomes the frames within `half` of i and of j (about 4·half + 2 frames).
+    Returns a list of increasing frame-index arrays (empty when nothing revisits).
+    """
+    desc = np.asarray(descriptors, np.float64)
+    n = len(desc)
+    reach = 2 * max(len(c) for c in chunks)
+    if n <= reach + 1:
+        return []
+    sim = desc @ desc.T
+    near = np.empty(n)
+    for i in range(n):
+        nb = [j for j in range(max(0, i - neighbours), min(n, i + neighbours + 1)) if j != i]
+        near[i] = np.median(sim[i, nb]) if nb else 1.0
+    idx = np.arange(n)
+    cand = np.where(np.abs(idx[:, None] - idx[None, :]) > reach, sim, -np.inf)
+    best = np.argmax(cand, axis=1)
+    # The main chunk that holds a frame most centrally: revisits are grouped by the chunks they join.
+    home = np.zeros(n, np.int64)
+    centrality = np.full(n, -1.0)
+    for c, fr in enumerate(chunks):
+        fr = np.asarray(fr)
+        pos = np.arange(len(fr))
+        w = np.minimum(pos, len(fr) - 1 - pos).astype(np.float64)
+        upd = w > centrality[fr]
+        centrality[fr[upd]], home[fr[upd]] = w[upd], c
+    found: dict = {}
+    for i in range(n):
+        j = int(best[i])
+        if j <= i or not np.isfinite(cand[i, j]) or cand[i, j] < min(near[i], near[j]):
+            continue
+        if abs(int(best[j]) - i) > half:
+            continue
+        key = (int(home[i]), int(home[j]))
+        if key not in found or cand[i, j] > found[key][0]:
+            found[key] = (float(cand[i, j]), i, j)
+    ranked = sorted(found.values(), key=lambda x: -x[0])[:most if most is not None else len(chunks)]
+    out = []
+    for _, i, j in ranked:
+        a = np.arange(max(0, i - half), min(n, i + half + 1))
+        b = np.arange(max(0, j - half), min(n, j + half + 1))
+        out.append(np.union1d(a, b).astype(np.int64))
+    return out
+
+
+def frame_descriptors(n: int, preds: list[ChunkPrediction]) -> np.ndarray | None:
+    """(n, C) unit per-frame descriptors: the mean over the chunks that gave one for the frame; None when
+    a frame has none (the runner gives no descriptors)."""
+    acc, cnt = None, np.zeros(n)
+    for p in preds:
+        if p.descriptors is None:
+            continue
+        d = np.asarray(p.descriptors, np.float64)
+        acc = np.zeros((n, d.shape[1])) if acc is None else acc
+        np.add.at(acc, np.asarray(p.frames), d)
+        np.add.at(cnt, np.asarray(p.frames), 1)
+    if acc is None or (cnt == 0).any():
+        return None
+    return acc / np.maximum(np.linalg.norm(acc, axis=1, keepdims=True), 1e-12)
+
+
 def run_chunked(n: int, runner: Callable[[np.ndarray], ChunkPrediction | Callable[[], ChunkPrediction]],
                 chunk: int, overlap: int | None = None, extra_chunks: list[np.ndarray] | None = None,
                 samples: int = 4096, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-                background: bool = True) -> ChunkedResult:
+                background: bool = True, find_loops: bool = False) -> ChunkedResult:
     """Run `runner` on every chunk of `plan_chunks(n, chunk, overlap)` plus `extra_chunks` (loop closures),
-    then join them (module doc). Progress: stage "chunks", frames done of n (then the extra chunks).
-    Cancel is checked between chunks. background: finish chunks and fit their links on a worker thread
-    (module doc); False does the same work in the calling thread, in the same order."""
+    then join them (module doc). find_loops: also the loop chunks `find_loop_chunks` finds from the
+    descriptors of the main chunks (after them; nothing when the runner gives no descriptors).
+    Progress: stage "chunks", frames done of n (then the extra chunks). Cancel is checked between chunks.
+    background: finish chunks and fit their links on a worker thread (module doc); False does the same
+    work in the calling thread, in the same order. info["loop_chunks"]: the loop chunks found."""
     import time
 
     t0 = time.perf_counter()
-    plan = plan_chunks(n, chunk, overlap) + [np.asarray(c, np.int64) for c in (extra_chunks or [])]
-    n_main = len(plan) - len(extra_chunks or [])
+    main = plan_chunks(n, chunk, overlap)
+    plan = main + [np.asarray(c, np.int64) for c in (extra_chunks or [])]
+    n_main = len(main)
     preds: list[ChunkPrediction | None] = [None] * len(plan)
     fits: dict = {}
     worker_seconds = [0.0]
+    found: list[np.ndarray] = []
 
     def finish(c: int, out) -> None:
         t = time.perf_counter()
@@ -134,7 +224,9 @@ def run_chunked(n: int, runner: Callable[[np.ndarray], ChunkPrediction | Callabl
     futures = []
     covered = 0
     try:
-        for c, frames in enumerate(plan):
+        c = 0
+        while c < len(plan):
+            frames = plan[c]
             check_cancel(cancel)
             out = runner(np.asarray(frames, np.int64))
             if pool is None:
@@ -147,6 +239,14 @@ def run_chunked(n: int, runner: Callable[[np.ndarray], ChunkPrediction | Callabl
             report(progress, "chunks", min(covered, n), n,
                    f"chunk {c + 1} of {len(plan)}, frames {min(covered, n)}/{n} "
                    f"{eta_text(t0, c + 1, len(plan))}".strip())
+            c += 1
+            if find_loops and c == n_main:
+                for f in futures:
+                    f.result()   # every main chunk finished: its descriptors are in
+                desc = frame_descriptors(n, preds[:n_main])
+                found = find_loop_chunks(desc, main) if desc is not None else []
+                plan += found
+                preds += [None] * len(found)
         for f in futures:
             f.result()
     finally:
@@ -154,9 +254,9 @@ def run_chunked(n: int, runner: Callable[[np.ndarray], ChunkPrediction | Callabl
             pool.shutdown(wait=True, cancel_futures=True)
     check_cancel(cancel)
     t_run = time.perf_counter()
-    out = join_chunks(n, preds, samples, fits)
+    out = join_chunks(n, preds, samples, fits, pose_chunks=n_main)
     out.info.update(run_seconds=t_run - t0, join_seconds=time.perf_counter() - t_run, chunks=len(plan),
-                    worker_seconds=worker_seconds[0])
+                    worker_seconds=worker_seconds[0], loop_chunks=[f.tolist() for f in found])
     return out
 
 
@@ -183,15 +283,19 @@ def link_similarity(pa: ChunkPrediction, pb: ChunkPrediction, samples: int = 409
     return s[0], r[0], t[0]
 
 
-def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096, fits: dict | None = None) -> ChunkedResult:
+def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096, fits: dict | None = None,
+                pose_chunks: int | None = None, frame_graph: bool = True) -> ChunkedResult:
     """Put chunk predictions into one world (steps 1–3 of the module doc). fits: {(a, b): link_similarity}
-    already computed (e.g. by `run_chunked`'s worker); the other links are fitted here."""
+    already computed (e.g. by `run_chunked`'s worker); the other links are fitted here. pose_chunks: only
+    the first this many chunks give frames their poses and points (the rest, loop chunks, only enter the
+    global solve); None: all. frame_graph: step 4 (off: the poses of step 3)."""
     from ..align.rotation_averaging import average_rotations, solve_differences
 
     m = len(preds)
     fits = fits or {}
+    posing = preds if pose_chunks is None else preds[:pose_chunks]
     seen = np.zeros(n, bool)
-    for p in preds:
+    for p in posing:
         seen[np.asarray(p.frames)] = True
     if not seen.all():
         raise PointmapError(f"Chunked run: frames {np.nonzero(~seen)[0][:10].tolist()} are in no chunk.")
@@ -235,7 +339,7 @@ def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096, fits:
     acc_w = np.zeros(n)
     best_w = np.full(n, -1.0)
     best = np.zeros((n, 2), np.int64)
-    for c, p in enumerate(preds):
+    for c, p in enumerate(posing):
         length = len(p.frames)
         pos = np.arange(length)
         w = 1.0 + np.minimum(pos, length - 1 - pos).astype(np.float64)
@@ -256,24 +360,80 @@ def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096, fits:
     cam2world[:, :3, :3] = u @ (fix[..., None] * vt)
     cam2world[:, :3, 3] = acc_c / acc_w[:, None]
 
+    chosen_R = np.zeros((n, 3, 3))   # each frame's pose in the world as its pointmap's chunk puts it
+    chosen_c = np.zeros((n, 3))
+    for c, p in enumerate(posing):
+        mine = np.nonzero(best[:, 0] == c)[0]
+        s_c, r_c, t_c = float(g_s[c]), g_R[c].numpy(), g_t[c].numpy()
+        chosen_R[mine] = r_c @ p.cam2world[best[mine, 1], :3, :3]
+        chosen_c[mine] = s_c * p.cam2world[best[mine, 1], :3, 3] @ r_c.T + t_c
+    if m > 1 and frame_graph:
+        cam2world = refine_frame_poses(n, preds, g_s.numpy(), g_R.numpy(), cam2world)
+
     p0 = preds[0]
     points = torch.empty((n, *p0.points.shape[1:]), dtype=p0.points.dtype, device=dev)
     conf = torch.empty((n, *p0.conf.shape[1:]), dtype=p0.conf.dtype, device=dev)
     K = None if p0.K_net is None else np.zeros((n, 3, 3))
-    for c, p in enumerate(preds):
+    for c, p in enumerate(posing):
         mine = np.nonzero(best[:, 0] == c)[0]
         if len(mine) == 0:
             continue
         rows = torch.as_tensor(best[mine, 1], device=dev)
         sim = (g_s[c].to(dev), g_R[c].to(dev), g_t[c].to(dev))
         x = p.points.index_select(0, rows).double()
-        points[torch.as_tensor(mine, device=dev)] = (sim[0] * x @ sim[1].T + sim[2]).to(points.dtype)
+        x = sim[0] * x @ sim[1].T + sim[2]
+        # Rigidly with the frame's camera: from its pose in the chunk's world to its joined pose.
+        move = torch.from_numpy(cam2world[mine, :3, :3] @ chosen_R[mine].transpose(0, 2, 1)).to(dev)
+        ctr_old = torch.from_numpy(chosen_c[mine]).to(dev)[:, None, None, :]
+        ctr_new = torch.from_numpy(cam2world[mine, :3, 3]).to(dev)[:, None, None, :]
+        x = (x - ctr_old) @ move[:, None].transpose(-1, -2) + ctr_new
+        points[torch.as_tensor(mine, device=dev)] = x.to(points.dtype)
         conf[torch.as_tensor(mine, device=dev)] = p.conf.index_select(0, rows)
         if K is not None:
             K[mine] = p.K_net[best[mine, 1]]
     sims = [(float(g_s[c]), g_R[c].numpy(), g_t[c].numpy()) for c in range(m)]
     return ChunkedResult(cam2world, points, conf, K, [np.asarray(p.frames) for p in preds], sims,
                          {"links": links})
+
+
+FRAME_GRAPH_REACH = 3   # step 4: each frame is tied to its next this many frames in every chunk
+
+
+def refine_frame_poses(n: int, preds: list[ChunkPrediction], g_s: np.ndarray, g_R: np.ndarray,
+                       cam2world: np.ndarray, reach: int = FRAME_GRAPH_REACH) -> np.ndarray:
+    """Step 4 of the module doc: (n, 4, 4) cam2world refined on the frame graph of every chunk.
+
+    preds: all chunks (main and loop); g_s (m,), g_R (m, 3, 3): their solved scale and rotation (chunk →
+    world); cam2world: the starting poses (step 3), whose mean centre and rotation gauge are kept.
+    Edges (a, b): frames at most `reach` apart in a chunk's frame order, weighted by the lower of the two
+    frames' distance-to-the-chunk's-end ramp (the ends of a chunk see the least context).
+    """
+    from ..align.rotation_averaging import average_rotations, solve_differences
+
+    ia, ib, rel, step, wt = [], [], [], [], []
+    for c, p in enumerate(preds):
+        f = np.asarray(p.frames)
+        length = len(f)
+        ramp = 1.0 + np.minimum(np.arange(length), length - 1 - np.arange(length))
+        r_loc, c_loc = p.cam2world[:, :3, :3], p.cam2world[:, :3, 3]
+        for d in range(1, min(reach, length - 1) + 1):
+            a, b = np.arange(length - d), np.arange(d, length)
+            ia.append(f[a])
+            ib.append(f[b])
+            rel.append(r_loc[a].transpose(0, 2, 1) @ r_loc[b])
+            step.append(g_s[c] * np.einsum("kji,kj->ki", r_loc[a], c_loc[b] - c_loc[a]))   # in frame a's axes
+            wt.append(np.minimum(ramp[a], ramp[b]))
+    ia, ib = np.concatenate(ia), np.concatenate(ib)
+    rel_t = torch.from_numpy(np.concatenate(rel))
+    w = torch.from_numpy(np.concatenate(wt))
+    rot = average_rotations(n, np.stack([ia, ib], 1), rel_t, weight=w,
+                            init=torch.from_numpy(cam2world[:, :3, :3].copy())).numpy()
+    d = np.einsum("kij,kj->ki", rot[ia], np.concatenate(step))
+    ctr = solve_differences(n, torch.from_numpy(ia), torch.from_numpy(ib), torch.from_numpy(d), w).numpy()
+    out = np.tile(np.eye(4), (n, 1, 1))
+    out[:, :3, :3] = rot
+    out[:, :3, 3] = ctr + cam2world[:, :3, 3].mean(0)
+    return out
 
 
 def _sample(x: torch.Tensor, target: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ def run_pairwise(model, model_name: str, images, options: ReconstructOptions, pr
     the run's metadata (graph, pair count, alignment info, memory plan).
     """
     from ..align.refine import global_align
+    from ..devices import release_cached
     from ..pairwise.engine import PairInference
     from ..pairwise.graph import make_pairs
     from ..pairwise.memory import estimate_pairwise_memory, plan_pairwise_memory
@@ -55,6 +56,7 @@ def run_pairwise(model, model_name: str, images, options: ReconstructOptions, pr
                             out_device=plan.storage_device)
     timings["pairs"] = time.perf_counter() - t
     del encoded
+    release_cached(engine.device)   # decoder activations and tokens: the aligner allocates other shapes
     if not engine.outputs_finite():
         raise PointmapError(f"The network returned invalid pointmaps (NaN or infinite values). The checkpoint "
                             f"{model_name} may be damaged or not a trained model.")

@@ -156,7 +156,7 @@ def _camera_matrices(pose_enc, h: int, w: int):
 
 def run_vggt(model, images, device=None, precision: str = "auto", points: str = "depth", frame_chunk: int = 8,
              progress=None, cancel=None, fused: bool = False,
-             head_precision: str = "auto", finish_later: bool = False):
+             head_precision: str = "auto", finish_later: bool = False, descriptors: bool = False):
     """Reconstruct `images` (list of core.images.LoadedImage / ImageSet, one shape) with a VGGT model.
 
     model:      a `pointmap.core.models.vggt.VGGT` (moved to `device`; in bf16 mode its aggregator is
@@ -174,6 +174,9 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     finish_later: return a zero-argument callable that does the CPU-side rest (unprojection, the
                 `Reconstruction`) instead of the result, so a chunked run can do it on a worker thread
                 while the GPU runs the next chunk (`chunked.run_chunked`); same result.
+    descriptors: also put per-frame retrieval descriptors in `meta["frame_descriptors"]` ((S, C) float32
+                unit rows: the mean of each frame's patch tokens after the first head layer's frame
+                attention; the chunked runner pops them to find loop closures).
     Returns a `Reconstruction` (or the callable giving it).
     Raises InputError (bad images), VGGTMemoryError (does not fit), Cancelled.
     """
@@ -221,6 +224,11 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
         finally:
             set_fused(model.aggregator, False)
         t_agg = time.perf_counter()
+        desc = None
+        if descriptors:
+            tok = layers[model.head_layers[0]][0, :, model.aggregator.patch_start_idx:]
+            tok = tok[..., : tok.shape[-1] // 2].float().mean(1)          # frame-attention half, (S, C)
+            desc = torch.nn.functional.normalize(tok, dim=-1).cpu().numpy()
         pose_enc = model.camera_head(layers[-1].float())[-1][0]
         done = depth_layers + 1
         report(progress, "vggt", done, total, "cameras")
@@ -243,7 +251,7 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     world2cam, cam2world, K_net = _camera_matrices(pose_enc, h, w)
     run = {"device": str(device), "precision": precision, "head_precision": head_precision,
            "fused": bool(fused and device.type == "cuda"), "frame_chunk": frame_chunk, "t0": t0, "t_agg": t_agg,
-           "t_heads": t_heads}
+           "t_heads": t_heads, "descriptors": desc}
 
     def finish() -> Reconstruction:
         return _finish(images, model, maps, world2cam, cam2world, K_net, points, progress, total, run)
@@ -283,6 +291,8 @@ def _finish(images, model, maps, world2cam, cam2world, K_net, points, progress, 
               "seconds_total": round(time.perf_counter() - run["t0"], 3), "pixel_convention":
               "K_net is VGGT's (cx=W/2, cy=H/2) with pixel centres at integers"},
     )
+    if run.get("descriptors") is not None:
+        rec.meta["frame_descriptors"] = run["descriptors"]
     rec.validate()
     report(progress, "vggt", total, total, "done")
     return rec

@@ -31,10 +31,12 @@ HEADROOM = 0.85     # share of the free GPU memory a chunk may plan for
 
 def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | None = None,
                      extra_chunks: list[np.ndarray] | None = None, device=None, progress=None, cancel=None,
-                     background: bool = True, **run_options) -> Reconstruction:
+                     background: bool = True, loops: bool = True, **run_options) -> Reconstruction:
     """Reconstruct a long shot with VGGT in chunks (module doc). `run_options` go to `run_vggt`.
     background: each chunk's CPU side (unprojection, link fits) runs on a worker thread while the GPU
-    runs the next chunk (`run_chunked`); False runs it in order in this thread (same result)."""
+    runs the next chunk (`run_chunked`); False runs it in order in this thread (same result).
+    loops: find loop closures by retrieval on VGGT's pooled frame tokens and run a loop chunk for each
+    (`chunked.find_loop_chunks`)."""
     from ..devices import resolve_device_precision
     from .vggt import estimate_activation_bytes, run_vggt
 
@@ -50,8 +52,8 @@ def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | Non
     rec = run_reconstruction_chunked(
         images, lambda ims, report_chunk: run_vggt(model, ims, device=device, precision=precision,
                                                    progress=report_chunk, cancel=cancel, finish_later=background,
-                                                   **run_options),
-        chunk, overlap, extra_chunks, progress, cancel, background=background)
+                                                   descriptors=loops, **run_options),
+        chunk, overlap, extra_chunks, progress, cancel, background=background, find_loops=loops)
     rec.family, rec.model = "vggt", str(getattr(model, "name", ""))
     rec.meta.update(device=str(device), precision=precision)
     return rec
@@ -70,12 +72,13 @@ def chunk_for_device(device, per_frame_bytes: int) -> int:
 def run_reconstruction_chunked(images, run: Callable[..., Reconstruction | Callable[[], Reconstruction]],
                                chunk: int, overlap: int | None = None, extra_chunks: list[np.ndarray] | None = None,
                                progress: ProgressFn | None = None, cancel=None,
-                               background: bool = True) -> Reconstruction:
+                               background: bool = True, find_loops: bool = False) -> Reconstruction:
     """Any single-pass backend over a long shot in chunks.
 
     run: `run(list of LoadedImages, progress) -> Reconstruction` for one chunk (cameras in any frame), or a
     zero-argument callable finishing that Reconstruction on the CPU (`run_vggt`'s finish_later), which
-    `run_chunked` calls on its worker thread when `background` is set.
+    `run_chunked` calls on its worker thread when `background` is set. find_loops: loop chunks from the
+    chunks' `meta["frame_descriptors"]` (`chunked.find_loop_chunks`; none when the backend gives none).
     Progress: stage "chunks", frames done of the shot (a chunk's own progress is spread over the frames
     it adds), each message with an ETA; cancel between chunks (and wherever `run` checks it).
     Returns one Reconstruction of all frames: poses and points joined by `chunked.run_chunked`, depth as z
@@ -97,7 +100,7 @@ def run_reconstruction_chunked(images, run: Callable[..., Reconstruction | Calla
         warnings.extend(w for w in rec.warnings if w not in warnings)
         return ChunkPrediction(np.asarray(frames, np.int64), rec.cam2world,
                                torch.from_numpy(np.stack(rec.points)), torch.from_numpy(np.stack(rec.conf)),
-                               rec.K_net)
+                               rec.K_net, rec.meta.pop("frame_descriptors", None))
 
     def runner(frames: np.ndarray):
         before = covered[0]
@@ -114,7 +117,7 @@ def run_reconstruction_chunked(images, run: Callable[..., Reconstruction | Calla
         return (lambda: to_chunk(frames, out())) if callable(out) else to_chunk(frames, out)
 
     joined = run_chunked(n, runner, chunk, overlap, extra_chunks, progress=progress, cancel=cancel,
-                         background=background)
+                         background=background, find_loops=find_loops)
     # Depth in each camera of the joined world: z of the world points in that camera.
     depth = []
     for k in range(n):
@@ -126,7 +129,8 @@ def run_reconstruction_chunked(images, run: Callable[..., Reconstruction | Calla
         images, joined.cam2world, K_net, depth, [joined.points[k].float().numpy() for k in range(n)],
         [joined.conf[k].float().numpy() for k in range(n)], warnings=warnings,
         meta={"chunked": {"chunk": int(chunk), "chunks": [c.tolist() for c in joined.chunks],
-                          "links": joined.info["links"], "run_seconds": joined.info["run_seconds"],
+                          "links": joined.info["links"], "loop_chunks": joined.info.get("loop_chunks", []),
+                          "run_seconds": joined.info["run_seconds"],
                           "join_seconds": joined.info["join_seconds"],
                           "worker_seconds": joined.info["worker_seconds"]},
               "seconds_total": round(joined.info["run_seconds"] + joined.info["join_seconds"], 3)})

@@ -208,11 +208,19 @@ def _too_big(est: PairwiseMemory, avail: int, where: str, graph: str) -> Pointma
 
 
 def cuda_free_bytes(dev, headroom: float = 0.1) -> int:
-    """Free memory on a CUDA device, counting the allocator's cached but unused blocks, less `headroom`."""
+    """Free memory on a CUDA device, counting the allocator's cached but unused blocks, less `headroom`.
+
+    A cap the process set on its allocator (`torch.cuda.set_per_process_memory_fraction`, e.g. to share a
+    GPU or to size a run for a smaller one) bounds it: the plans then choose what fits under the cap."""
     import torch
+
+    from ..devices import cuda_allocator_limit
 
     free, _ = torch.cuda.mem_get_info(dev)
     free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+    limit = cuda_allocator_limit(dev)
+    if limit is not None:
+        free = min(free, max(0, limit - torch.cuda.memory_allocated(dev)))
     return int((1.0 - headroom) * free)
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers_shot import sequence_scores, shot_poses
+from helpers_shot import rel_rot_errors, seam_pairs, sequence_scores, shot_poses
 from helpers_synth import _raycast, _rot
 from pointmap.core import Cancelled, CancelToken
 from pointmap.core.backends.chunked import ChunkPrediction, chunk_length_for_memory, plan_chunks, run_chunked
@@ -75,22 +75,6 @@ def test_plan_overlaps_at_least_ten_percent_and_four_frames():
         chunk_length_for_memory(2**30, 2**30)
 
 
-def _seam_pairs(chunks):
-    """Consecutive frame pairs (k, k+1) inside an overlap or at its ends (where chunks hand over)."""
-    out = set()
-    for a, b in zip(chunks, chunks[1:], strict=False):
-        shared = sorted(set(a.tolist()) & set(b.tolist()))
-        out |= set(range(shared[0] - 1, shared[-1] + 1))
-    return out
-
-
-def _rel_rot_errors(est, gt):
-    from helpers_synth import _angle
-
-    return np.array([_angle((gt[k, :3, :3].T @ gt[k + 1, :3, :3]).T @ (est[k, :3, :3].T @ est[k + 1, :3, :3]))
-                     for k in range(len(gt) - 1)])
-
-
 def test_chunks_join_without_drift_or_visible_seams():
     n = 200
     poses, depth = _shot(n, 7)
@@ -101,8 +85,8 @@ def test_chunks_join_without_drift_or_visible_seams():
     assert s["rot_mean_deg"] <= 0.3 and s["rot_max_deg"] <= 1.0, s
     assert s["centre_max_frac"] <= 0.01 and s["jitter"] <= 0.1, s
     # Seams: relative pose error between consecutive frames there is like anywhere else.
-    rel = _rel_rot_errors(res.cam2world, poses)
-    seam = sorted(_seam_pairs(res.chunks))
+    rel = rel_rot_errors(res.cam2world, poses)
+    seam = sorted(seam_pairs(res.chunks))
     rest = [k for k in range(n - 1) if k not in set(seam)]
     assert rel[seam].mean() <= 1.5 * rel[rest].mean() + 0.02, (rel[seam].mean(), rel[rest].mean())
     # Points land in the world of the cameras (scale and offset of the joined frame).
@@ -157,6 +141,11 @@ def test_vggt_chunked_with_the_tiny_model():
     plain = run_vggt(model, images[:5], device="cpu")
     np.testing.assert_allclose(whole.cam2world, plain.cam2world, atol=1e-6)
     np.testing.assert_allclose(whole.points[3], plain.points[3], atol=1e-5)
+    # Retrieval descriptors for loop closures: one unit row per frame, and they change nothing else.
+    with_desc = run_vggt(model, images[:5], device="cpu", descriptors=True)
+    desc = with_desc.meta["frame_descriptors"]
+    assert desc.shape[0] == 5 and np.allclose(np.linalg.norm(desc, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(with_desc.cam2world, plain.cam2world)
 
 
 def test_eta_text():
