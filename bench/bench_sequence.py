@@ -3,6 +3,7 @@
     python bench/bench_sequence.py --device cuda --out sequence.json      # the GPU run (see below)
     python bench/bench_sequence.py --device cuda --pairs-big --out s.json # ... plus pairwise on 3,000 frames
     python bench/bench_sequence.py --device cpu --cpu-case --out cpu.json # 120 frames at 224, pairwise, 2 cores
+    python bench/bench_sequence.py --device cpu --cpu-case --smoke        # ... 12 frames: checks that it runs
     python bench/bench_sequence.py --device cpu --smoke                   # seconds: checks that it runs
     python bench/bench_sequence.py --device cuda --pairs-big --gpu-gib 79 --max-seconds 560 --out s.json
                                        # everything, as on an 80 GB GPU, inside one 10-minute command
@@ -29,6 +30,10 @@ the allocator at G GiB (`torch.cuda.set_per_process_memory_fraction`; the memory
 a run on the H200 shows what a smaller GPU (80 GB: `--gpu-gib 79`) would do. A case stopped by the time
 guard (`--max-seconds`, alias `--time-cap`) still records how far it got (`progress`: stage, done,
 total, seconds) and the memory of the stages it went through.
+`--cpu-case` is the 2-core target instead: a 120-frame movie (MPEG-4, written by PyAV to a temporary folder
+and deleted after) of a slow pan, solved end to end by `reconstruct()` from the movie file (decoding, the
+shipped demo network at 224, the seq-K graph, the shot's alignment schedule, the Reconstruction) on the CPU;
+it records the stages' times, the pair count, the process's CPU time and the load average.
 """
 
 from __future__ import annotations
@@ -161,6 +166,37 @@ def run_pairwise(device, n: int, h: int, w: int, size: int, window: int, model, 
             "align": {k: v for k, v in rec.meta.get("align", {}).items() if isinstance(v, (int, float, str))}}
 
 
+def run_movie_cpu(n: int, h: int, w: int, window: int, threads: int | None) -> dict:
+    """A movie of `frames(n, h, w)` through `reconstruct()` with the shipped demo network (module doc)."""
+    import tempfile
+
+    import av
+    from pointmap.core import reconstruct
+    from pointmap.core.options import ReconstructOptions, SequenceOptions
+
+    if threads:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="pointmap_bench_") as tmp:
+        movie = Path(tmp) / f"pan{n}.mp4"
+        with av.open(str(movie), "w") as box:
+            st = box.add_stream("mpeg4", rate=24)
+            st.width, st.height, st.pix_fmt, st.bit_rate = w, h, "yuv420p", 4_000_000
+            for rgb in frames(n, h, w):
+                for pkt in st.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                    box.mux(pkt)
+            for pkt in st.encode():
+                box.mux(pkt)
+        t, c = time.perf_counter(), time.process_time()
+        rec = reconstruct(str(movie), "demo", ReconstructOptions(device="cpu", sequence=SequenceOptions(window=window)))
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+    return {"frames": n, "movie_hw": [h, w], "net_size_hw": list(rec.net_size(0)), "model": "demo (shipped, 224)",
+            "graph": rec.meta.get("graph", f"seq-{window}"), "pairs": rec.meta.get("n_pairs"),
+            "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "threads": torch.get_num_threads(),
+            "cameras": int(len(rec.cam2world)),
+            "stages": {k: round(v, 3) for k, v in rec.meta.get("timings", {}).items()},
+            "align": {k: v for k, v in rec.meta.get("align", {}).items() if isinstance(v, (int, float, str))}}
+
+
 def run_vggt(device, n: int, h: int, w: int, chunk: int | None, model, watch: StageWatch, target: int = 518) -> dict:
     from pointmap.core.backends.vggt_chunked import run_vggt_chunked
     from pointmap.core.io.images import load_images_vggt
@@ -217,6 +253,7 @@ def main(argv=None) -> int:
                          "as it got (default: none)")
     ap.add_argument("--gpu-gib", type=float, default=None,
                     help="cap the CUDA allocator at this many GiB (e.g. 79: an 80 GB GPU); plans see the cap")
+    ap.add_argument("--threads", type=int, default=None, help="--cpu-case: torch CPU threads (default: torch's)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file, rewritten after every case")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
@@ -257,8 +294,9 @@ def main(argv=None) -> int:
     watch = StageWatch(device)   # re-initialised for every case
     cases = []   # (name, kind, frames, run)
     if args.cpu_case:
-        cases.append(("pairs_cpu_120x224", "pairs", 120,
-                      lambda: run_pairwise(device, 120, h, w, 224, args.window, model("dust3r"), watch)))
+        n_cpu = 12 if args.smoke else 120
+        cases.append((f"pairs_cpu_movie{n_cpu}_demo224", "pairs", n_cpu,
+                      lambda: run_movie_cpu(n_cpu, 288, 512, args.window, args.threads)))
     else:
         size = max(h, w)
         pair_frames = [args.frames] + ([args.big_frames] if args.pairs_big and args.big_frames else [])

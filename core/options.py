@@ -77,7 +77,7 @@ class AlignOptions:
     fine_samples: int = 8192               # ... and in the fine stage
     fine_fraction: float = 0.25            # share of the iterations spent in the fine stage
     tolerance: float = 1e-5                # stop a stage when the loss fell by less than this (relative) in
-                                           # 10 steps (not for long sequences when `iterations` is None)
+                                           # 10 steps (a shot uses `align.schedule.for_shot`'s 2e-3)
     device: str | None = None              # default: the device of the predictions
     cuda_graph: bool = True                # on CUDA, replay each stage's step as one captured graph
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .align.schedule import for_shot
 from .errors import CheckpointError, DependencyError, InputError, PointmapError, UnsupportedOption, check_cancel
 from .options import AlignOptions, PairwiseOptions, ReconstructOptions, SequenceOptions
 from .progress import Progress, ProgressFn, eta_text, warn
@@ -252,12 +253,13 @@ def _refuse_unsupported_shot(opt: ReconstructOptions, backend: str) -> None:
 
 
 def _shot_pairwise_options(opt: ReconstructOptions) -> ReconstructOptions:
-    """A shot's pairwise run: the seq-K graph unless a graph was chosen, the shot's focal sharing."""
+    """A shot's pairwise run: the seq-K graph unless a graph was chosen, the shot's focal sharing, and the
+    shot's refinement schedule (`align.schedule.for_shot`) where the alignment options are the defaults."""
     graph = opt.pairwise.graph
     if graph == PairwiseOptions().graph:
         graph = f"seq-{opt.sequence.window}"
-    return replace(opt, pairwise=replace(opt.pairwise, graph=graph),
-                   align=replace(opt.align, shared_focal=opt.sequence.shared_focal))
+    align = for_shot(replace(opt.align, shared_focal=opt.sequence.shared_focal))
+    return replace(opt, pairwise=replace(opt.pairwise, graph=graph), align=align)
 
 
 def _summarise_repeats(duplicates: list[str]) -> list[str]:

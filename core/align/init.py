@@ -267,7 +267,9 @@ def robust_similarity(parts, n_out: int, iters: int = 10):
     Returns s (n_out,), R (n_out,3,3), t (n_out,3) in float64.
     """
     dev = parts[0][0].device
-    psi = [p[2].double() for p in parts]
+    # float64 copies made once: converting the point sets again in every round cost as much as the fits.
+    parts = [(src.double(), dst.double(), w.double(), idx) for src, dst, w, idx in parts]
+    psi = [p[2] for p in parts]
     for it in range(iters + 1):
         stats = [torch.zeros(n_out, dtype=torch.float64, device=dev),
                  torch.zeros(n_out, 3, dtype=torch.float64, device=dev),
@@ -281,12 +283,12 @@ def robust_similarity(parts, n_out: int, iters: int = 10):
         if it == iters:
             break
         for k, (src, dst, w, idx) in enumerate(parts):
-            fit = s[idx, None, None] * (src.double() @ r[idx].transpose(1, 2)) + t[idx, None, :]
-            res = (dst.double() - fit).norm(dim=-1)
+            sr = s[idx, None, None] * r[idx].transpose(1, 2)
+            res = torch.baddbmm(t[idx, None, :] - dst, src, sr).norm(dim=-1)
             masked = torch.where(w > 0, res, torch.full_like(res, float("nan")))
             sigma = 2 * torch.nanmedian(masked, dim=1).values.clamp_min(1e-12)
             sigma = torch.where(torch.isfinite(sigma), sigma, torch.ones_like(sigma))
-            psi[k] = w.double() / (1 + (res / sigma[:, None]) ** 2)
+            psi[k] = w / (1 + (res / sigma[:, None]) ** 2)
     return s, r, t
 
 

@@ -12,6 +12,7 @@ from helpers_synth import load_npz_case
 from pointmap.core.align.geometry import axis_angle_to_matrix
 from pointmap.core.align.refine import AlignOptions, global_align
 from pointmap.core.align.rotation_averaging import average_rotations, matrix_to_axis_angle, solve_differences
+from pointmap.core.align.schedule import SHOT_LR, SHOT_TOLERANCE, for_shot
 
 ALIGN_DIR = fixture_dir("POINTMAP_ALIGN_DIR", FIXTURES / "alignment")
 
@@ -36,8 +37,19 @@ def _check_shot(res, truth, edges, label):
 @pytest.mark.parametrize("path", _shot_cases(), ids=lambda p: p.stem)
 def test_fixture_shot_reaches_drift_floor(path):
     pred, truth = load_npz_case(path)
-    res = global_align(pred, AlignOptions(shared_focal=truth["meta"].get("shared_focal", False)))
+    res = global_align(pred, for_shot(AlignOptions(shared_focal=truth["meta"].get("shared_focal", False))))
     _check_shot(res, truth, pred.edges, path.name)
+
+
+def test_shot_schedule_stops_when_converged_and_keeps_set_values():
+    """The shot schedule ends its stages on the loss test, well inside the step budget, on target."""
+    pred, truth = make_shot_case(40, size=(24, 32), window=3, seed=7)
+    res = global_align(pred, for_shot(AlignOptions(shared_focal=True)))
+    assert 0 < res.info["iterations"] < 200, res.info
+    _check_shot(res, truth, pred.edges, "shot40")
+    mine = for_shot(AlignOptions(lr=0.01, tolerance=0.0, iterations=50))
+    assert (mine.lr, mine.tolerance, mine.iterations) == (0.01, 0.0, 50)
+    assert (for_shot(AlignOptions()).lr, for_shot(AlignOptions()).tolerance) == (SHOT_LR, SHOT_TOLERANCE)
 
 
 def test_drift_floor_of_the_example_matches_the_readme():
