@@ -1,5 +1,5 @@
 """bench/bench_da3.py's bookkeeping (no network, no reference): the time-cap prediction, the pairing of
-ours/ref rows when some sizes were skipped or ran out of memory, and the --skip syntax."""
+ours/ref rows when some sizes were skipped or ran out of memory, the --skip syntax and the variant names."""
 
 from __future__ import annotations
 
@@ -38,3 +38,21 @@ def test_prediction_pairs_and_skips(bench):
                                                                        ("da3-base", "ours", 1)}
     with pytest.raises(SystemExit, match="MODEL:IMPL:FRAMES"):
         bench.parse_skips("da3-large:200")
+
+
+def test_variant_names_and_ratios(bench):
+    assert bench.parse_impl("ours") == {"base": "ours", "fused": False, "chead": False, "sdpa": "cudnn"}
+    assert bench.parse_impl("ref") == {"base": "ref", "fused": False, "chead": False, "sdpa": "default"}
+    assert bench.parse_impl("ours-fused-chead-flash") == {"base": "ours", "fused": True, "chead": True,
+                                                          "sdpa": "flash"}
+    assert bench.parse_impl("ref-cudnnonly")["sdpa"] == "cudnn-only"
+    for bad in ("ref-fused", "ours-foo", "theirs"):
+        with pytest.raises(SystemExit):
+            bench.parse_impl(bad)
+    entry = {"ours": [{"frames": 10, "seconds": 0.1, "peak_gib": 1.0}],
+             "ours-flash": [{"frames": 10, "seconds": 0.4, "peak_gib": 2.0}],
+             "ref": [{"frames": 10, "seconds": 0.2, "peak_gib": 4.0}], "ref-flash": [{"frames": 10, "seconds": 0.3}]}
+    bench.summarise(entry)
+    assert entry["speedups"] == {"ours": [{"frames": 10, "value": 2.0}], "ours-flash": [{"frames": 10, "value": 0.5}]}
+    assert entry["memory_ratios"]["ours-flash"] == [{"frames": 10, "value": 0.5}]
+    assert entry["speedup"] == entry["speedups"]["ours"]

@@ -97,6 +97,8 @@ def prepare_model(model, device, precision: str, head_precision: str = "auto") -
     if head_precision == "auto":
         head_precision = "bf16" if precision == "bf16" and device.type == "cuda" else "fp32"
     model.head.to(torch.bfloat16 if head_precision == "bf16" else torch.float32)
+    if getattr(model, "gs_head", None) is not None:   # not run by reconstruction; kept small on the device
+        model.gs_head.to(torch.bfloat16 if head_precision == "bf16" else torch.float32)
     for part in (model.cam_enc, model.cam_dec):
         if part is not None:
             part.float()

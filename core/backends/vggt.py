@@ -82,16 +82,28 @@ def _check_memory(device, n_frames, h, w, model, precision, frame_chunk) -> None
     check_fits(device, need, f"VGGT on {n_frames} frames of {w}x{h}", VGGTMemoryError)
 
 
-def fast_attention(device):
-    """Context preferring cuDNN attention, then flash, on CUDA (cuDNN SDPA is the fastest kernel for
-    VGGT's 200k-token global attention on H100/H200); a no-op elsewhere or on older torch."""
+# SDPA kernel choices of `fast_attention`: "cudnn" prefers cuDNN, then flash, memory-efficient, math;
+# "flash" / "efficient" / "cudnn-only" allow that one kernel only (an ineligible shape raises instead of
+# silently falling back, which is what a measurement wants); "default" leaves torch's own priority.
+SDPA_CHOICES = ("cudnn", "flash", "efficient", "cudnn-only", "default")
+
+
+def fast_attention(device, backend: str = "cudnn"):
+    """Context choosing the SDPA kernels on CUDA (`SDPA_CHOICES`; "cudnn": cuDNN attention first, the
+    fastest kernel for VGGT's 200k-token global attention on H100/H200); a no-op elsewhere or on older torch."""
     import contextlib
 
-    if getattr(device, "type", device) != "cuda":
+    if backend not in SDPA_CHOICES:
+        raise ValueError(f"unknown SDPA backend {backend!r}; choose one of {', '.join(SDPA_CHOICES)}")
+    if getattr(device, "type", device) != "cuda" or backend == "default":
         return contextlib.nullcontext()
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
+        if backend != "cudnn":
+            only = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                    "cudnn-only": SDPBackend.CUDNN_ATTENTION}[backend]
+            return sdpa_kernel([only])
         order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
                  SDPBackend.MATH]
         return sdpa_kernel(order, set_priority=True)

@@ -12,7 +12,7 @@ Accepted layouts (details in tests/fixtures/README.md and tests/fixtures/vggt/RE
 * DA3 (Depth Anything 3): `config.json` (`model_name`, the preset) + `model.safetensors` with keys
   `model.backbone.pretrained.*` / `model.head.*` / ... (nested: `model.da3.*`, `model.da3_metric.*`); tied
   tensors are stored once and named in the safetensors `__metadata__` (alias -> kept name), restored on
-  reading. The Giant's Gaussian head (`gs_head.*`) is not implemented: exactly those tensors are ignored.
+  reading.
 
 Files are memory-mapped (`torch.load(mmap=True)`, a mapped safetensors reader) and the network is built on
 the `meta` device, then the mapped tensors are assigned to it (`load_state_dict(assign=True)`), so a 2-5 GB
@@ -400,20 +400,11 @@ def _fill_dpt_aliases(sd: dict, expected: Mapping, notes: list[str]) -> None:
         notes.append(f"restored {restored} DPT alias keys (dpt.scratch.layer_rn.*) dropped by safetensors")
 
 
-def _prepare_da3(sd: dict, expected: Mapping, notes: list[str]) -> None:
-    """Strip the API wrapper's `model.` prefix; drop exactly the tensors of unimplemented modules
-    (config.IGNORED_PREFIXES, possibly under the nested `da3.`), never anything else."""
-    from ..models.da3.config import IGNORED_PREFIXES
-
+def _prepare_da3(sd: dict) -> None:
+    """Strip the API wrapper's `model.` prefix (every other key is the network's own name)."""
     if sd and all(k.startswith("model.") for k in sd):
         for k in list(sd):
             sd[k[len("model."):]] = sd.pop(k)
-    ignored = [k for k in sd if k not in expected and any(
-        k.startswith(p) or k.startswith("da3." + p) for p in IGNORED_PREFIXES)]
-    for k in ignored:
-        del sd[k]
-    if ignored:
-        notes.append(f"ignored {len(ignored)} gs_head.* tensors (the 3D-Gaussian head is not used)")
 
 
 def prepare_state_dict(state_dict: Mapping[str, torch.Tensor], family: str,
@@ -433,7 +424,7 @@ def prepare_state_dict(state_dict: Mapping[str, torch.Tensor], family: str,
             notes.append("copied dec_blocks.* to dec_blocks2.* (checkpoint has a single decoder)")
         _fill_dpt_aliases(sd, expected, notes)
     if family == "da3":
-        _prepare_da3(sd, expected, notes)
+        _prepare_da3(sd)
     if family == "vggt":   # our VGGT has no track head (point tracking is not implemented)
         dropped = [k for k in sd if k.startswith("track_head.")]
         for k in dropped:

@@ -2,7 +2,7 @@
 
 A DA3-only front of `core.weights.checkpoint` (one reader and one strict key check for every family):
 the file is memory-mapped, the network built on the meta device, tied tensors restored from the file's
-metadata, keys and shapes checked strictly, and only the Giant's `gs_head.*` ignored (with a note).
+metadata, keys and shapes checked strictly (every tensor of every preset, the Giant's `gs_head.*` too).
 """
 
 from __future__ import annotations

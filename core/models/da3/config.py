@@ -31,8 +31,7 @@ class DA3Config:
     head:         "dualdpt" (depth + ray) or "dpt" (depth + sky).
     features, out_channels: DPT widths. head_dim_in: channels of the head's input tokens.
     cam_enc_depth/cam_enc_heads: camera encoder trunk (any-view models only; 0 = no camera modules).
-    gs_head:      the checkpoint holds a Gaussian-splatting head (Giant), which is not implemented:
-                  its tensors are loaded-and-ignored by prefix (see `IGNORED_PREFIXES`).
+    gs_head:      the network has the Giant's Gaussian-splatting head (head.GSDPT, `gs_head.*`).
     """
 
     embed_dim: int
@@ -92,9 +91,6 @@ PRESETS: dict[str, DA3Config] = {
 # Metric models predict depth in metres (after the focal rescale), the others up to scale.
 METRIC_PRESETS = frozenset({"da3metric-large", NESTED})
 PRESET_NAMES = (*PRESETS, NESTED)
-
-# Checkpoint tensors with no module here: the Giant's 3D-Gaussian head (its adapter has no tensors).
-IGNORED_PREFIXES = ("gs_head.", "gs_adapter.")
 
 
 def config_from_dict(d: dict) -> DA3Config:

@@ -11,6 +11,9 @@ DualDPT outputs (B, S, ...): depth = exp(l0) and depth_conf = exp(l1) + 1 at H x
 direction, linear) and ray_conf = exp(l6) + 1 at 8h x 8w. The reference also computes aux levels 0-2
 and discards them; they are skipped here (their weights exist only so checkpoints load strictly).
 MonoDPT outputs depth = exp(l) and sky = relu(s) at H x W (no confidence, no UV embedding).
+GSDPT (the Giant's Gaussian-splatting head, run only on request) is MonoDPT's pyramid with DualDPT's UV
+embedding and no token norm; at H x W it adds a small conv encoder of the input images before the last
+convs and outputs the 37 raw Gaussian parameters per pixel and a sigmoid density (see its docstring).
 
 Precision: the convolutions run in the head's parameter dtype; the final 1x1 convs and activations
 run in float32 so exp() never sees bf16-rounded logits.
@@ -48,7 +51,7 @@ class _Permute(nn.Module):
 
 
 class _Scratch(nn.Module):
-    def __init__(self, out_channels, features: int, n_out: int, dual: bool):
+    def __init__(self, out_channels, features: int, n_out: int, dual: bool, sky: bool = True):
         super().__init__()
         for i, oc in enumerate(out_channels):
             setattr(self, f"layer{i + 1}_rn", nn.Conv2d(oc, features, 3, padding=1, bias=False))
@@ -72,18 +75,21 @@ class _Scratch(nn.Module):
                 nn.Sequential(nn.Conv2d(half, 32, 3, padding=1), _Permute((0, 2, 3, 1)), ln,
                               _Permute((0, 3, 1, 2)), nn.ReLU(), nn.Conv2d(32, 7, 1))
                 for _ in range(4)])
-        else:
+        elif sky:
             self.sky_output_conv2 = nn.Sequential(nn.Conv2d(half, 32, 3, padding=1), nn.ReLU(),
                                                   nn.Conv2d(32, 1, 1))
 
 
 class _DPTBase(nn.Module):
-    dual = True
+    dual = True        # the ray (aux) branch exists
+    token_norm = True  # LayerNorm on the input tokens
+    uv = True          # UV embedding after the projections (and before the last convs)
+    sky = False        # a sky branch exists (monocular heads)
 
     def __init__(self, dim_in: int, features: int, out_channels, n_out: int, patch_size: int = 14):
         super().__init__()
         self.patch_size = patch_size
-        if self.dual:
+        if self.token_norm:
             self.norm = nn.LayerNorm(dim_in)
         oc = list(out_channels)
         self.projects = nn.ModuleList([nn.Conv2d(dim_in, c, 1) for c in oc])
@@ -93,7 +99,7 @@ class _DPTBase(nn.Module):
             nn.Identity(),
             nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
         ])
-        self.scratch = _Scratch(oc, features, n_out, self.dual)
+        self.scratch = _Scratch(oc, features, n_out, self.dual, self.sky)
 
     def _uv(self, x: torch.Tensor, aspect: float) -> torch.Tensor:
         return x + UV_SCALE * cached_uv_embedding(x.shape[2], x.shape[3], aspect, x.shape[1], x.device, x.dtype)
@@ -104,13 +110,13 @@ class _DPTBase(nn.Module):
         out = []
         for k, t in enumerate(feats):
             t = t.to(dtype)
-            if self.dual:
+            if self.token_norm:
                 t = self.norm(t)
             x = t.transpose(1, 2).reshape(t.shape[0], -1, gh, gw)
             if x.is_cuda:  # NHWC: cuDNN's fastest conv kernels; results are layout-independent
                 x = x.contiguous(memory_format=torch.channels_last)
             x = self.projects[k](x)
-            if self.dual:
+            if self.uv:
                 x = self._uv(x, aspect)
             x = self.resize_layers[k](x)
             out.append(getattr(self.scratch, f"layer{k + 1}_rn")(x))
@@ -172,7 +178,8 @@ class DualDPT(_DPTBase):
 
 
 class MonoDPT(_DPTBase):
-    dual = False
+    dual = token_norm = uv = False
+    sky = True
 
     def __init__(self, dim_in: int, features: int, out_channels, patch_size: int = 14):
         super().__init__(dim_in, features, out_channels, 1, patch_size)
@@ -190,3 +197,52 @@ class MonoDPT(_DPTBase):
         out["depth"] = out["depth"].exp()
         out["sky"] = out["sky"].relu()
         return out
+
+
+GS_PARAMS = 37   # raw Gaussian parameters per pixel of DA3-Giant's head (sh_degree 2, no colour, with offsets)
+
+
+class GSDPT(_DPTBase):
+    """DA3-Giant's Gaussian-splatting head (`gs_head.*` in the checkpoints): the network part only.
+
+    feats 4 x (B, S, h*w, C') as for the depth head, plus the network's input images (B, S, 3, H, W) ->
+    raw_gs (B, S, H, W, 37) (linear: the reference GaussianAdapter's depth/xy offsets, scales, rotations and
+    SH coefficients, in that adapter's layout) and raw_gs_conf (B, S, H, W) (sigmoid density, which the
+    adapter maps to opacity). The adapter that turns these into world-space Gaussians (and needs the
+    predicted depth and cameras) is not implemented, and nothing in the reconstruction backend runs this
+    head: it exists so the Giant checkpoints load strictly and their Gaussian outputs can be computed.
+    """
+
+    dual = token_norm = sky = False
+    uv = True
+
+    def __init__(self, dim_in: int, features: int, out_channels, patch_size: int = 14):
+        super().__init__(dim_in, features, out_channels, GS_PARAMS + 1, patch_size)
+        m = features // 2
+        self.images_merger = nn.Sequential(
+            nn.Conv2d(3, m // 4, 3, padding=1), nn.GELU(), nn.Conv2d(m // 4, m // 2, 3, padding=1), nn.GELU(),
+            nn.Conv2d(m // 2, m, 3, padding=1), nn.GELU())
+
+    def forward_frames(self, feats, images: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
+        """feats 4 x (F, h*w, C'), images (F, 3, H, W) -> raw_gs (F, H, W, 37), raw_gs_conf (F, H, W)."""
+        gh, gw = height // self.patch_size, width // self.patch_size
+        aspect = width / height
+        sc = self.scratch
+        x = sc.output_conv1(self.fuse(self.laterals(feats, gh, gw, aspect)))
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=True)
+        x = self._uv(x + self.images_merger(images.to(x.dtype)), aspect)
+        conv_a, relu, conv_b = sc.output_conv2
+        logits = _last_conv_fp32(conv_b, relu(conv_a(x))).permute(0, 2, 3, 1)
+        return {"raw_gs": logits[..., :GS_PARAMS], "raw_gs_conf": logits[..., GS_PARAMS].sigmoid()}
+
+    def forward(self, feats: list[torch.Tensor], images: torch.Tensor, frame_chunk: int = 8) -> dict[str, torch.Tensor]:
+        """feats 4 x (B, S, h*w, C'), images (B, S, 3, H, W) -> raw_gs (B, S, H, W, 37), raw_gs_conf (B, S, H, W)."""
+        b, s, _, height, width = images.shape
+        flat = [f.reshape(b * s, *f.shape[2:]) for f in feats]
+        imgs = images.reshape(b * s, 3, height, width)
+        parts: dict[str, list[torch.Tensor]] = {}
+        for a in range(0, b * s, frame_chunk):
+            out = self.forward_frames([f[a:a + frame_chunk] for f in flat], imgs[a:a + frame_chunk], height, width)
+            for k, v in out.items():
+                parts.setdefault(k, []).append(v)
+        return {k: torch.cat(v).reshape(b, s, *v[0].shape[1:]) for k, v in parts.items()}

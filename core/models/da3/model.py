@@ -2,7 +2,8 @@
 
 `DA3Net(cfg)` submodules and state_dict keys equal the reference `DepthAnything3Net`'s without the
 checkpoint's `model.` prefix: `backbone.pretrained.*`, `head.*`, and for any-view models `cam_enc.*`,
-`cam_dec.*`. The Giant's Gaussian head (`gs_head.*`) is not built (see config.IGNORED_PREFIXES).
+`cam_dec.*`, and for the Giant `gs_head.*` (head.GSDPT: run only with gs=True; the reference's
+GaussianAdapter, which has no tensors, is not implemented).
 
 Forward: images (B, S, 3, H, W) ImageNet-normalised, H and W multiples of 14, optionally with known
 cameras world2cam (B, S, 4, 4) (already normalised: view 0 the identity, translations scaled as the
@@ -13,6 +14,7 @@ reference API does, `normalize_world2cam`) and intrinsics (B, S, 3, 3) in networ
   cam2world, world2cam (B, S, 3, 4), intrinsics (B, S, 3, 3) (network pixels, principal point W/2, H/2)
   ray, ray_conf (B, S, 8h, 8w, 6 / -)  only with rays=True (the reference drops them when it has a
                                     camera decoder, so by default the ray branch is not run at all)
+  raw_gs (B, S, H, W, 37), raw_gs_conf (B, S, H, W)   only with gs=True on a model with a Gaussian head
 The world frame is (by training) the camera of the reference view (view 0 when cameras are given or S <= 2).
 """
 
@@ -24,7 +26,7 @@ from torch import nn
 from .backbone import DA3Backbone
 from .camera import CameraDec, CameraEnc, invert_rigid, pose_encoding_to_c2w_intrinsics
 from .config import PRESETS, DA3Config, config_from_dict
-from .head import DualDPT, MonoDPT
+from .head import GSDPT, DualDPT, MonoDPT
 from .metric import align_to_metric
 
 
@@ -43,6 +45,7 @@ class DA3Net(nn.Module):
             self.cam_dec = CameraDec(cfg.head_dim_in)
         else:
             self.cam_enc = self.cam_dec = None
+        self.gs_head = GSDPT(cfg.head_dim_in, cfg.features, cfg.out_channels, cfg.patch_size) if cfg.gs_head else None
 
     @property
     def config(self) -> dict:
@@ -74,7 +77,10 @@ class DA3Net(nn.Module):
 
     def forward(self, images: torch.Tensor, world2cam: torch.Tensor | None = None,
                 intrinsics: torch.Tensor | None = None, ref_strategy: str = "saddle_balanced",
-                rays: bool = False, frame_chunk: int = 8, trace: dict | None = None) -> dict[str, torch.Tensor]:
+                rays: bool = False, frame_chunk: int = 8, trace: dict | None = None,
+                gs: bool = False) -> dict[str, torch.Tensor]:
+        if gs and self.gs_head is None:
+            raise ValueError("this DA3 model has no Gaussian-splatting head (only the Giant has one)")
         h, w = images.shape[-2:]
         feats = self.encode(images, world2cam, intrinsics, ref_strategy, trace)
         if trace is not None:
@@ -83,6 +89,8 @@ class DA3Net(nn.Module):
         out = self.head([f for f, _ in feats], h, w, frame_chunk, trace, rays=rays)
         if self.cam_dec is not None:
             out.update(self.decode_cameras(feats[-1][1], (h, w)))
+        if gs:
+            out.update(self.gs_head([f for f, _ in feats], images, frame_chunk))
         return out
 
 

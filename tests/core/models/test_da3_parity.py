@@ -17,7 +17,6 @@ from helpers_vggt import assert_close
 from pointmap.core.errors import CheckpointError
 from pointmap.core.models.da3 import build_da3
 from pointmap.core.models.da3.camera import c2w_intrinsics_to_pose_encoding
-from pointmap.core.models.da3.config import IGNORED_PREFIXES
 from pointmap.core.models.vggt.dino import interpolate_pos_embed
 from pointmap.core.weights.checkpoint import check_state_dict, prepare_state_dict, read_safetensors
 
@@ -142,16 +141,15 @@ def _meta_state_dict(preset: str) -> dict:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_full_size_keys_strict(preset):
-    """Every published layout fits our network exactly; only the explicit gs_head prefix is ignored."""
+    """Every published layout fits our network exactly: every key and shape, none dropped (Giant's gs_head too)."""
     sd = _meta_state_dict(preset)
     with torch.device("meta"):
         net = build_da3(preset)
     expected = net.state_dict(keep_vars=True)
     fixed, notes = prepare_state_dict(sd, "da3", expected)
     check_state_dict(fixed, expected, preset)
-    dropped = {k[len("model."):] for k in sd} - set(fixed)
-    assert all(k.removeprefix("da3.").startswith(IGNORED_PREFIXES) for k in dropped)
-    assert bool(dropped) == ("giant" in preset)
+    assert set(fixed) == {k[len("model."):] for k in sd}
+    assert ("giant" in preset) == any(".gs_head." in f".{k}" for k in fixed)
     # Anything else missing or extra is an error, never ignored.
     extra = dict(sd)
     extra["model.head.not_a_tensor"] = torch.empty(1, device="meta")
