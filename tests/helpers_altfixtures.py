@@ -18,6 +18,7 @@
                       preprocessing images renamed (img_*) and one of the five methods left out; manifest and
                       preprocess.npz keys rewritten to match; out/da3/checkpoint_keys.json holds 3 of the 7 presets.
   out/da3_nested/     nested DA3: cases renamed (n_trio, n_duo_posed), the single-view case left out.
+  out/da3_gs/         DA3 Gaussian head: the multi-view case renamed (gs_pair), the single-view case left out.
 Every array is the reference's own (copied or sliced), so the parity bounds hold unchanged.
 
 Run as a script to write a set: python tests/helpers_altfixtures.py OUT_DIR
@@ -50,6 +51,7 @@ DA3_IMAGES = {"pp_a_120x75": "img_east", "pp_b_90x140": "img_tall", "pp_c_210x90
 DA3_DROPPED_METHOD = "lower_bound_crop_70"
 DA3_PRESETS = ("da3-small", "da3metric-large", "da3nested-giant-large")
 NESTED_CASES = {"multiview": "n_trio", "posed": "n_duo_posed"}          # the single-view case left out
+GS_CASES = {"multiview": "gs_pair"}                                       # the single-view case left out
 
 
 def _save(path: Path, arrays: dict) -> None:
@@ -217,6 +219,20 @@ def make_da3_nested(src: Path, out: Path) -> Path:
     return out
 
 
+def make_da3_gs(src: Path, out: Path) -> Path:
+    out.mkdir(parents=True)
+    manifest = json.loads((src / "manifest.json").read_text())
+    cases = {}
+    for case, new in GS_CASES.items():
+        spec = dict(manifest["cases"][case], file=f"head_ref_{new}.npz")
+        shutil.copy(src / manifest["cases"][case]["file"], out / spec["file"])
+        cases[new] = spec
+    manifest["cases"], manifest["files"] = cases, {}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    shutil.copy(src / "tiny_gs_head.safetensors", out / "tiny_gs_head.safetensors")
+    return out
+
+
 def make_alternative_sets(out: Path, src: Path = FIXTURES) -> dict[str, Path]:
     """Write the DUSt3R/MASt3R, VGGT and preprocessing sets under `out`; returns {environment variable: path}."""
     return {"POINTMAP_PARITY_DIR": make_parity(src / "parity", out / "parity"),
@@ -234,7 +250,8 @@ def make_other_sets(out: Path, src: Path = FIXTURES) -> dict[str, Path]:
             "POINTMAP_VGGT_KEYS": keys,
             "POINTMAP_MESH_DIR": make_meshing(out / "meshing"),
             "POINTMAP_DA3_PARITY_DIR": make_da3(src / "da3" / "parity", out / "da3" / "parity"),
-            "POINTMAP_DA3_NESTED_DIR": make_da3_nested(src / "da3_nested", out / "da3_nested")}
+            "POINTMAP_DA3_NESTED_DIR": make_da3_nested(src / "da3_nested", out / "da3_nested"),
+            "POINTMAP_DA3_GS_DIR": make_da3_gs(src / "da3_gs", out / "da3_gs")}
 
 
 if __name__ == "__main__":

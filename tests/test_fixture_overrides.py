@@ -3,7 +3,8 @@
 A generated alternative set (tests/helpers_altfixtures.py: other model, case, frame and weights names, other
 counts) is handed to every test that reads a fixture location from the environment -- $POINTMAP_PARITY_DIR,
 $POINTMAP_VGGT_PARITY_DIR, $POINTMAP_PREPROC_DIR, $POINTMAP_ALIGN_DIR, $POINTMAP_CKPT_KEYS_DIR,
-$POINTMAP_VGGT_KEYS, $POINTMAP_MESH_DIR, $POINTMAP_DA3_PARITY_DIR and $POINTMAP_DA3_NESTED_DIR -- in a pytest
+$POINTMAP_VGGT_KEYS, $POINTMAP_MESH_DIR, $POINTMAP_DA3_PARITY_DIR, $POINTMAP_DA3_NESTED_DIR and
+$POINTMAP_DA3_GS_DIR -- in a pytest
 subprocess: all must pass, the parametrised tests must carry the new set's names and counts (so its cases really
 ran), and no shipped name may appear. Empty directories fail instead of leaving the tests nothing to run.
 """
@@ -44,6 +45,7 @@ OTHER_READERS = [  # every test reading one of the other locations (the rest of 
     "tests/core/weights/test_registry_download.py",
     "tests/core/models/test_da3_parity.py",
     "tests/core/models/test_da3_nested.py",
+    "tests/core/models/test_da3_gs_head.py",
     "tests/core/backends/test_da3_backend.py",
     "tests/core/io/test_da3_preprocess.py",
     "tests/core/test_shot_pipeline.py::test_da3_shot_in_chunks",
@@ -116,6 +118,7 @@ def test_every_other_reader_runs_on_a_generated_set(tmp_path):
                     "test_da3_parity.py::test_forward_parity[duo_posed]",
                     "test_da3_parity.py::test_full_size_keys_strict[da3nested-giant-large]",
                     "test_da3_nested.py::test_nested_forward_parity[n_trio]",
+                    "test_da3_gs_head.py::test_gs_head_parity[8-gs_pair]",
                     "test_da3_backend.py::test_reconstruction_matches_network[solo]",
                     "test_da3_backend.py::test_posed_mode[duo_posed]",
                     "test_da3_backend.py::test_nested_model_gives_metres",
@@ -128,6 +131,7 @@ def test_every_other_reader_runs_on_a_generated_set(tmp_path):
               ("test_da3_parity.py", "test_forward_parity"): 3,
               ("test_da3_parity.py", "test_full_size_keys_strict"): 3,
               ("test_da3_nested.py", "test_nested_forward_parity"): 2,
+              ("test_da3_gs_head.py", "test_gs_head_parity"): 2,
               ("test_da3_preprocess.py", "test_single_image_bit_exact"): 16}
     for (module, test), n in counts.items():
         assert _count(passed, module, test) == n, (module, test, sorted(p for p in passed if test in p))
@@ -143,7 +147,7 @@ def test_empty_other_sets_fail(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {name: str(empty) for name in ("POINTMAP_ALIGN_DIR", "POINTMAP_CKPT_KEYS_DIR", "POINTMAP_MESH_DIR",
-                                        "POINTMAP_DA3_PARITY_DIR", "POINTMAP_DA3_NESTED_DIR")}
+                                        "POINTMAP_DA3_PARITY_DIR", "POINTMAP_DA3_NESTED_DIR", "POINTMAP_DA3_GS_DIR")}
     env["POINTMAP_VGGT_KEYS"] = str(empty / "checkpoint_keys.json")
     # An empty alignment set stops the module at collection (its cases parametrise the test): a run of its own.
     res = _pytest(env, "tests/core/align/test_align.py::test_fixture_case_accuracy")
@@ -153,9 +157,11 @@ def test_empty_other_sets_fail(tmp_path):
                   "tests/core/meshing/test_meshing.py::test_cases_from_env_dir",
                   "tests/core/models/test_da3_parity.py::test_cases_present",
                   "tests/core/models/test_da3_nested.py::test_cases_present",
+                  "tests/core/models/test_da3_gs_head.py::test_cases_present",
                   "tests/core/backends/test_da3_backend.py::test_the_set_has_a_multi_view_and_a_single_view_case")
     out = res.stdout + res.stderr
     assert res.returncode != 0 and "PASSED" not in out, out[-4000:]
     for says in ("no checkpoint key lists in", "No such file", "holds no *.npz case",
-                 "no parity cases in", "no nested DA3 cases in", "needs an unposed case"):
+                 "no parity cases in", "no nested DA3 cases in", "no DA3 Gaussian-head cases in",
+                 "needs an unposed case"):
         assert says in out, f"{says!r} not in the output:\n{out[-4000:]}"
