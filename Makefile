@@ -27,8 +27,11 @@ BLENDER_VERSIONS ?= 4.2.0 4.5.15 5.0.1
 test-blender: $(STAMP)
 	$(PY) tests/blender/versions.py --versions $(BLENDER_VERSIONS) -- $(ARGS)
 
-# Every test that reads $POINTMAP_PARITY_DIR / $POINTMAP_VGGT_PARITY_DIR / $POINTMAP_PREPROC_DIR, rerun on a
-# generated set with other names and counts (tests/helpers_altfixtures.py); minutes, so not part of `make test`.
+# Every test that reads a fixture location from the environment (POINTMAP_PARITY_DIR, _VGGT_PARITY_DIR,
+# _PREPROC_DIR, _ALIGN_DIR, _CKPT_KEYS_DIR, _VGGT_KEYS, _MESH_DIR, _DA3_PARITY_DIR, _DA3_NESTED_DIR,
+# _DA3_GS_DIR), rerun on a generated set with other names and counts (tests/helpers_altfixtures.py), and on
+# empty sets (which must fail).
+# Minutes of CPU, so a separate target; CI (.ci/run) runs it after `make test`.
 test-fixtures: $(STAMP)
 	$(PY) -m pytest -m overrides tests/test_fixture_overrides.py $(ARGS)
 

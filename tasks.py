@@ -88,6 +88,9 @@ class Job:
         self.on_error = on_error
         self.on_progress = on_progress
         self.name = name
+        # Called with each Progress in the worker's own thread, as it is reported (before it is queued): for
+        # console printing, which needs no main thread, so a headless run shows its progress while it runs.
+        self.live: Callable[[Progress], None] | None = None
         self.token = CancelToken()
         self.events: queue.Queue = queue.Queue()
         self.state = JobState()
@@ -96,6 +99,8 @@ class Job:
     # -- worker side (any thread) --
 
     def _progress(self, p: Progress) -> None:
+        if self.live is not None:
+            self.live(p)
         self.events.put(("progress", p))
         # Checking here too makes every progress report a cancellation point.
         self.token.check()

@@ -4,7 +4,8 @@ Main thread: `_make_job(context, on_progress)` reads options and returns the Job
 * invoke (interactive UI): the job starts in a worker thread and the operator goes modal; TIMER events
   drain the job's queue (progress for the panel) and the final event builds the result, still on the
   main thread, so the whole change is one undo step when the operator finishes;
-* execute (scripts, `blender -b`, the bpy module): the same job runs inline and is drained at once.
+* execute (scripts, `blender -b`, the bpy module): the same job runs inline and is drained at once; headless,
+  progress lines are printed as the work reports them (`Job.live`), not after the run.
 The job's callbacks set `self._outcome` (see `tasks.report_outcome`). One job runs at a time.
 """
 
@@ -43,17 +44,20 @@ class JobOperator:
 
         def show(p):
             # Warnings reach the console and the UI through self.report at the end: not said twice, and not a stage.
-            if p.stage == WARNING:
-                return
-            if bpy.app.background:
-                printer(p)
-            else:
+            if p.stage != WARNING and not bpy.app.background:
                 wm.progress_update(int(100 * p.fraction))
+
+        def say(p):
+            # Headless: printed the moment the work reports it (the queue is only drained after the run).
+            if p.stage != WARNING:
+                printer(p)
         try:
             self._job = self._prepare(context, show)
         except PointmapError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
+        if bpy.app.background:
+            self._job.live = say
         jobs.set_current(self._job)
         if not bpy.app.background:
             wm.progress_begin(0, 100)

@@ -19,6 +19,7 @@ channelbag → F-curves); 4.2/4.3 use `action.fcurves`. Both are handled by `_Ch
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -49,10 +50,32 @@ def shot_intrinsics(recon, sensor_mm: float) -> tuple[list[BlenderIntrinsics], i
     intr = []
     for i in range(recon.n_views):
         try:
-            intr.append(blender_intrinsics(recon.K[i], w, h, sensor=sensor_mm))
+            intr.append(blender_intrinsics(recon.K[i], w, h, sensor=sensor_mm, above_blender_minimum=True))
         except ValueError as err:
             raise SceneError(f"View {recon.names[i]}: {err}.") from err
+    # One sensor for the whole shot (the sensor is not keyed): when any frame's lens or sensor would fall below
+    # Blender's 1 mm minimum, every frame's lens and the sensor grow by the largest factor any frame needs, so
+    # each frame keeps its field of view and the lens keys stay comparable.
+    scale = max(i.sensor_scale for i in intr)
+    if scale > 1.0:
+        intr = [blender_intrinsics(recon.K[i], w, h, sensor=sensor_mm * scale) for i in range(recon.n_views)]
+        intr = [dataclasses.replace(x, sensor_scale=scale) for x in intr]
     return intr, w, h
+
+
+def lens_note(recon, intr: list[BlenderIntrinsics], sensor_mm: float) -> str | None:
+    """The warning for a shot whose lens (or sensor) would fall below Blender's 1 mm minimum on some frame."""
+    scale = intr[0].sensor_scale if intr else 1.0
+    if scale <= 1.0:
+        return None
+    low = int(np.argmin([x.lens for x in intr]))
+    frame = int(shot_frames(recon)[low])
+    fitted = intr[low].sensor_width if intr[low].sensor_fit == "HORIZONTAL" else intr[low].sensor_height
+    return (f"Animated camera: with a {sensor_mm:g} mm sensor its focal length would be "
+            f"{intr[low].lens / scale:.3g} mm at frame {frame} ({intr[low].field_of_view_deg:.1f}° field of view), "
+            f"below Blender's 1 mm minimum, which Blender would clamp (changing the view); its sensor is "
+            f"{fitted:.3g} mm instead and every lens key is {scale:.3g}x larger, so each frame keeps its field of "
+            "view. Check the sensor size (mm) if this is unexpected.")
 
 
 def shot_path(recon, W: np.ndarray, sensor_mm: float) -> tuple[CameraPath, list[BlenderIntrinsics]]:
@@ -236,6 +259,9 @@ def build_animated_camera(recon, W: np.ndarray, name: str, collection, scene, cr
 
     path, intr = shot_path(recon, W, sensor_mm)
     first = intr[0]
+    note = lens_note(recon, intr, sensor_mm)
+    if note and warnings is not None:
+        warnings.append(note)
     aspects = {(round(i.pixel_aspect_x, 4), round(i.pixel_aspect_y, 4)) for i in intr}
     if len(aspects) > 1 and warnings is not None:
         warnings.append(f"The shot's frames differ in fx/fy ratio ({len(aspects)} pixel aspects); the animated "

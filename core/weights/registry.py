@@ -103,6 +103,12 @@ def _naver_spec(name: str, project: str, family: str, size: int, input_size: int
 
 
 # Sizes: float32 bytes of the unique tensors (tests/fixtures/checkpoint_keys/*.json), rounded up for headers.
+# Digests: no entry carries a registry SHA-256 yet, so every download is checked against the size and the
+# SHA-256 that Hugging Face sends for the file (X-Linked-Etag / ETag). A search of stored public pages (no
+# network here) found no file page of the official repositories (naver/*, facebook/VGGT-1B, depth-anything/*)
+# giving a digest; third-party mirrors of the naver .pth files disagree with each other (512_dpt: 5e8bbf0c...
+# at 2,285,019,929 bytes in several Spaces, 9f194a32... at 2,285,005,731 in another; 224_linear: b568afec...
+# vs 6bcd6be6...), so none of them is taken as the official file's digest.
 _SPECS = (
     _naver_spec("DUSt3R_ViTLarge_BaseDecoder_224_linear", "DUSt3R", "dust3r", 2_130_000_000, 224,
                 "DUSt3R ViT-L/16 encoder, ViT-B decoder, linear head, 224x224 inputs; fastest DUSt3R.", 453),

@@ -213,6 +213,29 @@ def test_reconstruct_builds_cameras_and_points(registered, photos):
         assert os.path.basename(os.path.dirname(saved)) == "runs"
 
 
+def test_headless_operator_prints_progress_while_it_runs(registered, photos, capsys, monkeypatch):
+    """Under `blender -b` (and in the bpy module) the operator runs its job inline: its progress lines must be on
+    the console by the time the work returns, not printed from the queue after the run, and not twice."""
+    import pointmap.scene.runs as runs
+
+    assert bpy.app.background
+    real, seen_by_return = runs.run_work, []
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        seen_by_return.append(capsys.readouterr().out)     # the console when the work returns
+        return result
+
+    monkeypatch.setattr(runs, "run_work", spy)
+    res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=tiny_checkpoint(), name="live", **RUN)
+    assert res == {"FINISHED"} and len(seen_by_return) == 1
+    stages = {line.split()[1] for line in seen_by_return[0].splitlines() if line.startswith("pointmap: ")}
+    assert {"pairs", "align"} <= stages, seen_by_return[0]
+    later = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith(("pointmap: pairs", "pointmap: align"))]
+    assert later == [], later
+
+
 def test_cli_writes_blend_and_exports(registered, photos, tmp_path):
     from pointmap import cli
     from pointmap.core import Reconstruction

@@ -250,3 +250,34 @@ def test_differing_pixel_aspects_are_reported():
     rec.K[3, 1, 1] *= 1.05
     coll = build_scene(rec, bpy.context.scene, _options())
     assert any("differ in fx/fy ratio" in w for w in coll["pointmap_warnings"])
+
+
+def test_lens_below_blenders_minimum_keeps_every_frames_field_of_view():
+    """A 0.5 mm sensor puts a zooming shot's lens keys under 1 mm, which Blender clamps (a wrong field of view,
+    silently): the lens keys and the one sensor grow together by the largest factor any frame needs, with one
+    warning naming the shortest frame, and every frame keeps its own field of view."""
+    rec = make_synthetic_shot(10, zoom=0.5)
+    scene = bpy.context.scene
+    coll = build_scene(rec, scene, _options(sensor_mm=0.5))
+    cam = _anim_camera(coll)
+    notes = [w for w in coll["pointmap_warnings"] if "below Blender's 1 mm minimum" in w]
+    assert len(notes) == 1 and notes[0].startswith("Animated camera:"), coll["pointmap_warnings"]
+    W0, H0 = (int(s) for s in rec.image_sizes[0][::-1])
+    short = int(np.argmin(rec.K[:, 0, 0] if W0 >= H0 else rec.K[:, 1, 1]))
+    assert f"at frame {int(rec.frame_numbers[short])} " in notes[0]
+    lenses = []
+    for i, f in enumerate(rec.frame_numbers):
+        scene.frame_set(int(f))
+        d = cam.data
+        assert d.lens >= 1.0 and min(d.sensor_width, d.sensor_height) >= 1.0
+        if d.sensor_fit == "HORIZONTAL":
+            assert d.lens / d.sensor_width == pytest.approx(rec.K[i][0, 0] / W0, rel=1e-6)
+        else:
+            assert d.lens / d.sensor_height == pytest.approx(rec.K[i][1, 1] / H0, rel=1e-6)
+        lenses.append(d.lens)
+    # Lifted by no more than needed: the smallest of the lens keys and the sensor sides sits at the minimum.
+    assert min(*lenses, cam.data.sensor_width, cam.data.sensor_height) == pytest.approx(1.0, rel=1e-6)
+    # The usual sensor needs no change and says nothing.
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    coll = build_scene(make_synthetic_shot(10, zoom=0.5), bpy.context.scene, _options())
+    assert not any("1 mm minimum" in w for w in coll["pointmap_warnings"])

@@ -14,6 +14,14 @@ from pointmap.core.io.da3_images import load_images_da3
 
 MANIFEST = manifest()
 CASES = MANIFEST.get("cases", {})
+# Cases by what they are, never by the shipped names: the largest uncalibrated multi-view case, a one-view case.
+UNPOSED = sorted((c for c in CASES if not CASES[c].get("camera_conditioned")), key=lambda c: -CASES[c]["S"])
+MULTI = next((c for c in UNPOSED if CASES[c]["S"] >= 2), None)
+SINGLE = next((c for c in UNPOSED if CASES[c]["S"] == 1), None)
+
+
+def test_the_set_has_a_multi_view_and_a_single_view_case():
+    assert MULTI and SINGLE, f"{DA3_PARITY_DIR / 'manifest.json'}: needs an unposed case of S >= 2 and one of S = 1"
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +73,7 @@ def test_reconstruction_matches_network(model, case):
 
 
 def test_known_intrinsics_are_used(model):
-    ims = _images("multiview")
+    ims = _images(MULTI)
     h0, w0 = ims[0].original_size
     K = np.array([[90.0, 0, w0 / 2 - 0.5], [0, 88.0, h0 / 2 - 0.5], [0, 0, 1]])
     rec = run_da3(model, ims, device="cpu", intrinsics=np.stack([K] * len(ims)))
@@ -91,12 +99,12 @@ def test_posed_mode(model, case):
 
 
 def test_bad_inputs(model):
-    ims = _images("multiview")
+    ims = _images(MULTI)
     with pytest.raises(InputError, match="intrinsics"):
         run_da3(model, ims, device="cpu", world2cam=np.stack([np.eye(4)] * len(ims)))
     with pytest.raises(InputError, match="3 images"):
         run_da3(model, ims, device="cpu", intrinsics=np.eye(3)[None])
-    mixed = list(ims) + list(_images("single"))
+    mixed = list(ims) + list(_images(SINGLE))
     with pytest.raises(InputError, match="one size"):
         run_da3(model, mixed, device="cpu")
 
@@ -109,7 +117,7 @@ def test_mono_and_metric_model():
                     rope_start=-1, cat_token=False, head="dpt", features=8, out_channels=(4, 8, 12, 16),
                     cam_enc_depth=0)
     net = build_da3(cfg).eval()
-    ims = _images("single")
+    ims = _images(SINGLE)
     rec = run_da3(net, ims, device="cpu")
     assert not rec.metric_scale and rec.meta["assumed_fov_deg"] == 60.0 and rec.warnings
     _reprojects(rec)
@@ -120,7 +128,7 @@ def test_mono_and_metric_model():
     k_net = metric.K_net[0]
     np.testing.assert_allclose(metric.depth[0], rec.depth[0] * (k_net[0, 0] + k_net[1, 1]) / 2 / 300, rtol=1e-5)
     with pytest.raises(InputError, match="one image at a time"):
-        run_da3(net, list(_images("multiview")), device="cpu")
+        run_da3(net, list(_images(MULTI)), device="cpu")
 
 
 def test_reconstruct_selects_da3(model, tmp_path):
@@ -130,7 +138,7 @@ def test_reconstruct_selects_da3(model, tmp_path):
     from pointmap.core.errors import CheckpointError, UnsupportedOption
     from pointmap.core.options import DA3Options, PairwiseOptions, ReconstructOptions
 
-    spec = CASES["multiview"] if "multiview" in CASES else next(iter(CASES.values()))
+    spec = CASES[MULTI]
     paths = [str(DA3_PARITY_DIR / "images" / name) for name in spec["source_images"]]
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
@@ -164,11 +172,19 @@ def test_nested_model_gives_metres():
     nested_dir = fixture_dir("POINTMAP_DA3_NESTED_DIR", FIXTURES / "da3_nested")
     nested_manifest = json.loads((nested_dir / "manifest.json").read_text())
     net, _ = load_da3(nested_dir / "tiny_nested.safetensors", config=nested_manifest["model"])
-    cases = [c for c, spec in nested_manifest["cases"].items() if not spec["camera_conditioned"] and c in CASES]
-    assert cases
+    # A nested case's inputs are a parity case's network input: paired by those arrays, not by case names.
+    inputs = {c: np.load(DA3_PARITY_DIR / spec["file"])["images"] for c, spec in CASES.items()}
+
+    def parity_case(nested_case: str) -> str | None:
+        images = np.load(nested_dir / nested_manifest["cases"][nested_case]["file"])["images"]
+        return next((c for c, x in inputs.items() if x.shape == images.shape and np.array_equal(x, images)), None)
+
+    pairs = {c: parity_case(c) for c in nested_manifest["cases"]}
+    cases = [c for c, spec in nested_manifest["cases"].items() if not spec["camera_conditioned"] and pairs[c]]
+    assert cases, f"{nested_dir}: no unposed case whose images are a case of {DA3_PARITY_DIR}"
     for case in cases:
         ref = np.load(nested_dir / nested_manifest["cases"][case]["file"])
-        ims = _images(case)
+        ims = _images(pairs[case])
         assert torch.equal(to_tensor_da3(list(ims))[None], torch.from_numpy(ref["images"])), "preprocessing"
         rec = run_da3(net, ims, device="cpu")
         assert rec.metric_scale
@@ -181,7 +197,7 @@ def test_nested_model_gives_metres():
         c2w = np.linalg.inv(w2c)
         np.testing.assert_allclose(rec.cam2world, np.linalg.inv(c2w[0]) @ c2w, atol=1e-4)
         _reprojects(rec)
-    posed = [c for c, spec in nested_manifest["cases"].items() if spec["camera_conditioned"] and c in CASES]
+    posed = [pairs[c] for c, spec in nested_manifest["cases"].items() if spec["camera_conditioned"] and pairs[c]]
     for case in posed:
         ref = np.load(DA3_PARITY_DIR / CASES[case]["file"])
         raw = ref["extrinsics_input_raw"][0].astype(np.float64)

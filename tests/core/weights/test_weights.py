@@ -130,9 +130,18 @@ def test_hf_layout_restores_dropped_aliases(path):
         assert loaded[key] is loaded[alias_of[key]]   # the same Parameter, as in the reference
 
 
+def _dust3r_key_list() -> dict:
+    """The set's first DUSt3R key list (chosen by its reference class, never by a shipped file name)."""
+    for path in KEY_FILES:
+        d = json.loads(path.read_text())
+        if d["reference_class"] == "AsymmetricCroCo3DStereo":
+            return d
+    raise AssertionError(f"{KEYS_DIR}: no DUSt3R (AsymmetricCroCo3DStereo) key list")
+
+
 def test_single_decoder_checkpoint_is_duplicated():
     """The CroCo loader copies dec_blocks.* to dec_blocks2.* when the latter are absent."""
-    d = json.loads((KEYS_DIR / "DUSt3R_ViTLarge_BaseDecoder_224_linear.json").read_text())
+    d = _dust3r_key_list()
     model = _meta_model(*W.parse_constructor(d["load_model_instantiation_string"]))
     sd = {k: v for k, v in _meta_state_dict(d["state_dict"]).items() if not k.startswith("dec_blocks2.")}
     notes = W.load_state_dict_into(model, sd, "dust3r", "single-decoder")
@@ -145,7 +154,7 @@ def test_single_decoder_checkpoint_is_duplicated():
     ("shape", ["1 mis-shaped", "enc_norm.bias"]),
 ])
 def test_wrong_model_is_named(change, words):
-    d = json.loads((KEYS_DIR / "DUSt3R_ViTLarge_BaseDecoder_224_linear.json").read_text())
+    d = _dust3r_key_list()
     model = _meta_model(*W.parse_constructor(d["load_model_instantiation_string"]))
     sd = _meta_state_dict(d["state_dict"])
     if change == "extra":
