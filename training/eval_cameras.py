@@ -15,8 +15,11 @@ cameras are scored by `score_cameras.score` after a similarity fit. Scenes are a
 seed and the render settings, so two models run with the same arguments see the same images; with
 `--scene-dir` they are rendered once and reused.
 
-Prints one JSON line per scene and, last, the whole result (per scene + mean/median/min/max over scenes);
-`--out` writes that result to a file, stamped with the command, the commit and the model's training step.
+Prints one JSON line per scene and, last, the aggregate (mean/median/min/max over scenes of each scene's
+rotation mean/max, focal error, signed focal error and centre error, plus the pooled per-view rotation
+error). `--out` writes the whole result (per scene + aggregate), stamped with the command, the commit and
+the model's training step, after every scene; `"complete": false` marks a run stopped before its last scene.
+Two models can run at once on the same `--scene-dir` (each scene is rendered by whichever comes first).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def render_scene(seed: int, n_views: int, size: tuple[int, int], folder: Path, s
     img = soften(r.image.permute(0, 1, 4, 2, 3), seed)[0].permute(0, 2, 3, 1)       # (V, H, W, 3) in [0, 1]
     rgb = (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("view_*.png"):     # a render with other settings may have left more views
+        stale.unlink()
     h, w = size
     cams = {}
     for v in range(n_views):
