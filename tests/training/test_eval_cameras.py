@@ -36,6 +36,10 @@ def test_smoke_scores_one_evaluation_scene_and_reuses_its_render(tmp_path):
     again = main(args)                  # same seed and settings: the rendered scene is reused, same score
     assert again["per_scene"][0]["render_s"] == 0.0
     assert again["per_scene"][0]["rotation_deg"] == scene["rotation_deg"]
+    # other render settings in the folder (here: a stale extra view): the scene is redrawn, the stray view goes
+    (folder / "view_00.png").rename(folder / "view_07.png")
+    redrawn = main(args)
+    assert redrawn["per_scene"][0]["render_s"] > 0 and not (folder / "view_07.png").exists()
 
 
 def test_views_per_scene_follow_the_seed_and_stay_in_range():
