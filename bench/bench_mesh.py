@@ -2,6 +2,7 @@
 
     python bench/bench_mesh.py --device cuda      # 100 views of 512x384 at 512^3-equivalent (target <= 3 s, <= 8 GiB)
     python bench/bench_mesh.py --device cpu       # 20 views of 256x192 at 256^3-equivalent (target <= 30 s, 2 cores)
+    python bench/bench_mesh.py --smoke            # 4 views of 64x48 at 64^3 on the CPU: checks the script runs (seconds)
 
 Inputs come from tests/helpers_meshgen.py (ray-cast spheres/boxes on a floor, README perturbations).
 "N^3-equivalent" = `MeshOptions.max_resolution` N: voxels no finer than the robust bounds' longest side / N.
@@ -28,7 +29,8 @@ from pointmap.core.meshing import MeshOptions, fuse_mesh  # noqa: E402
 from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 CONFIGS = {"gpu": {"views": 100, "W": 512, "H": 384, "resolution": 512, "target_s": 3.0, "target_gib": 8.0},
-           "cpu": {"views": 20, "W": 256, "H": 192, "resolution": 256, "target_s": 30.0}}
+           "cpu": {"views": 20, "W": 256, "H": 192, "resolution": 256, "target_s": 30.0},
+           "smoke": {"views": 4, "W": 64, "H": 48, "resolution": 64, "target_s": None}}
 
 
 def _commit() -> str:
@@ -43,7 +45,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--config", choices=list(CONFIGS), default=None, help="default: gpu on CUDA, else cpu")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help="tiny CPU run (config 'smoke', one repeat)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.device, args.config, args.repeats = "cpu", "smoke", 1
     cfg_name = args.config or ("gpu" if args.device.startswith("cuda") else "cpu")
     cfg = CONFIGS[cfg_name]
     case = make_case(seed=5, views=cfg["views"], W=cfg["W"], H=cfg["H"], gt_factor=0)

@@ -115,32 +115,55 @@ def extract_surface(vol: SparseTSDF, min_weight: float, max_span: float):
     Returns torch tensors on the volume's device: vertices (V, 3) float64 world, faces (F, 3) int64
     oriented so that face normals point to positive tsdf (free space, out of the solid).
     """
-    import mcubes
     import torch
 
     dev = vol.tsdf.device
     samples, valid, origin = select_bricks(vol, min_weight, max_span)
-    vs, fs = [], []
-    for k in range(len(samples)):
-        v, f = mcubes.marching_cubes(samples[k], 0.0)
-        vs.append(v)
-        fs.append(f)
-    if not sum(len(f) for f in fs):
+    v, f, brick = _march_bricks(samples)
+    if not len(f):
         return torch.zeros((0, 3), dtype=torch.float64, device=dev), torch.zeros((0, 3), dtype=torch.long, device=dev)
-    nv = np.array([len(v) for v in vs])
-    nf = np.array([len(f) for f in fs])
-    v = np.concatenate(vs)
-    f = np.concatenate(fs).astype(np.int64) + np.repeat(np.cumsum(nv) - nv, nf)[:, None]
-    brick_f = np.repeat(np.arange(len(fs)), nf)
+    brick_f = brick[f[:, 0]]
     # Keep a triangle when its cube (its centroid lies inside it) is valid.
     cube = np.clip(np.floor(v[f].mean(axis=1)).astype(np.int64), 0, SUB - 1)
     f = f[valid[brick_f, cube[:, 0], cube[:, 1], cube[:, 2]]]
-    v = torch.as_tensor(v + np.repeat(origin, nv, axis=0), device=dev)             # global voxel units
+    v = torch.as_tensor(v + origin[brick], device=dev)             # global voxel units
     f = torch.as_tensor(f, device=dev)
     v, f = weld(v, f, (vol.n_blocks * BLOCK + 1).tolist())
     v = torch.as_tensor(vol.origin, device=dev) + v * vol.voxel
     # PyMCubes winds triangles so that normals point to decreasing values (into the solid): reverse.
     return v, f.flip(1).contiguous()
+
+
+def _march_bricks(samples: np.ndarray, per_call: int = 4096):
+    """Marching cubes of many (5, 5, 5) bricks with few PyMCubes calls (its per-call overhead, not its
+    per-cube cost, dominated one call per brick). Bricks are laid side by side along x, brick k at
+    samples x = 5k..5k+4; the cubes between two bricks (x = 5k+4 .. 5k+5) mix them and their
+    triangles are dropped. Returns vertices (V, 3) in each brick's own sample coordinates, faces
+    (F, 3) int64, and (V,) the brick of each vertex."""
+    import mcubes
+
+    n = SUB + 1
+    vs, fs, bs = [], [], []
+    nv = 0
+    for k0 in range(0, len(samples), per_call):
+        chunk = samples[k0:k0 + per_call]
+        v, f = mcubes.marching_cubes(np.ascontiguousarray(chunk.reshape(-1, n, n)), 0.0)
+        if not len(f):
+            continue
+        f = f.astype(np.int64)
+        # A triangle's brick and cube column from its centroid; seam cubes (x mod 5 == 4) go.
+        cx = v[f, 0].mean(axis=1)
+        f = f[np.floor(cx).astype(np.int64) % n != SUB]
+        b = np.floor(v[:, 0] / n).astype(np.int64)
+        # A vertex on the seam plane x = 5k+4.. belongs to brick k (floor), one at x = 5k+5 to k+1.
+        v = v - np.stack([b * n, np.zeros_like(b), np.zeros_like(b)], 1)
+        vs.append(v)
+        fs.append(f + nv)
+        bs.append(b + k0)
+        nv += len(v)
+    if not vs:
+        return np.zeros((0, 3)), np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
+    return np.concatenate(vs), np.concatenate(fs), np.concatenate(bs)
 
 
 def weld(v, f, dims):
