@@ -39,11 +39,6 @@ run() {   # run NAME SECONDS COMMAND...: stdout to $OUT/NAME.json unless the com
     rm -f "$OUT/$name.stdout"
 }
 
-# vggt_h200.json: the 100/200-frame rows and the fused variant the README quotes.
-run vggt 80 python3 bench/bench_vggt.py --frames 1,10,50,100,200 --variants eager-bf16-heads,fused-bf16-heads \
-    --out "$OUT/vggt.json"
-# align_h200.json: complete graphs of 8/16/32 views, the 200-view sparse scene, and CUDA graphs vs eager.
-run align 50 python3 bench/bench_align.py --sizes 8 16 32 --sparse 200 --eager
 # pipeline_h200.json: reconstruct() end to end on the sample photos (DUSt3R 512 DPT and VGGT-1B, random weights).
 run pipeline 40 python3 bench/bench_pipeline.py
 # pipeline_memory_h200.json: the pairwise path's memory with float16 prediction storage, on the device and
@@ -51,6 +46,12 @@ run pipeline 40 python3 bench/bench_pipeline.py
 run pipeline_memory 55 python3 bench/bench_pipeline.py --only dust3r --views 32 64
 run pipeline_memory_offload 35 python3 bench/bench_pipeline.py --only dust3r --views 32 --offload
 
+
+# vggt_h200.json: the 100/200-frame rows and the fused variant the README quotes.
+run vggt 80 python3 bench/bench_vggt.py --frames 1,10,50,100,200 --variants eager-bf16-heads,fused-bf16-heads \
+    --out "$OUT/vggt.json"
+# align_h200.json: complete graphs of 8/16/32 views, the 200-view sparse scene, and CUDA graphs vs eager.
+run align 50 python3 bench/bench_align.py --sizes 8 16 32 --sparse 200 --eager
 python3 - <<'EOF'
 import json, os
 out = os.environ["OUT"]
