@@ -260,7 +260,8 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     if args.gpu_gib and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.gpu_gib * _GIB / total), device)
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.gpu_gib * _GIB / total),
+                                                   device.index if device.index is not None else 0)
     report = {"device": str(device), "threads": torch.get_num_threads(), "gpu_cap_gib": args.gpu_gib,
               "gpu_total_gib": round(torch.cuda.get_device_properties(device).total_memory / _GIB, 1)
               if device.type == "cuda" else None,

@@ -48,7 +48,10 @@ def cuda_allocator_limit(device) -> int | None:
     get = getattr(torch.cuda, "get_per_process_memory_fraction", None)
     if get is None:
         return None
-    frac = float(get(device))
+    index = torch.device(device).index
+    if index is None:   # get_per_process_memory_fraction needs an index; plain "cuda" means the current device
+        index = torch.cuda.current_device()
+    frac = float(get(index))
     if frac >= 1.0:
         return None
-    return int(frac * torch.cuda.get_device_properties(device).total_memory)
+    return int(frac * torch.cuda.get_device_properties(index).total_memory)
