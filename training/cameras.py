@@ -29,11 +29,12 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, roll: torch.Tensor) -> torc
 
 
 def sample_views(scene: Scenes, n_views: int, size: tuple[int, int], g: torch.Generator,
-                 arc_deg: tuple[float, float] = (8.0, 70.0)) -> tuple[torch.Tensor, torch.Tensor]:
+                 arc_deg: tuple[float, float] = (8.0, 70.0),
+                 fov_deg: tuple[float, float] = (40.0, 80.0)) -> tuple[torch.Tensor, torch.Tensor]:
     """n_views cameras on an arc around a point of interest of a single scene (batch 1).
 
     The arc spans a random angle in `arc_deg`; eye heights and distances wander along it. All cameras share
-    a focal length (one lens), drawn for a horizontal field of view of 40-80 degrees, principal point near the
+    a focal length (one lens), drawn for a horizontal field of view uniform in `fov_deg`, principal point near the
     image centre. Returns cam2world (n_views, 4, 4) and K (n_views, 3, 3).
     """
     h, w = size
@@ -54,7 +55,7 @@ def sample_views(scene: Scenes, n_views: int, size: tuple[int, int], g: torch.Ge
     aim = target + (torch.rand(n_views, 3, generator=g) - 0.5) * 0.4
     roll = torch.deg2rad((torch.rand(n_views, generator=g) - 0.5) * 10)
     cam2world = look_at(eye, aim, roll)
-    fov = math.radians(40 + 40 * float(torch.rand(1, generator=g)))
+    fov = math.radians(fov_deg[0] + (fov_deg[1] - fov_deg[0]) * float(torch.rand(1, generator=g)))
     f = 0.5 * w / math.tan(fov / 2)
     K = torch.zeros(n_views, 3, 3)
     K[:, 0, 0], K[:, 1, 1], K[:, 2, 2] = f, f, 1

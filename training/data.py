@@ -30,13 +30,14 @@ class PairBatch:
 
 
 def render_views(seeds: list[int], n_views: int, size: tuple[int, int], style: SceneStyle = TRAIN,
-                 device="cpu", supersample: int = 2, arc_deg: tuple[float, float] = (8.0, 70.0)):
+                 device="cpu", supersample: int = 2, arc_deg: tuple[float, float] = (8.0, 70.0),
+                 fov_deg: tuple[float, float] = (40.0, 80.0)):
     """Scenes from `seeds`, n_views cameras each -> (Rendered, cam2world (B, V, 4, 4), K (B, V, 3, 3))."""
     scenes, c2w, Ks = [], [], []
     for seed in seeds:
         g = torch.Generator().manual_seed(int(seed) * 7919 + 1)
         s = sample_scene(seed, style)
-        T, K = sample_views(s, n_views, size, g, arc_deg)
+        T, K = sample_views(s, n_views, size, g, arc_deg, fov_deg)
         scenes.append(s)
         c2w.append(T)
         Ks.append(K)
@@ -67,9 +68,10 @@ def to_camera(points: torch.Tensor, cam2world: torch.Tensor) -> torch.Tensor:
 
 
 def make_pairs_batch(seeds: list[int], size: tuple[int, int] = (224, 224), style: SceneStyle = TRAIN,
-                     device="cpu", supersample: int = 2) -> PairBatch:
-    """One training batch of len(seeds) pairs; the view order inside a pair is random (seeded)."""
-    r, c2w, K = render_views(seeds, 2, size, style, device, supersample)
+                     device="cpu", supersample: int = 2, fov_deg: tuple[float, float] = (40.0, 80.0)) -> PairBatch:
+    """One training batch of len(seeds) pairs; the view order inside a pair is random (seeded).
+    `fov_deg`: the range of the square views' horizontal field of view."""
+    r, c2w, K = render_views(seeds, 2, size, style, device, supersample, fov_deg=fov_deg)
     img = soften(r.image.permute(0, 1, 4, 2, 3), seeds[0]) * 2 - 1     # (B, 2, 3, H, W)
     ref = c2w[:, 0]
     return PairBatch(img[:, 0].contiguous(), img[:, 1].contiguous(), to_camera(r.points[:, 0], ref),

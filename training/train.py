@@ -139,6 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-pairs", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0, help="base of the training scene seeds")
+    ap.add_argument("--fov-deg", type=float, nargs=2, default=[25.0, 80.0], metavar=("LO", "HI"),
+                    help="horizontal field of view of the square training views, uniform in [LO, HI]; versions "
+                         "0-2 of the demo model used 40 80, which left photos narrower than ~51 degrees (their "
+                         "central square crop is narrower still) with focal lengths too short")
     ap.add_argument("--model-config", type=json.loads, default=None,
                     help="JSON object of constructor arguments replacing config.DEMO_CONFIG entries")
     args = ap.parse_args(argv)
@@ -188,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         # Seeds: disjoint per (step, rank, index) and always below EVAL_SEED_BASE.
         base = args.seed * 100_000_000 + (step * world + rank) * args.batch
         seeds = [base + i for i in range(args.batch)]
-        b = make_pairs_batch(seeds, size, device=device, supersample=args.supersample)
+        b = make_pairs_batch(seeds, size, device=device, supersample=args.supersample,
+                             fov_deg=tuple(args.fov_deg))
         lr = lr_at(step, args.total_steps, args.lr, args.warmup, resume_step, args.rewarm)
         for group in opt.param_groups:
             group["lr"] = lr

@@ -31,6 +31,28 @@ def test_scene_and_render_are_pure_functions_of_the_seed():
     assert float(a.img1.min()) >= -1 and float(a.img1.max()) <= 1
 
 
+def test_field_of_view_range_is_honoured_and_the_default_keeps_the_old_draws():
+    import math
+
+    from pointmap.training.cameras import sample_views
+    from pointmap.training.scenes import sample_scene
+
+    def fovs(rng):
+        out = []
+        for seed in range(40):
+            g = torch.Generator().manual_seed(seed)
+            _, K = sample_views(sample_scene(seed), 2, (32, 32), g, fov_deg=rng)
+            out.append(math.degrees(2 * math.atan(16 / float(K[0, 0, 0]))))
+        return out
+
+    wide = fovs((25.0, 80.0))
+    assert 25 <= min(wide) and max(wide) <= 80 and min(wide) < 40     # reaches below the old range
+    old = fovs((40.0, 80.0))
+    assert 40 <= min(old) and max(old) <= 80
+    # same random stream: only the mapping of the draw changes
+    assert all(abs((w - 25) / 55 - (o - 40) / 40) < 1e-6 for w, o in zip(wide, old, strict=True))
+
+
 def test_points_project_onto_their_pixels_and_depth_is_z():
     r, c2w, K = render_views([7], 3, (24, 30), supersample=1)
     for v in range(3):
