@@ -81,6 +81,13 @@ def _cameras(rng, n: int, path: str):
     return np.stack(poses)
 
 
+def pixel_rays(h: int, w: int, f: float) -> torch.Tensor:
+    """(h, w, 3) float64 camera-frame rays (x/z, y/z, 1) of a centred pinhole of focal f (OpenCV axes)."""
+    u = (torch.arange(w, dtype=torch.float64) - (w - 1) / 2) / f
+    v = (torch.arange(h, dtype=torch.float64) - (h - 1) / 2) / f
+    return torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, dtype=torch.float64)), -1)
+
+
 def _raycast(cam2world: torch.Tensor, f: float, h: int, w: int, spheres: torch.Tensor, K=None) -> torch.Tensor:
     """z-depth (h, w) of the room seen by one camera (f in pixels, pp at the centre; or a full 3x3 K)."""
     dev, dt = cam2world.device, cam2world.dtype

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 from helpers_shot import _umeyama, rel_rot_errors, seam_pairs, sequence_scores
-from helpers_synth import _angle, _raycast, _rot
+from helpers_synth import _angle, _raycast, _rot, pixel_rays
 from pointmap.core.backends.chunked import ChunkPrediction, find_loop_chunks, plan_chunks, run_chunked
 
 H, W, F = 24, 32, 30.0
@@ -52,9 +52,7 @@ def _runner(poses, depth, desc, seed, bend_deg=0.5, scale_bend=0.02, pose_noise_
             outliers=0.03):
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    u = (torch.arange(W, dtype=torch.float64) - (W - 1) / 2) / F
-    v = (torch.arange(H, dtype=torch.float64) - (H - 1) / 2) / F
-    rays = torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, dtype=torch.float64)), -1)
+    rays = pixel_rays(H, W, F)
     calls = []
 
     def run(frames):

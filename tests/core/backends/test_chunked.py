@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_shot import rel_rot_errors, seam_pairs, sequence_scores, shot_poses
-from helpers_synth import _raycast, _rot
+from helpers_synth import _raycast, _rot, pixel_rays
 from pointmap.core import Cancelled, CancelToken
 from pointmap.core.backends.chunked import ChunkPrediction, chunk_length_for_memory, plan_chunks, run_chunked
 from pointmap.core.errors import PointmapError
@@ -28,9 +28,7 @@ def _chunk_runner(poses, depth, seed, pose_noise_deg=0.15, centre_noise=0.002, n
     low confidence."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    u = (torch.arange(W, dtype=torch.float64) - (W - 1) / 2) / F
-    v = (torch.arange(H, dtype=torch.float64) - (H - 1) / 2) / F
-    rays = torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, dtype=torch.float64)), -1)
+    rays = pixel_rays(H, W, F)
     calls = []
 
     def run(frames):
