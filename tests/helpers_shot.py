@@ -177,3 +177,11 @@ def seam_pairs(chunks):
 def rel_rot_errors(est, gt):
     return np.array([_angle((gt[k, :3, :3].T @ gt[k + 1, :3, :3]).T @ (est[k, :3, :3].T @ est[k + 1, :3, :3]))
                      for k in range(len(gt) - 1)])
+
+
+def rel_dir_errors(est, gt):
+    """(n-1,) angle (deg) between the estimated and true step k -> k+1, each in camera k's axes."""
+    def steps(m):
+        d = np.einsum("kji,kj->ki", m[:-1, :3, :3], m[1:, :3, 3] - m[:-1, :3, 3])
+        return d / np.linalg.norm(d, axis=1, keepdims=True)
+    return np.degrees(np.arccos(np.clip((steps(est) * steps(gt)).sum(1), -1.0, 1.0)))

@@ -20,7 +20,9 @@ into one world:
    frame's axes, at the chunk's solved scale); robust rotation averaging and a least-squares solve of
    the centres over that frame graph start from step 3. A loop correction is then spread frame by frame
    instead of chunk by chunk (which would kink the path at every seam), and each frame's pointmap moves
-   rigidly with its camera.
+   rigidly with its camera. The centre solve weighs every frame pair's steps alike (overlap pairs too)
+   and refines each chunk's scale with the centres, so a loop's translation correction goes into the
+   chunks' scales (step lengths) rather than into bent step directions piled up at the seams.
 
 Loop closures from retrieval (`find_loop_chunks`): when the runner gives per-frame descriptors (e.g. VGGT's
 pooled frame tokens), after the main chunks every frame is compared with the frames more than two chunk
@@ -397,6 +399,8 @@ def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096, fits:
 
 
 FRAME_GRAPH_REACH = 3   # step 4: each frame is tied to its next this many frames in every chunk
+SCALE_PRIOR = 0.1       # step 4: weight of σ_c ≈ 1 per unit of a chunk's step energy (measured: 0.01–1 all
+                        # keep seams within 1.1× on the loop walk; larger keeps open-chain drift lower)
 
 
 def refine_frame_poses(n: int, preds: list[ChunkPrediction], g_s: np.ndarray, g_R: np.ndarray,
@@ -407,10 +411,12 @@ def refine_frame_poses(n: int, preds: list[ChunkPrediction], g_s: np.ndarray, g_
     world); cam2world: the starting poses (step 3), whose mean centre and rotation gauge are kept.
     Edges (a, b): frames at most `reach` apart in a chunk's frame order, weighted by the lower of the two
     frames' distance-to-the-chunk's-end ramp (the ends of a chunk see the least context).
+    Rotations use those weights; centres share them out per frame pair and solve a scale factor per chunk
+    with them (`_solve_centres_and_scales`).
     """
-    from ..align.rotation_averaging import average_rotations, solve_differences
+    from ..align.rotation_averaging import average_rotations
 
-    ia, ib, rel, step, wt = [], [], [], [], []
+    ia, ib, rel, step, wt, cid = [], [], [], [], [], []
     for c, p in enumerate(preds):
         f = np.asarray(p.frames)
         length = len(f)
@@ -423,17 +429,61 @@ def refine_frame_poses(n: int, preds: list[ChunkPrediction], g_s: np.ndarray, g_
             rel.append(r_loc[a].transpose(0, 2, 1) @ r_loc[b])
             step.append(g_s[c] * np.einsum("kji,kj->ki", r_loc[a], c_loc[b] - c_loc[a]))   # in frame a's axes
             wt.append(np.minimum(ramp[a], ramp[b]))
+            cid.append(np.full(len(a), c))
     ia, ib = np.concatenate(ia), np.concatenate(ib)
     rel_t = torch.from_numpy(np.concatenate(rel))
-    w = torch.from_numpy(np.concatenate(wt))
-    rot = average_rotations(n, np.stack([ia, ib], 1), rel_t, weight=w,
+    w_rot = np.concatenate(wt)
+    # Centres: the chunks' ramp weights shared out per frame pair, so every pair's steps weigh 1 in all.
+    # Raw ramp weights make the overlap pairs (near both chunks' ends) the lightest edges of the graph,
+    # and a least-squares solve puts a loop's translation correction on its lightest edges: the seams.
+    _, pair = np.unique(ia * n + ib, return_inverse=True)
+    w_ctr = w_rot / np.bincount(pair, weights=w_rot)[pair]
+    rot = average_rotations(n, np.stack([ia, ib], 1), rel_t, weight=torch.from_numpy(w_rot),
                             init=torch.from_numpy(cam2world[:, :3, :3].copy())).numpy()
     d = np.einsum("kij,kj->ki", rot[ia], np.concatenate(step))
-    ctr = solve_differences(n, torch.from_numpy(ia), torch.from_numpy(ib), torch.from_numpy(d), w).numpy()
+    ctr = _solve_centres_and_scales(n, ia, ib, d, np.concatenate(cid), w_ctr, len(preds))
     out = np.tile(np.eye(4), (n, 1, 1))
     out[:, :3, :3] = rot
     out[:, :3, 3] = ctr + cam2world[:, :3, 3].mean(0)
     return out
+
+
+def _solve_centres_and_scales(n: int, ia: np.ndarray, ib: np.ndarray, d: np.ndarray, cid: np.ndarray,
+                              w: np.ndarray, m: int) -> np.ndarray:
+    """Centres (n, 3), mean zero, and a scale factor σ_c per chunk minimising Σ w |c_b − c_a − σ_c d_ab|²
+    with mean σ = 1 (the gauge).
+
+    Every chunk's steps come at the scale step 2 solved from the chunk links; a chunk's scale error
+    (a network's depth scale drifts along a chain of chunks) is then corrected by rescaling its steps,
+    which keeps their directions, instead of by a bias added to every step that bends each step's
+    direction. For fixed σ the centres are linear in σ (c = Σ σ_c X_c, X_c solving the centre least
+    squares with only chunk c's steps on the right-hand side), so σ comes from an m-variable
+    quadratic and the centres follow exactly.
+    ia, ib: (E,) frame ids; d: (E, 3) steps in world axes; cid: (E,) chunk of each step; w: (E,) weights.
+    """
+    from ..align.rotation_averaging import solve_differences
+
+    e = len(ia)
+    rhs = np.zeros((e, m, 3))
+    rhs[np.arange(e), cid] = d
+    x = solve_differences(n, torch.from_numpy(ia), torch.from_numpy(ib), torch.from_numpy(rhs.reshape(e, 3 * m)),
+                          torch.from_numpy(w)).numpy().reshape(n, m, 3)
+    # Residual of edge k, linear in σ: Σ_c σ_c (X_c[b] − X_c[a]) − σ_{cid} d.
+    g = (x[ib] - x[ia]).transpose(0, 2, 1)          # (E, 3, m)
+    g[np.arange(e), :, cid] -= d
+    a = np.einsum("k,kim,kin->mn", w, g, g)
+    # Prior σ_c ≈ 1 in units of the chunk's own step energy: step 2's dense pointmap fit of the chunk's
+    # scale is better than what a few overlap steps say, so σ moves only where a loop's closure asks.
+    energy = np.bincount(cid, weights=w * (d ** 2).sum(1), minlength=m)
+    a[np.arange(m), np.arange(m)] += SCALE_PRIOR * energy
+    kkt = np.zeros((m + 1, m + 1))
+    kkt[:m, :m] = 2 * a
+    kkt[:m, m] = kkt[m, :m] = 1.0
+    b = np.zeros(m + 1)
+    b[m] = m
+    b[:m] = 2 * SCALE_PRIOR * energy
+    sigma = np.linalg.lstsq(kkt, b, rcond=None)[0][:m]
+    return np.einsum("nmi,m->ni", x, sigma)
 
 
 def _sample(x: torch.Tensor, target: int) -> torch.Tensor:
