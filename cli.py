@@ -18,6 +18,7 @@ import argparse
 import os
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_WEIGHTS = 0, 1, 2, 3
+MAX_TEXTURE = 16384     # --mesh-texture: Blender images beyond this are impractical (16384^2 RGBA float is 4 GiB)
 
 EXIT_CODES_HELP = ("exit codes: 0 success, 1 reconstruction or scene build failed, 2 usage error (bad option, "
                    "unusable output path, missing GPU), 3 no usable checkpoint")
@@ -75,6 +76,9 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
                    help="also fuse all depth maps into one coloured surface mesh (TSDF fusion)")
     p.add_argument("--voxel-size", type=float, default=0.0, metavar="S",
                    help="fused mesh: TSDF voxel edge in scene units (0: automatic)")
+    p.add_argument("--mesh-texture", type=int, nargs="?", const=2048, default=0, metavar="SIZE",
+                   help="fused mesh (implies --fused-mesh) textured by a SIZE x SIZE atlas projected from the best "
+                        "photo per face (default SIZE 2048; 0: vertex colours only)")
     p.add_argument("--export-colmap", default="", metavar="DIR",
                    help="also write a COLMAP text model (cameras.txt, images.txt, points3D.txt) into DIR")
     p.add_argument("--export-ply", default="", metavar="FILE", help="also write the point cloud as binary PLY")
@@ -200,6 +204,8 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise UsageError(f"--from-reconstruction {args.from_reconstruction}: no such file.")
     if args.voxel_size < 0:
         raise UsageError(f"--voxel-size {args.voxel_size}: must be 0 (automatic) or positive.")
+    if not 0 <= args.mesh_texture <= MAX_TEXTURE:
+        raise UsageError(f"--mesh-texture {args.mesh_texture}: must be 0 (off) up to {MAX_TEXTURE} texels.")
     if args.stride < 1:
         raise UsageError(f"--stride {args.stride}: must be 1 or more.")
     if args.frames:
@@ -333,11 +339,11 @@ def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
     from .scene import build_scene
 
     fused = None
-    if args.fused_mesh:
+    if args.fused_mesh or args.mesh_texture:
         from .core.meshing import MeshOptions, fuse_reconstruction
 
         try:
-            fused = fuse_reconstruction(rec, MeshOptions(voxel_size=args.voxel_size))
+            fused = fuse_reconstruction(rec, MeshOptions(voxel_size=args.voxel_size, texture_size=args.mesh_texture))
         except PointmapError as err:
             print(f"pointmap: {err}", flush=True)
             return EXIT_FAILED

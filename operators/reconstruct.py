@@ -71,7 +71,8 @@ def mesh_options(op, settings=None):
 
     device = getattr(settings, "device", "auto") if getattr(op, "device", "PREFS") == "PREFS" else op.device.lower()
     return MeshOptions(voxel_size=op.mesh_voxel_size, min_confidence=op.mesh_min_conf,
-                       face_budget=op.mesh_face_budget, device=device if device in ("cpu", "cuda") else "auto")
+                       face_budget=op.mesh_face_budget, texture_size=op.mesh_texture_size,
+                       device=device if device in ("cpu", "cuda") else "auto")
 
 
 def animated(op) -> bool:

@@ -66,6 +66,9 @@ class FusedMeshSettings:
                                  description="Depth pixels below this confidence are left out of the fused mesh")
     mesh_face_budget: IntProperty(name="Mesh Face Budget", default=0, min=0,
                                   description="Decimate the fused mesh to at most this many faces (0: keep all)")
+    mesh_texture_size: IntProperty(name="Mesh Texture Size", default=0, min=0, max=16384,
+                                   description="Texture the fused mesh with an atlas of this many texels square, "
+                                               "projected from the best photo per face (0: vertex colours)")
 
 
 class ReconstructOptions(FusedMeshSettings):

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .atlas import max_faces, texture_atlas
 from .bounds import robust_bounds, sample_points
 from .clean import compact, decimate, keep_large_components, smooth_taubin, vertex_normals
 from .colour import vertex_colours
@@ -89,10 +90,21 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     else:
         normals = vertex_normals(v, f).cpu().numpy()
         vn, fn, cn = v.cpu().numpy(), f.cpu().numpy(), c.cpu().numpy()
+    uvs = texture = None
+    if opt.texture_size > 0:
+        if len(fn) > max_faces(opt.texture_size):
+            info["warnings"].append(
+                f"No texture: a {opt.texture_size} x {opt.texture_size} texture holds at most "
+                f"{max_faces(opt.texture_size)} faces and the mesh has {len(fn)}; set a face budget or a larger "
+                "texture size. The mesh keeps its vertex colours.")
+        else:
+            atlas = texture_atlas(vn, fn, cn, views, opt.texture_size, max(trunc, 2.0 * voxel))
+            uvs, texture = atlas.uvs, atlas.image
+            info["texture_faces_unseen"] = int((atlas.view < 0).sum())
     info.update(faces=int(len(fn)), vertices=int(len(vn)), seconds_fuse=t_fuse - t0,
                 seconds_extract=t_extract - t_fuse, seconds_total=time.perf_counter() - t0)
     return Mesh(np.ascontiguousarray(vn, np.float32), np.ascontiguousarray(fn, np.int32), normals,
-                np.clip(np.rint(cn), 0, 255).astype(np.uint8), info)
+                np.clip(np.rint(cn), 0, 255).astype(np.uint8), info, uvs, texture)
 
 
 def fuse_reconstruction(recon, options: MeshOptions | None = None) -> Mesh:

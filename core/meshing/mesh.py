@@ -19,6 +19,9 @@ class Mesh:
     normals:  (V, 3) float32 unit vertex normals, pointing out of the solid.
     colors:   (V, 3) uint8 sRGB vertex colours.
     info:     what was done (voxel size, truncation, bounds, counts, seconds), JSON-able.
+    uvs:      (F, 3, 2) float32 per-corner UVs into `texture` (v up, Blender's convention), or None.
+    texture:  (S, S, 3) float32 sRGB in [0, 1], row 0 at the top: the atlas projected from the best
+              photo per face (`atlas.texture_atlas`), or None (vertex colours only).
     """
 
     vertices: np.ndarray
@@ -26,6 +29,8 @@ class Mesh:
     normals: np.ndarray
     colors: np.ndarray
     info: dict = field(default_factory=dict)
+    uvs: np.ndarray | None = None
+    texture: np.ndarray | None = None
 
     @property
     def n_vertices(self) -> int:

@@ -43,6 +43,10 @@ class MeshOptions:
     smooth_iterations: Taubin smoothing passes over the extracted mesh (removes the per-pixel depth
                        jitter fusion leaves; 0 = off).
     face_budget:       decimate (vertex clustering) to at most this many faces; 0 = keep all.
+    texture_size:      > 0: also project the photos into a texture atlas of this many texels square,
+                       each face from the view that sees it best (`atlas.texture_atlas`); 0 = vertex
+                       colours only. A mesh with more faces than the atlas holds (`atlas.max_faces`)
+                       keeps its vertex colours, with a warning.
     device:            torch device for fusion ("cpu", "cuda", "auto" = CUDA when available).
     """
 
@@ -61,4 +65,5 @@ class MeshOptions:
     min_view_support: float = 0.05
     smooth_iterations: int = 0
     face_budget: int = 0
+    texture_size: int = 0
     device: str = "auto"

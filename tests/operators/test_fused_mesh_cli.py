@@ -48,3 +48,21 @@ def test_cli_fused_mesh_from_a_saved_reconstruction(tmp_path):
     run = meshes[-1].users_collection[0]
     cams = [o for o in run.objects if o.type == "CAMERA" and o.animation_data and o.animation_data.action]
     assert len(cams) == 1, (n_before, [o.name for o in run.objects])
+
+
+def test_cli_mesh_texture_gives_a_textured_fused_mesh(tmp_path, capsys):
+    """`--mesh-texture SIZE` alone implies the fused mesh and textures it; a bad size is a usage error."""
+    from helpers_synthrecon import make_synthetic_recon
+    from pointmap import cli
+    from pointmap.scene import keys
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    make_synthetic_recon(n_views=4).save(tmp_path / "rec.npz")
+    args = ["--from-reconstruction", str(tmp_path / "rec.npz"), "-o", str(tmp_path / "out.blend")]
+    assert cli.main([*args, "--mesh-texture", "-5"]) == cli.EXIT_USAGE
+    assert "--mesh-texture -5" in capsys.readouterr().out
+    assert cli.main([*args, "--mesh-texture", "1024"]) == 0
+    mesh = [o for o in bpy.data.objects if o.get(keys.FUSED_MESH)][-1].data
+    assert mesh.uv_layers.active is not None
+    tex = [n for n in mesh.materials[0].node_tree.nodes if n.bl_idname == "ShaderNodeTexImage"]
+    assert tex and tuple(tex[0].image.size) == (1024, 1024) and tex[0].image.packed_file is not None

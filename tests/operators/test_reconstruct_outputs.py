@@ -43,6 +43,7 @@ def test_shot_options_map_to_sequence_scene_and_mesh_options(fresh, tmp_path):
     s.graph, s.shared_focal = "SWIN", True                       # photo-set options: not for a shot
     s.static_cameras, s.plate_background = True, False
     s.fused_mesh, s.mesh_voxel_size, s.mesh_min_conf, s.mesh_face_budget = True, 0.0625, 2.0, 1000
+    s.mesh_texture_size = 1024
     prefs = Settings(device="cpu", precision="fp32")
     shot = resolve_shot(s, bpy.context)
     assert (shot.kind, shot.source, shot.plate, shot.first_frame) == ("movie", str(movie), str(movie), 1001)
@@ -57,6 +58,7 @@ def test_shot_options_map_to_sequence_scene_and_mesh_options(fresh, tmp_path):
     assert (so.plate, so.plate_first_frame) == (str(movie), 1001)
     mo = mesh_options(s, prefs)
     assert (mo.voxel_size, mo.min_confidence, mo.face_budget, mo.device) == (0.0625, 2.0, 1000, "cpu")
+    assert mo.texture_size == 1024
     # Photos: the graph and shared focal count again, no sequence, static cameras from `cameras`.
     s.input_kind = "PHOTOS"
     opt = core_options(s, prefs)

@@ -101,3 +101,37 @@ def test_build_scene_adds_the_fused_mesh_atomically():
     with pytest.raises(RuntimeError):
         build_scene(rec, options=opts, fused_mesh=mesh, progress=cancel_at_finish)
     assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.collections)) == before
+
+
+def test_fused_mesh_with_an_atlas_gets_a_uv_map_and_a_packed_image():
+    from pointmap.core.meshing.atlas import texture_atlas
+    from pointmap.core.meshing.views import check_views
+
+    mesh = _cube_mesh()
+    # One camera looking at the cube; whatever it does not see keeps the vertex colours.
+    c2w = np.eye(4)
+    c2w[:3, 3] = [2.5, -0.5, 0.0]
+    K = np.array([[40.0, 0, 31.5], [0, 40.0, 23.5], [0, 0, 1]])
+    photo = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    views = check_views([np.full((48, 64), 3.0, np.float32)], [np.full((48, 64), 10.0, np.float32)],
+                        K[None], c2w[None], [photo], min_confidence=3.0)
+    atlas = texture_atlas(mesh.vertices, mesh.faces, mesh.colors, views, 64, tolerance=0.05)
+    assert (atlas.view == 0).sum() == 2        # the cube's side facing the camera
+    mesh.uvs, mesh.texture = atlas.uvs, atlas.image
+    coll = bpy.context.scene.collection
+    obj = build_fused_mesh("Fused Mesh", mesh, world_rotation("z_up"), coll, Created())
+    me = obj.data
+    assert me.uv_layers.active is not None
+    uv = np.zeros(2 * len(me.loops), np.float32)
+    me.uv_layers.active.data.foreach_get("uv", uv)
+    np.testing.assert_allclose(uv.reshape(-1, 3, 2), atlas.uvs, atol=1e-7)
+    loop_vertex = np.zeros(len(me.loops), np.int32)
+    me.loops.foreach_get("vertex_index", loop_vertex)
+    np.testing.assert_array_equal(loop_vertex.reshape(-1, 3), mesh.faces)
+    tex = [n for n in me.materials[0].node_tree.nodes if n.bl_idname == "ShaderNodeTexImage"]
+    img = tex[0].image
+    assert tuple(img.size) == (64, 64) and img.packed_file is not None
+    px = np.zeros(64 * 64 * 4, np.float32)
+    img.pixels.foreach_get(px)
+    # Blender rows run bottom to top; byte pixels hold the sRGB values to 1/255.
+    np.testing.assert_allclose(px.reshape(64, 64, 4)[::-1, :, :3], atlas.image, atol=0.5 / 255 + 1e-6)

@@ -22,7 +22,7 @@ def test_classes_and_settings_registered(registered):
                                                                               36.0)
     assert (s.shot_source, s.stride, s.use_frame_range, s.per_frame_focal) == ("CLIP", 1, False, False)
     assert (s.animated_camera, s.plate_background, s.static_cameras) == (True, True, False)
-    assert (s.fused_mesh, s.mesh_voxel_size, s.mesh_face_budget) == (False, 0.0, 0)
+    assert (s.fused_mesh, s.mesh_voxel_size, s.mesh_face_budget, s.mesh_texture_size) == (False, 0.0, 0, 0)
 
 
 def test_operator_exposes_every_panel_option(registered):
@@ -37,7 +37,8 @@ def test_operator_exposes_every_panel_option(registered):
                      "depth_textures", "per_view_meshes", "input_kind", "shot_source", "clip_name", "shot_path",
                      "first_frame", "use_frame_range", "frame_start", "frame_end", "stride", "per_frame_focal",
                      "shot_window", "animated_camera", "plate_background", "static_cameras", "fused_mesh",
-                     "mesh_voxel_size", "mesh_min_conf", "mesh_face_budget", "from_reconstruction"):
+                     "mesh_voxel_size", "mesh_min_conf", "mesh_face_budget", "mesh_texture_size",
+                     "from_reconstruction"):
         assert required in op_props, required
 
 
