@@ -107,14 +107,17 @@ def prepare_model(model, device, precision: str, head_precision: str = "auto") -
 
 def run_da3_frames(model, x, device, precision: str, world2cam_net=None, K_net_in=None, frame_chunk: int = 8,
                    ref_strategy: str = "saddle_balanced", step=None, cancel=None,
-                   fused: bool = False) -> dict[str, np.ndarray]:
+                   fused: bool = False, descriptors: bool = False) -> dict[str, np.ndarray]:
     """One network pass over S frames: x (S, 3, H, W) normalised -> numpy float32 maps on the host.
 
     world2cam_net (S, 4, 4) normalised known cameras and K_net_in (S, 3, 3) their intrinsics in network
     pixels (both or neither; any-view models only). fused: VGGT's torch.compile'd block path (CUDA, MLP
     blocks only; compiles once per process). Returns depth, depth_conf (S, H, W) (mono: depth, sky)
     and for any-view models cam2world, world2cam (S, 3, 4) and intrinsics (S, 3, 3) in network pixels, in
-    the network's world frame (the reference view's camera).
+    the network's world frame (the reference view's camera). descriptors: also "descriptors", (S, C) float32
+    unit rows for loop-closure retrieval (`chunked.find_loop_chunks`): the first output layer's patch tokens
+    (their per-frame, local-attention half where the layer concatenates local and global features),
+    averaged over the frame.
 
     This is the per-window call for long shots: a chunker (SEQ's generic machinery) runs it on
     overlapping windows, each at most as many frames as fit (DA3MemoryError otherwise), and links
@@ -143,6 +146,11 @@ def run_da3_frames(model, x, device, precision: str, world2cam_net=None, K_net_i
         finally:
             set_fused(model.backbone, False)
         out: dict[str, list] = {}
+        if descriptors:
+            tok = feats[0][0][0]                                        # (S, h*w, C')
+            if model.cfg.cat_token:
+                tok = tok[..., : tok.shape[-1] // 2]
+            out["descriptors"] = [torch.nn.functional.normalize(tok.float().mean(1), dim=-1).cpu()]
         for a in range(0, s, frame_chunk):
             check_cancel(cancel)
             part = model.head.forward_frames([f[0, a:a + frame_chunk] for f, _ in feats], h, w, rays=False)
@@ -183,7 +191,7 @@ def _homogeneous(m: np.ndarray) -> np.ndarray:
 
 def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: int = 8, intrinsics=None,
             world2cam=None, ref_strategy: str = "saddle_balanced", head_precision: str = "auto",
-            fused: bool = False, progress=None, cancel=None) -> Reconstruction:
+            fused: bool = False, descriptors: bool = False, progress=None, cancel=None) -> Reconstruction:
     """Reconstruct `images` (LoadedImages of one shape, from load_images_da3) with a DA3 model.
 
     model:      a `core.models.da3.DA3Net` or `DA3Nested` (moved to `device`; backbones cast to bf16 in bf16 mode).
@@ -192,6 +200,8 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
                 camera-conditioned mode and keeps these cameras (world = the caller's frame).
     precision:  "auto" | "fp32" | "bf16" | "fp16" (as run_vggt); head_precision "auto" | "fp32" | "bf16".
     fused:      torch.compile'd transformer blocks on CUDA (as run_vggt's; ~1 min compile per process).
+    descriptors: also per-frame retrieval descriptors in `meta["frame_descriptors"]` ((S, C) float32 unit
+                rows; `run_da3_frames`), which the chunked path uses to find loop closures.
     Raises InputError (bad images or cameras), DA3MemoryError, Cancelled.
     """
     from ..models.da3 import DA3Nested, DA3Net
@@ -253,7 +263,7 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     if world2cam is not None:
         w2c_net, norm_scale = normalize_world2cam(world2cam)
     maps = run_da3_frames(net, x, device, precision, w2c_net, K_known, frame_chunk, ref_strategy, step, cancel,
-                          fused)
+                          fused, descriptors)
     metric_maps = None
     if use_metric_net:
         metric_maps = run_da3_frames(model.da3_metric, x, device, precision, frame_chunk=frame_chunk,
@@ -263,6 +273,8 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
 
     warnings: list[str] = []
     meta: dict = {}
+    if "descriptors" in maps:
+        meta["frame_descriptors"] = maps["descriptors"].astype(np.float32)
     depth = maps["depth"].astype(np.float32)
     if net.cfg.any_view:
         conf = maps["depth_conf"].astype(np.float32)
@@ -338,9 +350,11 @@ def load_for_da3(inputs, options, input_size: int, progress=None, cancel=None):
     return images
 
 
-def run_da3_options(model, images, options, progress=None, cancel=None) -> Reconstruction:
+def run_da3_options(model, images, options, progress=None, cancel=None,
+                    descriptors: bool = False) -> Reconstruction:
     """`core.pipeline.reconstruct`'s DA3 stage: `run_da3` with a `ReconstructOptions` (known focal length in
-    mm -> known intrinsics with the principal point at the image centre, unless intrinsics are given)."""
+    mm -> known intrinsics with the principal point at the image centre, unless intrinsics are given).
+    descriptors: as `run_da3`'s (the chunked path's loop closures)."""
     from .pairwise import focal_mm_to_net_px
 
     ims = list(images)
@@ -354,15 +368,16 @@ def run_da3_options(model, images, options, progress=None, cancel=None) -> Recon
             ks.append(np.asarray(im.net_to_orig) @ np.array([[f_net, 0, w / 2], [0, f_net, h / 2], [0, 0, 1.0]]))
         intrinsics = np.stack(ks)
     return run_da3(model, ims, device=options.device, precision=options.precision, intrinsics=intrinsics,
-                   world2cam=d.world2cam, ref_strategy=d.ref_strategy, fused=d.fused, progress=progress,
-                   cancel=cancel)
+                   world2cam=d.world2cam, ref_strategy=d.ref_strategy, fused=d.fused, descriptors=descriptors,
+                   progress=progress, cancel=cancel)
 
 
 def run_da3_chunked(model, images, options, chunk: int | None = None, overlap: int | None = None,
-                    progress=None, cancel=None) -> Reconstruction:
+                    progress=None, cancel=None, loops: bool = True) -> Reconstruction:
     """A long shot through an any-view DA3 model in overlapping chunks (`vggt_chunked.run_reconstruction_chunked`:
     the same joiner as VGGT). Each chunk is one `run_da3_options` pass (a known focal in mm applies to
-    every frame). chunk None: from free GPU memory (CUDA), else `vggt_chunked.CPU_CHUNK`.
+    every frame). chunk None: from free GPU memory (CUDA), else `vggt_chunked.CPU_CHUNK`. loops: loop
+    closures found by retrieval on the backbone's pooled frame tokens, as for VGGT (`chunked.find_loop_chunks`).
 
     Refused (UnsupportedOption): per-image known cameras (`options.da3.intrinsics` / `world2cam`, which
     number photos, not a shot's frames) and monocular / metric models (no cameras to join chunks by).
@@ -379,8 +394,8 @@ def run_da3_chunked(model, images, options, chunk: int | None = None, overlap: i
                                               4 if precision == "fp32" else 2) // 2
         chunk = chunk_for_device(device, per_frame)
     rec = run_reconstruction_chunked(
-        images, lambda ims, report_chunk: run_da3_options(model, ims, options, report_chunk, cancel),
-        chunk, overlap, progress=progress, cancel=cancel)
+        images, lambda ims, report_chunk: run_da3_options(model, ims, options, report_chunk, cancel, loops),
+        chunk, overlap, progress=progress, cancel=cancel, find_loops=loops)
     rec.family, rec.model = "da3", str(getattr(model, "name", ""))
     return rec
 

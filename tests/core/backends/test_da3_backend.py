@@ -204,3 +204,37 @@ def test_nested_model_gives_metres():
         rec = run_da3(net, _images(case), device="cpu", intrinsics=ref["intrinsics_input_original"][0], world2cam=raw)
         assert not rec.metric_scale and any("metric network was not used" in w for w in rec.warnings)
         np.testing.assert_allclose(rec.cam2world, np.linalg.inv(raw), atol=1e-9)
+
+
+def test_retrieval_descriptors(model):
+    """Per-frame loop-closure descriptors: one unit row per frame, and asking for them changes nothing else."""
+    ims = _images(MULTI)
+    plain = run_da3(model, ims, device="cpu")
+    with_desc = run_da3(model, ims, device="cpu", descriptors=True)
+    desc = with_desc.meta["frame_descriptors"]
+    assert desc.shape[0] == len(ims) and desc.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(desc, axis=1), 1, atol=1e-5)
+    np.testing.assert_array_equal(with_desc.cam2world, plain.cam2world)
+    np.testing.assert_array_equal(np.stack(with_desc.depth), np.stack(plain.depth))
+    assert "frame_descriptors" not in plain.meta
+
+
+def test_shot_that_returns_gets_a_loop_chunk(model):
+    """A shot that comes back to where it started: retrieval on the backbone's pooled tokens finds the revisit
+    and a loop chunk joins the two ends; without loops no loop chunk is run."""
+    from PIL import Image
+    from pointmap.core.backends.da3 import run_da3_chunked
+    from pointmap.core.options import ReconstructOptions
+
+    rng = np.random.default_rng(3)
+    # 12 distinct smooth images, then the same places again in reverse: frame 23 revisits frame 0.
+    base = [Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((64, 48), Image.BILINEAR)
+            for _ in range(12)]
+    ims = load_images_da3([np.asarray(b) for b in base + base[::-1]], 56, "upper_bound_resize")
+    opts = ReconstructOptions(device="cpu")
+    rec = run_da3_chunked(model, ims, opts, chunk=6, overlap=2)
+    loops = rec.meta["chunked"]["loop_chunks"]
+    assert loops, "no revisit found"
+    assert any(min(c) <= 2 and max(c) >= 21 for c in loops), loops
+    assert np.isfinite(rec.cam2world).all()
+    assert run_da3_chunked(model, ims, opts, chunk=6, overlap=2, loops=False).meta["chunked"]["loop_chunks"] == []
