@@ -103,12 +103,12 @@ def test_build_scene_adds_the_fused_mesh_atomically():
     assert (len(bpy.data.objects), len(bpy.data.meshes), len(bpy.data.collections)) == before
 
 
-def test_fused_mesh_with_an_atlas_gets_a_uv_map_and_a_packed_image():
+def _textured_cube():
+    """The cube with a 64-px atlas from one camera facing one side -> (mesh with uvs/texture, atlas)."""
     from pointmap.core.meshing.atlas import texture_atlas
     from pointmap.core.meshing.views import check_views
 
     mesh = _cube_mesh()
-    # One camera looking at the cube; whatever it does not see keeps the vertex colours.
     c2w = np.eye(4)
     c2w[:3, 3] = [2.5, -0.5, 0.0]
     K = np.array([[40.0, 0, 31.5], [0, 40.0, 23.5], [0, 0, 1]])
@@ -116,8 +116,45 @@ def test_fused_mesh_with_an_atlas_gets_a_uv_map_and_a_packed_image():
     views = check_views([np.full((48, 64), 3.0, np.float32)], [np.full((48, 64), 10.0, np.float32)],
                         K[None], c2w[None], [photo], min_confidence=3.0)
     atlas = texture_atlas(mesh.vertices, mesh.faces, mesh.colors, views, 64, tolerance=0.05)
-    assert (atlas.view == 0).sum() == 2        # the cube's side facing the camera
     mesh.uvs, mesh.texture = atlas.uvs, atlas.image
+    return mesh, atlas
+
+
+def test_textured_fused_mesh_exports_to_gltf_and_obj(tmp_path):
+    """A modeller's exports of the textured mesh: glTF embeds the atlas as the base colour texture with the
+    UVs; OBJ after Blender's File > External Data > Unpack Resources refers to the atlas PNG and copies it."""
+    import json
+    import struct
+
+    from PIL import Image
+
+    mesh, atlas = _textured_cube()
+    obj = build_fused_mesh("Fused Mesh", mesh, world_rotation("z_up"), bpy.context.scene.collection, Created())
+    obj.select_set(True)
+    glb = tmp_path / "mesh.glb"
+    bpy.ops.export_scene.gltf(filepath=str(glb), export_format="GLB", use_selection=True)
+    data = glb.read_bytes()
+    doc = json.loads(data[20:20 + struct.unpack("<I", data[12:16])[0]])
+    assert "TEXCOORD_0" in doc["meshes"][0]["primitives"][0]["attributes"]
+    assert doc["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"]["index"] == 0
+    assert doc["images"][0]["mimeType"] == "image/png"
+
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    bpy.ops.file.unpack_all(method="USE_LOCAL")
+    out = tmp_path / "obj"
+    out.mkdir()
+    bpy.ops.wm.obj_export(filepath=str(out / "mesh.obj"), export_selected_objects=True, export_materials=True,
+                          path_mode="COPY")
+    maps = [line.split(None, 1)[1].strip() for line in (out / "mesh.mtl").read_text().splitlines()
+            if line.startswith("map_Kd")]
+    assert len(maps) == 1 and (out / maps[0]).is_file()
+    png = np.asarray(Image.open(out / maps[0]).convert("RGB"), np.float64) / 255
+    np.testing.assert_allclose(png, atlas.image, atol=0.5 / 255 + 1e-6)
+
+
+def test_fused_mesh_with_an_atlas_gets_a_uv_map_and_a_packed_image():
+    mesh, atlas = _textured_cube()
+    assert (atlas.view == 0).sum() == 2        # the cube's side facing the camera; the rest keeps vertex colours
     coll = bpy.context.scene.collection
     obj = build_fused_mesh("Fused Mesh", mesh, world_rotation("z_up"), coll, Created())
     me = obj.data
