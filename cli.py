@@ -58,6 +58,12 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p.add_argument("--shared-focal", action="store_true")
     p.add_argument("--focal-mm", type=float, default=0.0, help="known focal length in mm")
     p.add_argument("--sensor-mm", type=float, default=36.0, help="sensor width in mm")
+    p.add_argument("--intrinsics", type=float, nargs=4, default=None, metavar=("FX", "FY", "CX", "CY"),
+                   help="known lens for every photo or frame, in original pixels (pixel centres at integers); "
+                        "kept by every backend")
+    p.add_argument("--known-poses", default="", metavar="FILE",
+                   help="known camera poses held fixed: JSON {\"cameras\": {file name or frame: 4x4 cam2world, "
+                        "OpenCV axes}} or a saved reconstruction (.npz, an earlier solve)")
     p.add_argument("--on-bad-image", choices=["skip", "stop"], default="skip",
                    help="a photo (or a shot's frame) that cannot be read: skip it with a warning, or stop")
     p.add_argument("--name", default="", help="name of the created collection (default: from the photos)")
@@ -131,7 +137,23 @@ def core_options(args: argparse.Namespace):
     align = AlignOptions(iterations=args.iterations or None, shared_focal=args.shared_focal)
     if args.align_conf is not None:
         align.conf_threshold = args.align_conf
+    intrinsics = None
+    if args.intrinsics:
+        import numpy as np
+
+        fx, fy, cx, cy = args.intrinsics
+        intrinsics = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    known_poses = None
+    if args.known_poses:
+        from .core.errors import InputError
+        from .core.io.poses import read_known_poses
+
+        try:
+            known_poses = read_known_poses(args.known_poses)
+        except InputError as err:
+            raise UsageError(str(err)) from None
     options = ReconstructOptions(
+        intrinsics=intrinsics, known_poses=known_poses,
         backend=args.backend, device=None if args.device == "auto" else args.device, image_size=args.image_size or None,
         on_bad_image="raise" if args.on_bad_image == "stop" else "skip", known_focal_mm=args.focal_mm or None,
         sensor_width_mm=args.sensor_mm, precision=args.precision, align=align,

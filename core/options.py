@@ -162,6 +162,14 @@ class ReconstructOptions:
     on_bad_image:   "skip" (report in `warnings`, use the rest) or "raise" (stop at the first bad file).
     cache_dir:      where registry checkpoints are looked up (None: the default weights folder).
     known_focal_mm: the lens, if known; with `sensor_width_mm` = the sensor's long side (36: full frame).
+    intrinsics:     known intrinsics in original-image pixels (pixel centres at integers): one 3x3 K for every
+                    image or frame (a calibrated lens), or (N, 3, 3) one per input image (photos). Every
+                    backend keeps them: the aligner holds them fixed, VGGT and DA3 unproject depth with them.
+    known_poses:    {key: 4x4 cam2world, OpenCV axes} for views whose pose is known (a surveyed set, an
+                    earlier solve); keys: clip frame numbers for a shot, file names / image names / indices
+                    for photos. The pairwise aligner holds them fixed; a VGGT / DA3 solve is moved onto them
+                    by one similarity and the known views set exactly (`core.align.anchor`). Two or more fix
+                    the scale and the world frame; the result is in the poses' world and units.
     """
 
     backend: str = "auto"
@@ -172,6 +180,8 @@ class ReconstructOptions:
     cache_dir: str | Path | None = None
     known_focal_mm: float | None = None
     sensor_width_mm: float = 36.0
+    intrinsics: Sequence | np.ndarray | None = None
+    known_poses: dict | None = None
     pairwise: PairwiseOptions = field(default_factory=PairwiseOptions)
     align: AlignOptions = field(default_factory=AlignOptions)
     vggt: VGGTOptions = field(default_factory=VGGTOptions)
@@ -193,6 +203,24 @@ class ReconstructOptions:
             raise ValueError("known_focal_mm and sensor_width_mm must be positive (mm)")
         if self.image_size is not None and self.image_size <= 0:
             raise ValueError(f"image_size must be positive, not {self.image_size}")
+        if self.intrinsics is not None:
+            from .priors import check_intrinsics
+
+            check_intrinsics(self.intrinsics)
+            if self.known_focal_mm:
+                raise ValueError("give known_focal_mm or intrinsics, not both (intrinsics hold the focal length)")
+            if self.da3.intrinsics is not None:
+                raise ValueError("give intrinsics or da3.intrinsics, not both")
+        if self.known_poses is not None:
+            if not isinstance(self.known_poses, dict):
+                raise ValueError(f"known_poses must be a dict {{view: 4x4 cam2world}}, not "
+                                 f"{type(self.known_poses).__name__}")
+            if self.da3.world2cam is not None:
+                raise ValueError("give known_poses or da3.world2cam, not both")
+            from .priors import check_pose
+
+            for key, T in self.known_poses.items():
+                check_pose(T, repr(key))
         seq = self.sequence
         if seq.stride < 1 or seq.window < 1:
             raise ValueError(f"sequence.stride and sequence.window must be at least 1, not {seq.stride} / {seq.window}")

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .align.anchor import anchor_to_known_poses, anchor_warnings
 from .align.schedule import for_shot
 from .errors import CheckpointError, DependencyError, InputError, PointmapError, UnsupportedOption, check_cancel
 from .options import AlignOptions, PairwiseOptions, ReconstructOptions, SequenceOptions
+from .priors import intrinsics_from_focal_mm, intrinsics_in_network_pixels, resolve_priors
 from .progress import Progress, ProgressFn, eta_text, warn
 from .reconstruction import Reconstruction
 from .weights.bundled import DEMO_LABEL, DEMO_NAME, is_demo
@@ -137,42 +139,72 @@ def reconstruct(
     if model_name == DEMO_NAME:
         warnings.insert(0, DEMO_LABEL)
     warnings += opt.unit_warnings()
+    priors = resolve_priors(opt.intrinsics, opt.known_poses, images.images,
+                            frames.frame_numbers if frames is not None else None,
+                            len(frames.failures if frames is not None else images.failures))
     for w in warnings:     # known before any network runs: said now, not after a long run
         warn(progress, w)
     n_said = len(warnings)
 
+    anchor = priors.known_poses if backend in _SINGLE_PASS else None
     if backend == "vggt":
         t = time.perf_counter()
+        known_K = priors.intrinsics
+        if known_K is None and opt.known_focal_mm:
+            known_K = intrinsics_from_focal_mm(images.images, opt.known_focal_mm, opt.sensor_width_mm)
         if frames is not None:
             from .backends.vggt_chunked import run_vggt_chunked
 
             recon = run_vggt_chunked(model, images.images, chunk=opt.sequence.chunk, overlap=opt.sequence.overlap,
                                      device=opt.device, precision=opt.precision, points=opt.vggt.points,
-                                     fused=opt.vggt.fused, progress=report, cancel=cancel)
+                                     fused=opt.vggt.fused, progress=report, cancel=cancel, intrinsics=known_K)
         else:
             from .backends.vggt import run_vggt
 
             recon = run_vggt(model, images.images, device=opt.device, precision=opt.precision,
-                             points=opt.vggt.points, fused=opt.vggt.fused, progress=report, cancel=cancel)
+                             points=opt.vggt.points, fused=opt.vggt.fused, progress=report, cancel=cancel,
+                             intrinsics=known_K)
         timings["vggt" if frames is None else "chunks"] = time.perf_counter() - t
         meta = {"graph": None}
     elif backend == "da3":
         t = time.perf_counter()
+        da3_opt = opt
+        if priors.intrinsics is not None and frames is None:
+            da3_opt = replace(opt, intrinsics=None, da3=replace(opt.da3, intrinsics=priors.intrinsics))
+        if (frames is None and anchor and len(anchor) == len(images.images)
+                and da3_opt.da3.intrinsics is not None and getattr(model, "cam_enc", None) is not None):
+            # Every camera known: the model's camera-conditioned mode takes them as input.
+            w2c = np.linalg.inv(np.stack([anchor[k] for k in range(len(images.images))]))
+            da3_opt = replace(da3_opt, known_poses=None, da3=replace(da3_opt.da3, world2cam=w2c))
+            anchor = None
         if frames is not None:
             from .backends.da3 import run_da3_chunked
 
-            recon = run_da3_chunked(model, images, opt, opt.sequence.chunk, opt.sequence.overlap, report, cancel)
+            recon = run_da3_chunked(model, images, da3_opt, opt.sequence.chunk, opt.sequence.overlap, report,
+                                    cancel, intrinsics=priors.intrinsics)
         else:
             from .backends.da3 import run_da3_options
 
-            recon = run_da3_options(model, images, opt, report, cancel)
+            recon = run_da3_options(model, images, da3_opt, report, cancel)
         timings["da3" if frames is None else "chunks"] = time.perf_counter() - t
         meta = {"graph": None}
     else:
         from .backends.pairwise import run_pairwise
 
         run_opt = opt if frames is None else _shot_pairwise_options(opt)
+        if priors.intrinsics is not None or priors.known_poses:
+            align = run_opt.align
+            if priors.intrinsics is not None:
+                align = replace(align, intrinsics=list(intrinsics_in_network_pixels(images.images, priors.intrinsics)))
+            if priors.known_poses:
+                align = replace(align, known_poses=priors.known_poses)
+            run_opt = replace(run_opt, align=align)
         recon, meta = run_pairwise(model, model_name, images.images, run_opt, report, cancel, timings, warnings)
+    if anchor:
+        recon.cam2world, recon.points, recon.depth, info = anchor_to_known_poses(
+            recon.cam2world, recon.points, recon.depth, anchor)
+        meta["known_poses"] = info
+        recon.warnings.extend(anchor_warnings(info, recon.names, anchor))
 
     if frames is not None:
         recon.frame_numbers = np.asarray(frames.frame_numbers, dtype=np.int64)
@@ -197,9 +229,9 @@ def reconstruct(
 
 
 def _refuse_unsupported_vggt(opt: ReconstructOptions, backend: str = "vggt") -> None:
-    """VGGT and DA3 predict every camera in one pass: no scene graph, no alignment iterations and (VGGT) no
-    focal constraints. Options asking for those are refused, never silently dropped. DA3 takes a known
-    focal length (turned into known intrinsics)."""
+    """VGGT and DA3 predict every camera in one pass: no scene graph, no alignment iterations, no shared
+    focal. Options asking for those are refused, never silently dropped. Both take a known
+    focal length or intrinsics (used to unproject depth), VGGT only with points from depth."""
     default_align, default_pairwise = AlignOptions(), PairwiseOptions()
     asked = []
     if opt.pairwise.graph != default_pairwise.graph:
@@ -208,8 +240,8 @@ def _refuse_unsupported_vggt(opt: ReconstructOptions, backend: str = "vggt") -> 
         asked.append("alignment iterations")
     if opt.align.shared_focal != default_align.shared_focal:
         asked.append("shared focal")
-    if opt.known_focal_mm and backend == "vggt":
-        asked.append("known focal length")
+    if opt.vggt.points == "head" and backend == "vggt" and (opt.known_focal_mm or opt.intrinsics is not None):
+        asked.append("known intrinsics with the point head (vggt.points='depth' uses them)")
     if asked:
         label = "VGGT" if backend == "vggt" else "Depth Anything 3"
         raise UnsupportedOption(f"The {label} backend cannot honour: {', '.join(asked)} (it predicts all cameras "

@@ -137,13 +137,13 @@ def single_pass_family(settings, context=None) -> str | None:
 
 def greyed_alignment_options(settings, context=None) -> set[str]:
     """Alignment options the run's backend cannot honour (core refuses them: UnsupportedOption), which the
-    panel greys out: VGGT and DA3 have no scene graph, iterations or shared focal; VGGT takes no known focal
-    (DA3 turns it into known intrinsics)."""
+    panel greys out: VGGT and DA3 have no scene graph, iterations or shared focal; both turn a known focal
+    into known intrinsics, VGGT only with points from depth (its point head ignores the lens)."""
     family = single_pass_family(settings, context)
     if family is None:
         return set()
     names = {"graph", "graph_k", "iterations", "shared_focal", "shot_window"}
-    if family == "vggt":
+    if family == "vggt" and settings.vggt_points == "HEAD":
         names.add("focal_mm")
     return names
 

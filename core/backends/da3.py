@@ -351,38 +351,37 @@ def load_for_da3(inputs, options, input_size: int, progress=None, cancel=None):
 
 
 def run_da3_options(model, images, options, progress=None, cancel=None,
-                    descriptors: bool = False) -> Reconstruction:
+                    descriptors: bool = False, intrinsics=None) -> Reconstruction:
     """`core.pipeline.reconstruct`'s DA3 stage: `run_da3` with a `ReconstructOptions` (known focal length in
     mm -> known intrinsics with the principal point at the image centre, unless intrinsics are given).
-    descriptors: as `run_da3`'s (the chunked path's loop closures)."""
-    from .pairwise import focal_mm_to_net_px
+    descriptors: as `run_da3`'s (the chunked path's loop closures). intrinsics: (S, 3, 3) known K of these
+    images in original pixels, instead of `options.da3.intrinsics` (a chunk's share of a shot's lens)."""
+    from ..priors import intrinsics_from_focal_mm
 
     ims = list(images)
     d = options.da3
-    intrinsics = d.intrinsics
+    if intrinsics is None:
+        intrinsics = d.intrinsics
     if intrinsics is None and options.known_focal_mm:
-        ks = []
-        for im in ims:
-            f_net = focal_mm_to_net_px(options.known_focal_mm, options.sensor_width_mm, im)
-            h, w = im.true_shape
-            ks.append(np.asarray(im.net_to_orig) @ np.array([[f_net, 0, w / 2], [0, f_net, h / 2], [0, 0, 1.0]]))
-        intrinsics = np.stack(ks)
+        intrinsics = intrinsics_from_focal_mm(ims, options.known_focal_mm, options.sensor_width_mm)
     return run_da3(model, ims, device=options.device, precision=options.precision, intrinsics=intrinsics,
                    world2cam=d.world2cam, ref_strategy=d.ref_strategy, fused=d.fused, descriptors=descriptors,
                    progress=progress, cancel=cancel)
 
 
 def run_da3_chunked(model, images, options, chunk: int | None = None, overlap: int | None = None,
-                    progress=None, cancel=None, loops: bool = True) -> Reconstruction:
+                    progress=None, cancel=None, loops: bool = True, intrinsics=None) -> Reconstruction:
     """A long shot through an any-view DA3 model in overlapping chunks (`vggt_chunked.run_reconstruction_chunked`:
     the same joiner as VGGT). Each chunk is one `run_da3_options` pass (a known focal in mm applies to
     every frame). chunk None: from free GPU memory (CUDA), else `vggt_chunked.CPU_CHUNK`. loops: loop
     closures found by retrieval on the backbone's pooled frame tokens, as for VGGT (`chunked.find_loop_chunks`).
+    intrinsics: None or (N, 3, 3) known K per frame in original pixels (a shot's lens, from
+    `ReconstructOptions.intrinsics`), each chunk given its frames' rows.
 
     Refused (UnsupportedOption): per-image known cameras (`options.da3.intrinsics` / `world2cam`, which
     number photos, not a shot's frames) and monocular / metric models (no cameras to join chunks by).
     """
-    from .vggt_chunked import chunk_for_device, run_reconstruction_chunked
+    from .vggt_chunked import chunk_for_device, per_image_lookup, run_reconstruction_chunked
 
     check_da3_shot(model, options)
     images = list(images)
@@ -393,8 +392,10 @@ def run_da3_chunked(model, images, options, chunk: int | None = None, overlap: i
         per_frame = estimate_activation_bytes(2, h, w, model.cfg.embed_dim, model.cfg.patch_size, 1, 4,
                                               4 if precision == "fp32" else 2) // 2
         chunk = chunk_for_device(device, per_frame)
+    known = per_image_lookup(images, intrinsics)
     rec = run_reconstruction_chunked(
-        images, lambda ims, report_chunk: run_da3_options(model, ims, options, report_chunk, cancel, loops),
+        images, lambda ims, report_chunk: run_da3_options(model, ims, options, report_chunk, cancel, loops,
+                                                          known(ims)),
         chunk, overlap, progress=progress, cancel=cancel, find_loops=loops)
     rec.family, rec.model = "da3", str(getattr(model, "name", ""))
     return rec

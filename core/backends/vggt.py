@@ -156,7 +156,8 @@ def _camera_matrices(pose_enc, h: int, w: int):
 
 def run_vggt(model, images, device=None, precision: str = "auto", points: str = "depth", frame_chunk: int = 8,
              progress=None, cancel=None, fused: bool = False,
-             head_precision: str = "auto", finish_later: bool = False, descriptors: bool = False):
+             head_precision: str = "auto", finish_later: bool = False, descriptors: bool = False,
+             intrinsics=None):
     """Reconstruct `images` (list of core.images.LoadedImage / ImageSet, one shape) with a VGGT model.
 
     model:      a `pointmap.core.models.vggt.VGGT` (moved to `device`; in bf16 mode its aggregator is
@@ -177,6 +178,8 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     descriptors: also put per-frame retrieval descriptors in `meta["frame_descriptors"]` ((S, C) float32
                 unit rows: the mean of each frame's patch tokens after the first head layer's frame
                 attention; the chunked runner pops them to find loop closures).
+    intrinsics: None or (S, 3, 3) known K in original pixels: the result's cameras keep them and the depth
+                is unprojected with them (points="depth" only); poses and depth stay the network's.
     Returns a `Reconstruction` (or the callable giving it).
     Raises InputError (bad images), VGGTMemoryError (does not fit), Cancelled.
     """
@@ -192,6 +195,16 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     x = _images_tensor(images)
     device, precision = resolve_device_precision(device, precision)
     s, _, h, w = x.shape
+    K_known = None
+    if intrinsics is not None:
+        from ..priors import intrinsics_in_network_pixels
+
+        if points != "depth":
+            raise ValueError("known intrinsics are used to unproject depth: they need points='depth'")
+        K_orig = np.asarray(intrinsics, dtype=np.float64).reshape(-1, 3, 3)
+        if len(K_orig) != s:
+            raise InputError(f"{len(K_orig)} known intrinsics given for {s} images.")
+        K_known = intrinsics_in_network_pixels(images, K_orig)
     t0 = time.perf_counter()
 
     model.eval()
@@ -249,9 +262,11 @@ def run_vggt(model, images, device=None, precision: str = "auto", points: str = 
     t_heads = time.perf_counter()
 
     world2cam, cam2world, K_net = _camera_matrices(pose_enc, h, w)
+    if K_known is not None:
+        K_net = K_known
     run = {"device": str(device), "precision": precision, "head_precision": head_precision,
            "fused": bool(fused and device.type == "cuda"), "frame_chunk": frame_chunk, "t0": t0, "t_agg": t_agg,
-           "t_heads": t_heads, "descriptors": desc}
+           "t_heads": t_heads, "descriptors": desc, "known_intrinsics": K_known is not None}
 
     def finish() -> Reconstruction:
         return _finish(images, model, maps, world2cam, cam2world, K_net, points, progress, total, run)
@@ -286,6 +301,7 @@ def _finish(images, model, maps, world2cam, cam2world, K_net, points, progress, 
         meta={"checkpoint_notes": list(getattr(model, "checkpoint_notes", [])),
               "device": run["device"], "precision": run["precision"], "head_precision": run["head_precision"],
               "fused": run["fused"], "points": points, "frame_chunk": run["frame_chunk"],
+              "known_intrinsics": run["known_intrinsics"],
               "seconds_aggregator": round(run["t_agg"] - run["t0"], 3),
               "seconds_heads": round(run["t_heads"] - run["t_agg"], 3),
               "seconds_total": round(time.perf_counter() - run["t0"], 3), "pixel_convention":

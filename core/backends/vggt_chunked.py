@@ -31,12 +31,14 @@ HEADROOM = 0.85     # share of the free GPU memory a chunk may plan for
 
 def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | None = None,
                      extra_chunks: list[np.ndarray] | None = None, device=None, progress=None, cancel=None,
-                     background: bool = True, loops: bool = True, **run_options) -> Reconstruction:
+                     background: bool = True, loops: bool = True, intrinsics=None,
+                     **run_options) -> Reconstruction:
     """Reconstruct a long shot with VGGT in chunks (module doc). `run_options` go to `run_vggt`.
     background: each chunk's CPU side (unprojection, link fits) runs on a worker thread while the GPU
     runs the next chunk (`run_chunked`); False runs it in order in this thread (same result).
     loops: find loop closures by retrieval on VGGT's pooled frame tokens and run a loop chunk for each
-    (`chunked.find_loop_chunks`)."""
+    (`chunked.find_loop_chunks`). intrinsics: None or (N, 3, 3) known K per frame in original pixels
+    (`run_vggt`'s, handed to each chunk for its frames)."""
     from ..devices import resolve_device_precision
     from .vggt import estimate_activation_bytes, run_vggt
 
@@ -49,14 +51,25 @@ def run_vggt_chunked(model, images, chunk: int | None = None, overlap: int | Non
                                               model.aggregator.patch_start_idx, len(model.head_layers),
                                               4 if precision == "fp32" else 2) // 2
         chunk = chunk_for_device(device, per_frame)
+    known = per_image_lookup(images, intrinsics)
     rec = run_reconstruction_chunked(
         images, lambda ims, report_chunk: run_vggt(model, ims, device=device, precision=precision,
                                                    progress=report_chunk, cancel=cancel, finish_later=background,
-                                                   descriptors=loops, **run_options),
+                                                   descriptors=loops, intrinsics=known(ims), **run_options),
         chunk, overlap, extra_chunks, progress, cancel, background=background, find_loops=loops)
     rec.family, rec.model = "vggt", str(getattr(model, "name", ""))
     rec.meta.update(device=str(device), precision=precision)
     return rec
+
+
+def per_image_lookup(images, per_image):
+    """A function giving, for a chunk's images, their rows of `per_image` ((N, ...) aligned with `images`),
+    or None throughout when `per_image` is None."""
+    if per_image is None:
+        return lambda ims: None
+    rows = {id(im): k for k, im in enumerate(images)}
+    table = np.asarray(per_image)
+    return lambda ims: table[[rows[id(im)] for im in ims]]
 
 
 def chunk_for_device(device, per_frame_bytes: int) -> int:

@@ -215,7 +215,8 @@ def test_vggt_refuses_pairwise_only_options():
     asks = {"scene graph": ReconstructOptions(pairwise=PairwiseOptions(graph="swin-2")),
             "alignment iterations": ReconstructOptions(align=AlignOptions(iterations=5)),
             "shared focal": ReconstructOptions(align=AlignOptions(shared_focal=True)),
-            "known focal": ReconstructOptions(known_focal_mm=35.0)}
+            "known intrinsics with the point head": ReconstructOptions(known_focal_mm=35.0,
+                                                                       vggt=VGGTOptions(points="head"))}
     for what, options in asks.items():
         options.image_size = 56
         with pytest.raises(UnsupportedOption, match=what):

@@ -250,20 +250,24 @@ def test_demo_without_weights_exits_3(tmp_path):
 
 def test_alignment_options_greyed_out_for_single_pass_backends(registered):
     """The panel disables what VGGT and DA3 cannot honour (the core refuses those options; see test_pipeline):
-    both have no scene graph, iterations or shared focal; DA3 takes a known focal, VGGT does not."""
+    both have no scene graph, iterations or shared focal; both take a known focal, VGGT only with points from
+    depth."""
     from pointmap.core.weights import registry
     from pointmap.ui.panel import greyed_alignment_options, single_pass_family
 
     s = bpy.context.scene.pointmap
     pairs_only = {"graph", "graph_k", "iterations", "shared_focal", "shot_window"}
     s.backend = "VGGT"
-    assert single_pass_family(s) == "vggt" and greyed_alignment_options(s) == pairs_only | {"focal_mm"}
+    assert single_pass_family(s) == "vggt" and greyed_alignment_options(s) == pairs_only
+    s.vggt_points = "HEAD"
+    assert greyed_alignment_options(s) == pairs_only | {"focal_mm"}
+    s.vggt_points = "DEPTH"
     s.backend = "DA3"
     assert single_pass_family(s) == "da3" and greyed_alignment_options(s) == pairs_only
     s.backend = "PAIRS"
     assert single_pass_family(s) is None and not greyed_alignment_options(s)
     s.backend = "AUTO"
-    for family, greyed in (("vggt", pairs_only | {"focal_mm"}), ("da3", pairs_only)):
+    for family, greyed in (("vggt", pairs_only), ("da3", pairs_only)):
         s.checkpoint = next(n for n in registry.names() if registry.get(n).family == family)
         assert greyed_alignment_options(s) == greyed, family
     s.checkpoint = "DUSt3R_ViTLarge_BaseDecoder_512_dpt"
