@@ -49,7 +49,15 @@ def core_options(op, settings, shot=None):
 
     device = settings.device if op.device == "PREFS" else op.device.lower()
     photos = shot is None
+    known_poses = None
+    if op.known_poses_file:
+        import bpy
+
+        from ..core.io.poses import read_known_poses
+
+        known_poses = read_known_poses(bpy.path.abspath(op.known_poses_file))   # InputError names the file
     return ReconstructOptions(
+        known_poses=known_poses,
         backend={"AUTO": "auto", "PAIRS": "pairs", "VGGT": "vggt", "DA3": "da3"}[op.backend],
         image_size=op.image_size or None,
         device=None if device == "auto" else device,

@@ -179,6 +179,7 @@ class POINTMAP_PT_alignment(_Sidebar, bpy.types.Panel):
         row = layout.row(align=True)
         prop(row, "focal_mm")
         prop(row, "sensor_mm")
+        layout.prop(s, "known_poses_file")
 
 
 class POINTMAP_PT_outputs(_Sidebar, bpy.types.Panel):

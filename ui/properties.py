@@ -117,6 +117,10 @@ class ReconstructOptions(FusedMeshSettings):
         name="Sensor Width (mm)", default=36.0, min=1.0, soft_max=100.0,
         description="Sensor size along the photos' long side (36 = full frame): converts a known focal length "
                     "to pixels and sets the created cameras' sensor, so their lens reads in your units")
+    known_poses_file: StringProperty(
+        name="Known Poses", default="", subtype="FILE_PATH",
+        description="Optional file of known camera poses, held fixed: JSON {\"cameras\": {file name or frame: "
+                    "4x4 camera-to-world, OpenCV axes}} or a saved reconstruction (.npz) of an earlier solve")
     on_bad_image: EnumProperty(name="Bad Images", items=BAD_IMAGE_ITEMS, default="SKIP")
     vggt_points: EnumProperty(name="VGGT Points", default="DEPTH", items=[
         ("DEPTH", "Depth + Camera", "Unproject the depth map with the predicted camera (recommended)"),

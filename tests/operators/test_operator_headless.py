@@ -446,3 +446,30 @@ def test_one_undo_removes_a_whole_run(registered, photos):
     assert datablock_names() == before
     bpy.ops.ed.redo()
     assert datablock_names() == made
+
+
+def test_known_poses_file_from_the_panel(registered, photos, tmp_path_factory):
+    """The panel's Known Poses file: its poses are kept; a broken file is a clear report and builds nothing."""
+    import json
+
+    import numpy as np
+    from pointmap.core.reconstruction import Reconstruction
+
+    folder = tmp_path_factory.mktemp("poses")
+    T = np.eye(4)
+    T[:3, 3] = [0.5, 0, 0]
+    good = folder / "poses.json"
+    good.write_text(json.dumps({"cameras": {"view1.png": T.tolist()}}))
+    res = bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=tiny_checkpoint(), name="posed",
+                                       known_poses_file=str(good), **RUN)
+    assert res == {"FINISHED"}
+    saved = bpy.data.collections["posed"]["pointmap_reconstruction"]
+    rec = Reconstruction.load(bpy.path.abspath(saved))
+    np.testing.assert_allclose(rec.cam2world[rec.names.index("view1")], T, atol=1e-6)
+    bad = folder / "bad.json"
+    bad.write_text("[1, 2")
+    before = datablock_names()
+    with pytest.raises(RuntimeError, match=r"Known poses: cannot read .*bad\.json"):
+        bpy.ops.pointmap.reconstruct(directory=str(photos), checkpoint=tiny_checkpoint(), known_poses_file=str(bad),
+                                     **RUN)
+    assert datablock_names() == before
