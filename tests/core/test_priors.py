@@ -196,3 +196,19 @@ def test_vggt_point_head_refuses_known_lens():
     with pytest.raises(UnsupportedOption, match="point head"):
         reconstruct(frames, tiny_model("pt"), ReconstructOptions(image_size=56, intrinsics=K_LENS,
                                                                  vggt=VGGTOptions(points="head")))
+
+
+def test_pairwise_shot_holds_known_frames(tiny_dust3r, tmp_path):
+    pytest.importorskip("av")
+    from helpers_movie import write_movie
+
+    movie = tmp_path / "clip.mp4"
+    write_movie(movie)
+    known = {1002: _pose([0, 1, 0], 2, [0, 0, 0]), 1008: _pose([0, 1, 0], 12, [0.8, 0, 0.1])}
+    opts = ReconstructOptions(device="cpu", image_size=64, align=AlignOptions(iterations=5), intrinsics=K_LENS,
+                              known_poses=known, sequence=SequenceOptions(first_frame=1001))
+    rec = reconstruct(str(movie), tiny_dust3r, opts)
+    k = {int(f): i for i, f in enumerate(rec.frame_numbers)}
+    for f, T in known.items():
+        np.testing.assert_allclose(rec.cam2world[k[f]], T, atol=1e-6)
+    np.testing.assert_allclose(rec.K, np.broadcast_to(K_LENS, rec.K.shape), atol=1e-9)
