@@ -12,17 +12,23 @@ into one world:
    squares on the chunk graph; `align.rotation_averaging`) — a loop closure spreads its correction
    over the whole shot instead of piling it on the last seam.
 3. A frame seen by several chunks gets the weighted mean of their poses (chordal mean of rotations,
-   mean of centres), the weight ramping down towards each chunk's ends, so consecutive frames across
-   a seam move as smoothly as anywhere else; its pointmap comes from the chunk that sees it most
-   centrally.
+   mean of centres), the weight falling with the distance from each chunk's anchor frame (`anchor_ramp`),
+   so consecutive frames across a seam move as smoothly as anywhere else; its pointmap comes from the
+   chunk that sees it nearest its anchor.
 4. One pose-graph refinement over all frames (`refine_frame_poses`): every chunk (loop chunks too) says
    how each of its frames sits relative to its next few frames (relative rotation; step in the first
-   frame's axes, at the chunk's solved scale); robust rotation averaging and a least-squares solve of
-   the centres over that frame graph start from step 3. A loop correction is then spread frame by frame
-   instead of chunk by chunk (which would kink the path at every seam), and each frame's pointmap moves
-   rigidly with its camera. The centre solve weighs every frame pair's steps alike (overlap pairs too)
-   and refines each chunk's scale with the centres, so a loop's translation correction goes into the
-   chunks' scales (step lengths) rather than into bent step directions piled up at the seams.
+   frame's axes, at the chunk's solved scale); least-squares rotation averaging and a least-squares
+   solve of the centres over that frame graph start from step 3. A loop correction is then spread frame
+   by frame instead of chunk by chunk (which would kink the path at every seam), and each frame's
+   pointmap moves rigidly with its camera. Every frame pair weighs alike in both solves (overlap pairs
+   too): a least-squares solve puts a loop's residual on its lightest edges, which were the seams.
+   Inside a pair, the chunks that see it share that weight by how near the pair is to each chunk's
+   anchor frame (`frame_pair_weights`): in an overlap the chunk that is at its far end (where its
+   bend is largest) yields to the chunk that has just started. The rotation solve is not robust: the
+   chunk links already passed a robust fit, and a robust kernel at frame level would call a loop's
+   whole residual an outlier and leave it on one frame pair (a 2° kink at one seam). The centre solve
+   also refines each chunk's scale, so a loop's translation correction goes into the chunks' scales
+   (step lengths) rather than into bent step directions piled up at the seams.
 
 Loop closures from retrieval (`find_loop_chunks`): when the runner gives per-frame descriptors (e.g. VGGT's
 pooled frame tokens), after the main chunks every frame is compared with the frames more than two chunk
@@ -67,6 +73,10 @@ class ChunkPrediction:
     conf:      (L, H, W) confidences (higher is better, > 0)
     K_net:     optional (L, 3, 3) intrinsics in network pixels
     descriptors: optional (L, C) float32 per-frame retrieval descriptors, unit rows (loop closures)
+    reference: index (into frames) of the frame the network anchors the chunk on (VGGT: the first, whose
+               camera is its world), or None when unknown (then the chunk's middle is assumed). A chunk's
+               geometry bends and drifts away from its anchor, so its frame pairs weigh less the further
+               they are from it (`frame_pair_weights`).
     """
 
     frames: np.ndarray
@@ -75,6 +85,7 @@ class ChunkPrediction:
     conf: torch.Tensor
     K_net: np.ndarray | None = None
     descriptors: np.ndarray | None = None
+    reference: int | None = 0
 
 
 @dataclass
@@ -344,7 +355,7 @@ def join_chunks(n: int, preds: list[ChunkPrediction], samples: int = 4096, fits:
     for c, p in enumerate(posing):
         length = len(p.frames)
         pos = np.arange(length)
-        w = 1.0 + np.minimum(pos, length - 1 - pos).astype(np.float64)
+        w = anchor_ramp(length, p.reference)
         s, r, t = float(g_s[c]), g_R[c].numpy(), g_t[c].numpy()
         rw = r @ p.cam2world[:, :3, :3]
         cw = s * p.cam2world[:, :3, 3] @ r.T + t
@@ -409,10 +420,10 @@ def refine_frame_poses(n: int, preds: list[ChunkPrediction], g_s: np.ndarray, g_
 
     preds: all chunks (main and loop); g_s (m,), g_R (m, 3, 3): their solved scale and rotation (chunk →
     world); cam2world: the starting poses (step 3), whose mean centre and rotation gauge are kept.
-    Edges (a, b): frames at most `reach` apart in a chunk's frame order, weighted by the lower of the two
-    frames' distance-to-the-chunk's-end ramp (the ends of a chunk see the least context).
-    Rotations use those weights; centres share them out per frame pair and solve a scale factor per chunk
-    with them (`_solve_centres_and_scales`).
+    Edges (a, b): frames at most `reach` apart in a chunk's frame order, weighted by
+    `frame_pair_weights` (each frame pair weighs 1 in all, shared among the chunks that see it by their
+    anchor distance). Least-squares rotation averaging (not robust: module doc), then the centres and a
+    scale factor per chunk (`_solve_centres_and_scales`).
     """
     from ..align.rotation_averaging import average_rotations
 
@@ -420,7 +431,7 @@ def refine_frame_poses(n: int, preds: list[ChunkPrediction], g_s: np.ndarray, g_
     for c, p in enumerate(preds):
         f = np.asarray(p.frames)
         length = len(f)
-        ramp = 1.0 + np.minimum(np.arange(length), length - 1 - np.arange(length))
+        ramp = anchor_ramp(length, p.reference)
         r_loc, c_loc = p.cam2world[:, :3, :3], p.cam2world[:, :3, 3]
         for d in range(1, min(reach, length - 1) + 1):
             a, b = np.arange(length - d), np.arange(d, length)
@@ -432,20 +443,36 @@ def refine_frame_poses(n: int, preds: list[ChunkPrediction], g_s: np.ndarray, g_
             cid.append(np.full(len(a), c))
     ia, ib = np.concatenate(ia), np.concatenate(ib)
     rel_t = torch.from_numpy(np.concatenate(rel))
-    w_rot = np.concatenate(wt)
-    # Centres: the chunks' ramp weights shared out per frame pair, so every pair's steps weigh 1 in all.
-    # Raw ramp weights make the overlap pairs (near both chunks' ends) the lightest edges of the graph,
-    # and a least-squares solve puts a loop's translation correction on its lightest edges: the seams.
-    _, pair = np.unique(ia * n + ib, return_inverse=True)
-    w_ctr = w_rot / np.bincount(pair, weights=w_rot)[pair]
-    rot = average_rotations(n, np.stack([ia, ib], 1), rel_t, weight=torch.from_numpy(w_rot),
-                            init=torch.from_numpy(cam2world[:, :3, :3].copy())).numpy()
+    w = frame_pair_weights(n, ia, ib, np.concatenate(wt))
+    rot = average_rotations(n, np.stack([ia, ib], 1), rel_t, weight=torch.from_numpy(w),
+                            init=torch.from_numpy(cam2world[:, :3, :3].copy()), robust=False).numpy()
     d = np.einsum("kij,kj->ki", rot[ia], np.concatenate(step))
-    ctr = _solve_centres_and_scales(n, ia, ib, d, np.concatenate(cid), w_ctr, len(preds))
+    ctr = _solve_centres_and_scales(n, ia, ib, d, np.concatenate(cid), w, len(preds))
     out = np.tile(np.eye(4), (n, 1, 1))
     out[:, :3, :3] = rot
     out[:, :3, 3] = ctr + cam2world[:, :3, 3].mean(0)
     return out
+
+
+def anchor_ramp(length: int, reference: int | None) -> np.ndarray:
+    """(length,) trust in each frame of a chunk, falling linearly with the distance to its anchor frame from
+    1 + (the largest distance) at the anchor to 1 at the frame furthest from it. reference None: the
+    chunk's middle (then 1 + the distance to the nearer end: the ends of a chunk see the least context)."""
+    pos = np.arange(length, dtype=np.float64)
+    ref = (length - 1) / 2.0 if reference is None else float(min(max(reference, 0), length - 1))
+    dist = np.abs(pos - ref)
+    return 1.0 + dist.max() - dist
+
+
+def frame_pair_weights(n: int, ia: np.ndarray, ib: np.ndarray, trust: np.ndarray) -> np.ndarray:
+    """(E,) weights of the frame graph's edges: every frame pair (a, b) weighs 1 in all, shared among
+    the chunks that measure it in proportion to `trust` (E,) (the lower of the two frames' anchor ramps).
+
+    Raw trust would make the overlap pairs (near chunk ends) the lightest edges of the graph, and a least-
+    squares solve puts a loop's residual on its lightest edges: the seams.
+    """
+    _, pair = np.unique(ia * n + ib, return_inverse=True)
+    return trust / np.bincount(pair, weights=trust)[pair]
 
 
 def _solve_centres_and_scales(n: int, ia: np.ndarray, ib: np.ndarray, d: np.ndarray, cid: np.ndarray,

@@ -10,6 +10,7 @@ features of the camera's place and view direction plus noise, standing in for po
 import math
 
 import numpy as np
+import pytest
 import torch
 from helpers_shot import _umeyama, rel_dir_errors, rel_rot_errors, seam_pairs, sequence_scores
 from helpers_synth import _angle, _raycast, _rot, pixel_rays
@@ -143,7 +144,7 @@ def test_loop_edge_removes_end_point_drift_and_keeps_the_targets():
     rot_loop, c_loop = _end_drift(loop_res.cam2world, poses, CHUNK)
     s_loop = sequence_scores(loop_res.cam2world, np.full(n, F), truth)
     # Without the loop edge the walk ends more than 1 % of its path away from where it should (measured:
-    # 1.36 %, 0.29°); with it, a twentieth of that (0.06 %, 0.22°).
+    # 1.40 %, 0.47°); with it, a twentieth of that (0.07 %, 0.15°).
     assert c_open > 0.01 and c_loop <= 0.25 * c_open and rot_loop <= rot_open, (rot_open, c_open, rot_loop, c_loop)
     assert s_loop["rot_mean_deg"] <= 0.3 and s_loop["rot_max_deg"] <= 1.0, s_loop
     assert s_loop["centre_max_frac"] <= 0.01 and s_loop["jitter"] <= 0.1, s_loop
@@ -153,8 +154,30 @@ def test_loop_edge_removes_end_point_drift_and_keeps_the_targets():
     rest = [k for k in range(n - 1) if k not in set(seam)]
     assert rel[seam].mean() <= 1.5 * rel[rest].mean() + 0.02, (rel[seam].mean(), rel[rest].mean())
     # So does the direction of each step (camera k's axes): the loop's translation correction goes into the
-    # chunks' scales, not into bent steps at the seams (measured: 0.300° at seams vs 0.279° elsewhere; it
-    # was 0.67° vs 0.37° when the lightly weighted overlap steps took the correction).
+    # chunks' scales, not into bent steps at the seams (measured: 0.237° at seams vs 0.273° elsewhere; it
+    # was 0.67° vs 0.37° when the lightly weighted overlap steps took the correction, 0.300° vs 0.279° while
+    # both chunks weighed alike in an overlap instead of by the distance from their anchor frames).
     tdir = rel_dir_errors(loop_res.cam2world, poses)
     assert tdir[seam].mean() <= 1.25 * tdir[rest].mean(), (tdir[seam].mean(), tdir[rest].mean())
     assert tdir[rest].mean() <= 0.35, tdir[rest].mean()
+
+
+@pytest.mark.parametrize("seed", [1, 4, 6, 7, 8])
+def test_seams_look_like_elsewhere_on_other_walks(seed):
+    """Seams stay invisible on other walks, with and without the loop chunk: for rotation and for step
+    direction, the mean error of the consecutive pairs at seams (each overlap and the pairs on either side
+    of it: 42 of 199 pairs) is at most 1.25x the mean over the other pairs. 1.25x leaves room for the
+    spread of a mean over seven seams (measured over seeds 1-8: at most 1.11x rotation, 1.09x direction);
+    the old join failed it on four of these five walks (direction 1.38x on seed 4, 1.49x on 7 with the loop;
+    rotation 1.35x on 6 with the loop, where a robust kernel left the loop's residual on one seam pair)."""
+    n = 200
+    poses, depth, desc = _case(n, seed)
+    n_main = len(plan_chunks(n, CHUNK, OVERLAP))
+    for loops in (False, True):
+        run, _ = _runner(poses, depth, desc, seed=seed + 1)
+        res = run_chunked(n, run, chunk=CHUNK, overlap=OVERLAP, find_loops=loops, background=False)
+        assert len(res.info["loop_chunks"]) == int(loops)
+        seam = sorted(seam_pairs(res.chunks[:n_main]))
+        rest = [k for k in range(n - 1) if k not in set(seam)]
+        for errors in (rel_rot_errors(res.cam2world, poses), rel_dir_errors(res.cam2world, poses)):
+            assert errors[seam].mean() <= 1.25 * errors[rest].mean(), (loops, errors[seam].mean(), errors[rest].mean())
