@@ -157,6 +157,7 @@ def run_da3_frames(model, x, device, precision: str, world2cam_net=None, K_net_i
             for k, v in part.items():
                 out.setdefault(k, []).append(v.float().cpu())
         maps = {k: torch.cat(v).numpy() for k, v in out.items()}
+        maps["reference_view"] = np.array(getattr(model.backbone, "reference_views", [0])[0])
         if model.cam_dec is not None:
             cams = model.decode_cameras(feats[-1][1], (h, w))
             maps.update({k: v[0].double().cpu().numpy() for k, v in cams.items() if k != "pose_enc"})
@@ -275,6 +276,7 @@ def run_da3(model, images, device=None, precision: str = "auto", frame_chunk: in
     meta: dict = {}
     if "descriptors" in maps:
         meta["frame_descriptors"] = maps["descriptors"].astype(np.float32)
+    meta["reference_view"] = int(maps["reference_view"])
     depth = maps["depth"].astype(np.float32)
     if net.cfg.any_view:
         conf = maps["depth_conf"].astype(np.float32)

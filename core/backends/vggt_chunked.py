@@ -111,9 +111,9 @@ def run_reconstruction_chunked(images, run: Callable[..., Reconstruction | Calla
 
     def to_chunk(frames: np.ndarray, rec: Reconstruction) -> ChunkPrediction:
         warnings.extend(w for w in rec.warnings if w not in warnings)
-        # The frame the network anchors the chunk on: VGGT's world is its first camera; DA3 picks a
-        # reference view inside the network (not reported: the chunk's middle is assumed).
-        reference = 0 if rec.family == "vggt" else None
+        # The frame the network anchors the chunk on: VGGT's world is its first camera; DA3's backbone
+        # picks a reference view (`ref_strategy`) and reports it (the chunk's middle when unknown).
+        reference = 0 if rec.family == "vggt" else rec.meta.get("reference_view")
         return ChunkPrediction(np.asarray(frames, np.int64), rec.cam2world,
                                torch.from_numpy(np.stack(rec.points)), torch.from_numpy(np.stack(rec.conf)),
                                rec.K_net, rec.meta.pop("frame_descriptors", None), reference)

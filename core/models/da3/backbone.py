@@ -99,7 +99,9 @@ class DA3Backbone(nn.Module):
         """images (B, S, 3, H, W) -> 4 x (features (B, S, h*w, C'), camera token (B, S, C')).
 
         Runs in the dtype of the block weights (the images are cast). `trace` (tests) receives the
-        intermediates; `step(i)` is called after block i (progress / cancel).
+        intermediates; `step(i)` is called after block i (progress / cancel). Afterwards `reference_views`
+        holds the view each batch item took as its reference (0 when no reference was chosen: fewer than
+        3 views, or known cameras).
         """
         cfg, p = self.cfg, self.pretrained
         b, s, _, h, w = images.shape
@@ -114,9 +116,11 @@ class DA3Backbone(nn.Module):
             trace.update(pos_embed_interp=pos, tokens_init=x.clone(), block_outputs=[])
         local_rope, global_rope = self._rope(gh, gw, s, x.device, dtype)
         local_x, order, outs = x, None, []
+        self.reference_views = [0] * b
         for i, blk in enumerate(p.blocks):
             if i == cfg.alt_start - 1 and s >= 3 and cam_tokens is None:
                 order = reference_order(x[:, :, 0].float(), ref_strategy)
+                self.reference_views = [int(v) for v in order[:, 0].tolist()]
                 if trace is not None:
                     trace.update(ref_view_order=order, ref_view_strategy_input_cls=x[:, :, 0].float().clone())
                 x, local_x = take_views(x, order), take_views(local_x, order)

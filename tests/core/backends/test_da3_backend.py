@@ -70,6 +70,9 @@ def test_reconstruction_matches_network(model, case):
     assert_close(rec.K_net, ref["intrinsics"][0], f"{case}:K_net")
     np.testing.assert_allclose(rec.K, rec.net_to_orig @ rec.K_net)
     _reprojects(rec)
+    # The reference view the backbone chose (the chunked join anchors its weights there).
+    want_ref = int(ref["ref_view_index"][0]) if "ref_view_index" in ref.files else 0
+    assert rec.meta["reference_view"] == want_ref
 
 
 def test_known_intrinsics_are_used(model):
