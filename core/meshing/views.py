@@ -7,6 +7,7 @@ back-projects to `depth[v, u] * inv(K) @ (u, v, 1)` in camera coordinates (x rig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -38,6 +39,17 @@ class FusionViews:
     def n_views(self) -> int:
         return len(self.depth)
 
+    @cached_property
+    def world2cam(self) -> np.ndarray:
+        """(N, 4, 4) float64 inverses of `cam2world`, computed once (LAPACK calls on 4 x 4 matrices
+        cost more in call overhead than in arithmetic; every stage needs them)."""
+        return np.linalg.inv(self.cam2world)
+
+    @cached_property
+    def K_inv(self) -> np.ndarray:
+        """(N, 3, 3) float64 inverses of `K`, computed once."""
+        return np.linalg.inv(self.K)
+
     def valid(self, i: int) -> np.ndarray:
         return self.weight[i] > 0
 
@@ -47,7 +59,7 @@ class FusionViews:
         ok = self.weight[i][::stride, ::stride] > 0
         v, u = np.nonzero(ok)
         z = d[v, u].astype(np.float64)
-        Kinv = np.linalg.inv(self.K[i])
+        Kinv = self.K_inv[i]
         pix = np.stack([u * stride, v * stride, np.ones_like(u)], 0).astype(np.float64)
         cam = (Kinv @ pix) * z
         R, t = self.cam2world[i, :3, :3], self.cam2world[i, :3, 3]
