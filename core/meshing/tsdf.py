@@ -93,6 +93,9 @@ def allocate_blocks(views: FusionViews, origin: np.ndarray, voxel: float, trunca
     dense = n_total <= dense_limit
     occ = torch.zeros(n_total + 1, dtype=torch.bool, device=device) if dense else None   # last = discard
     keys, grids = [], {}
+    # All views' matrices in one copy: a copy from pageable host memory waits for the queued GPU work.
+    Kinv_all = torch.as_tensor(views.K_inv, device=device)                        # (N, 3, 3) float64
+    c2w_all = torch.as_tensor(views.cam2world, device=device)                     # (N, 4, 4) float64
     for i in range(views.n_views):
         if not views.valid(i).any():
             continue
@@ -101,9 +104,7 @@ def allocate_blocks(views: FusionViews, origin: np.ndarray, voxel: float, trunca
             grids[h, w] = _pixel_grid(h, w, device)
         z = depths[i].reshape(-1).double()
         ok = weights[i].reshape(-1) > 0
-        Kinv = torch.as_tensor(views.K_inv[i], device=device)
-        R = torch.as_tensor(views.cam2world[i, :3, :3], device=device)
-        centre = torch.as_tensor(views.cam2world[i, :3, 3], device=device)
+        Kinv, R, centre = Kinv_all[i], c2w_all[i, :3, :3], c2w_all[i, :3, 3]
         pts = (R @ ((Kinv @ grids[h, w]) * z)).T + centre                        # (h*w, 3) world
         unit = (pts - centre) / torch.where(ok, z, 1.0)[:, None]                   # X at z-depth 1
         per = max(1, STEP_PIXELS // (h * w))                                       # steps at once
@@ -205,10 +206,10 @@ def fuse_tsdf(views: FusionViews, origin: np.ndarray, voxel: float, truncation: 
             d, pwt, seen = _sample_depth(depth, pw, cam[..., 0] * inv * fx + cx, cam[..., 1] * inv * fy + cy)
             sdf = d - z
             add = torch.where(seen & (z > 1e-6) & (sdf > -truncation), pwt, 0.0)
-            W0 = weight[bs]
+            W0, T0 = weight[bs], tsdf[bs]
             wn = W0 + add
             tv = (sdf * (1.0 / truncation)).clamp(max=1.0)
-            tsdf[bs] = torch.where(add > 0, (tsdf[bs] * W0 + tv * add) / wn.clamp_min(1e-12), tsdf[bs])
+            tsdf[bs] = torch.where(add > 0, (T0 * W0 + tv * add) / wn.clamp_min(1e-12), T0)
             weight[bs] = wn
     shape = (B, BLOCK, BLOCK, BLOCK)
     pairs = sum(len(v) for v in visible if v is not None)

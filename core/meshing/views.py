@@ -34,6 +34,7 @@ class FusionViews:
     cam2world: np.ndarray
     names: list[str]
     warnings: list[str] = field(default_factory=list)
+    _valid: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_views(self) -> int:
@@ -51,7 +52,15 @@ class FusionViews:
         return np.linalg.inv(self.K)
 
     def valid(self, i: int) -> np.ndarray:
-        return self.weight[i] > 0
+        """(H_i, W_i) bool mask of view i's usable pixels (read-only: computed once per weight array;
+        stages that drop pixels assign a new weight array, which invalidates it)."""
+        w = self.weight[i]
+        hit = self._valid.get(i)
+        if hit is None or hit[0] is not w:
+            mask = w > 0
+            mask.flags.writeable = False
+            hit = self._valid[i] = (w, mask)
+        return hit[1]
 
     def points_world(self, i: int, stride: int = 1) -> np.ndarray:
         """(n, 3) float64 world points of the valid pixels of view i (every `stride`-th row/column)."""
@@ -105,8 +114,8 @@ def check_views(depth, conf, K, cam2world, images, min_confidence: float,
         if not ok.any():
             why = "no valid depth" if not has_depth.any() else f"no pixel with confidence >= {min_confidence:g}"
             warnings.append(f"{names[i]} was left out of the mesh: {why}.")
-        depths.append(np.where(ok, d, 0.0).astype(np.float32))
-        weights.append(np.where(ok, c, 0.0).astype(np.float32))
+        depths.append(np.where(ok, d, np.float32(0)).astype(np.float32, copy=False))
+        weights.append(np.where(ok, c, np.float32(0)).astype(np.float32, copy=False))
         colors.append(im)
     if n_conf == 0:
         if n_finite == 0:
