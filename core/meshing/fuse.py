@@ -64,7 +64,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     vol = fuse_tsdf(views, lo, voxel, trunc, n_blocks, device)
     _sync(device)
     t_fuse = time.perf_counter()
-    pix_w = np.median(np.concatenate([w[w > 0][::7] for w in views.weight]))
+    pix_w = np.median(np.concatenate([w[views.valid(i)][::7] for i, w in enumerate(views.weight)]))
     max_span = opt.max_span if opt.max_span > 0 else max(1.0, 3.0 * voxel / trunc)
     v, f = extract_surface(vol, opt.min_weight * float(pix_w), max_span)
     _sync(device)
