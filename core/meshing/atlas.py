@@ -170,7 +170,7 @@ def texture_atlas(vertices: np.ndarray, faces: np.ndarray, vertex_colors: np.nda
             col = np.einsum("nj,njk->nk", b, np.asarray(vertex_colors, np.float64)[fv])
         else:
             p = np.einsum("nj,njk->nk", flat_bary[sel], vertices[fv])
-            w2c = np.linalg.inv(views.cam2world[i])
+            w2c = views.world2cam[i]
             cam = p @ w2c[:3, :3].T + w2c[:3, 3]
             zs = np.maximum(cam[:, 2], 1e-9)
             px = cam[:, 0] / zs * views.K[i, 0, 0] + views.K[i, 0, 2]

@@ -3,8 +3,6 @@ pixels it projects to in the views that see it (depth test), so colour needs no 
 
 from __future__ import annotations
 
-import numpy as np
-
 from .views import FusionViews
 
 
@@ -25,7 +23,7 @@ def vertex_colours(views: FusionViews, vertices, tolerance: float):
     for i in range(views.n_views):
         if not views.valid(i).any():
             continue
-        w2c = torch.as_tensor(np.linalg.inv(views.cam2world[i]), dtype=torch.float32, device=dev)
+        w2c = torch.as_tensor(views.world2cam[i], dtype=torch.float32, device=dev)
         cam = v @ w2c[:3, :3].T + w2c[:3, 3]
         z = cam[:, 2]
         zs = z.clamp_min(1e-6)

@@ -60,10 +60,11 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
         raise MeshingError(
             f"Voxel size {voxel:g} is too fine for a scene {extent:g} across "
             f"(more than {MAX_BLOCKS_PER_AXIS * BLOCK} voxels along one side); use a larger voxel size.")
+    t_prepare = time.perf_counter()
     vol = fuse_tsdf(views, lo, voxel, trunc, n_blocks, device)
     _sync(device)
     t_fuse = time.perf_counter()
-    pix_w = np.median(np.concatenate([w[w > 0][::7] for w in views.weight]))
+    pix_w = np.median(np.concatenate([w[views.valid(i)][::7] for i, w in enumerate(views.weight)]))
     max_span = opt.max_span if opt.max_span > 0 else max(1.0, 3.0 * voxel / trunc)
     v, f = extract_surface(vol, opt.min_weight * float(pix_w), max_span)
     _sync(device)
@@ -71,7 +72,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     info = {
         "voxel_size": voxel, "truncation": trunc, "depth_noise_rel": noise, "median_depth": med_depth,
         "median_footprint": footprint, "edge_jump": max_jump, "edge_pixels_dropped": n_edge,
-        "bounds": [lo.tolist(), hi.tolist()], "blocks": int(len(vol.blocks)),
+        "bounds": [lo.tolist(), hi.tolist()], "blocks": int(len(vol.blocks)), "fusion_work": dict(vol.work),
         "device": str(device), "views_used": int(sum(bool(w.any()) for w in views.weight)),
         "warnings": list(views.warnings),
     }
@@ -102,6 +103,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
             uvs, texture = atlas.uvs, atlas.image
             info["texture_faces_unseen"] = int((atlas.view < 0).sum())
     info.update(faces=int(len(fn)), vertices=int(len(vn)), seconds_fuse=t_fuse - t0,
+                seconds_prepare=t_prepare - t0, seconds_integrate=t_fuse - t_prepare,
                 seconds_extract=t_extract - t_fuse, seconds_total=time.perf_counter() - t0)
     return Mesh(np.ascontiguousarray(vn, np.float32), np.ascontiguousarray(fn, np.int32), normals,
                 np.clip(np.rint(cn), 0, 255).astype(np.uint8), info, uvs, texture)

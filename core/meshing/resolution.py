@@ -36,7 +36,7 @@ def relative_depth_noise(views: FusionViews, points: list[np.ndarray], max_pairs
             continue
         order = np.argsort(np.linalg.norm(centres - centres[i], axis=1))
         for j in [int(j) for j in order if j != i][:k]:
-            w2c = np.linalg.inv(views.cam2world[j])
+            w2c = views.world2cam[j]
             cam = points[i] @ w2c[:3, :3].T + w2c[:3, 3]
             z = cam[:, 2]
             front = z > 1e-9

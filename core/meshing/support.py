@@ -17,7 +17,7 @@ def view_support(views: FusionViews, points: list[np.ndarray], tolerance: float 
     """
     n = views.n_views
     out = np.zeros(n)
-    w2c = [np.linalg.inv(T) for T in views.cam2world]
+    w2c = views.world2cam
     centres = views.cam2world[:, :3, 3]
     has_depth = [bool(views.valid(j).any()) for j in range(n)]
     for i in range(n):

@@ -16,7 +16,7 @@ The same code runs on CPU and GPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,49 +44,137 @@ class SparseTSDF:
     blocks: object
     tsdf: object
     weight: object
+    work: dict = field(default_factory=dict)   # counts of what fusion did (benchmarks report them)
+
+
+STEP_PIXELS = 1 << 22        # (ray step, pixel) pairs back-projected at once (bounds temporaries)
+DENSE_GRID_LIMIT = 1 << 28   # block-occupancy grids up to this many cells (bytes) are dense, else sparse keys
+VIEWS_PER_CULL = {"cuda": 1 << 24, "cpu": 1 << 22}   # (view, block) pairs per batched frustum cull
+
+
+def upload_views(views: FusionViews, device) -> tuple[list, list]:
+    """Per view, (H_i, W_i) float32 depth and weight tensors on `device`: one copy each, shared by
+    block allocation and integration (each copy from pageable memory waits for the GPU)."""
+    import torch
+
+    return ([torch.as_tensor(d, device=device) for d in views.depth],
+            [torch.as_tensor(w, device=device) for w in views.weight])
+
+
+def _pixel_grid(h: int, w: int, device):
+    """(3, h*w) float64 homogeneous pixel coordinates (u, v, 1), row-major like the depth map."""
+    import torch
+
+    v, u = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float64),
+                          torch.arange(w, device=device, dtype=torch.float64), indexing="ij")
+    return torch.stack([u.reshape(-1), v.reshape(-1), torch.ones(h * w, device=device, dtype=torch.float64)])
 
 
 def allocate_blocks(views: FusionViews, origin: np.ndarray, voxel: float, truncation: float,
-                    n_blocks: np.ndarray, device):
-    """(B, 3) int64 tensor of the blocks within +-truncation of some confident pixel, along its ray."""
+                    n_blocks: np.ndarray, device, uploaded: tuple[list, list] | None = None,
+                    dense_limit: int = DENSE_GRID_LIMIT):
+    """(B, 3) int64 tensor of the blocks within +-truncation of some confident pixel, along its ray,
+    sorted by key (a, b, c) lexicographically.
+
+    Back-projection runs on `device` from the uploaded depth maps, all pixels at once (invalid ones
+    go to a discard slot, so no boolean compaction), at `n_steps` ray samples over the band. Blocks
+    are marked in a dense occupancy grid (one byte per block; no sort, no host sync per view) and
+    collected with one nonzero; a grid over `dense_limit` cells falls back to per-view sorted keys.
+    """
     import torch
 
     bsize = voxel * BLOCK
     n_steps = int(np.ceil(2 * truncation / (0.5 * bsize))) + 1
-    steps = torch.linspace(-truncation, truncation, n_steps, device=device, dtype=torch.float64)
+    steps = torch.linspace(-truncation, truncation, n_steps, device=device, dtype=torch.float64)[:, None, None]
     nb = torch.as_tensor(n_blocks, device=device)
+    n_total = int(np.prod(n_blocks))
     org = torch.as_tensor(origin, device=device) - 0.5 * voxel
-    keys = []
+    depths, weights = uploaded if uploaded is not None else upload_views(views, device)
+    dense = n_total <= dense_limit
+    occ = torch.zeros(n_total + 1, dtype=torch.bool, device=device) if dense else None   # last = discard
+    keys, grids = [], {}
+    # All views' matrices in one copy: a copy from pageable host memory waits for the queued GPU work.
+    Kinv_all = torch.as_tensor(views.K_inv, device=device)                        # (N, 3, 3) float64
+    c2w_all = torch.as_tensor(views.cam2world, device=device)                     # (N, 4, 4) float64
     for i in range(views.n_views):
-        pts = torch.as_tensor(views.points_world(i), device=device)            # (n, 3) float64
-        if not len(pts):
+        if not views.valid(i).any():
             continue
-        centre = torch.as_tensor(views.cam2world[i, :3, 3], device=device)
-        ray = pts - centre
-        depth = torch.as_tensor(views.depth[i][views.valid(i)], device=device, dtype=torch.float64)
-        unit = ray / depth[:, None]                                              # X at z-depth 1
-        for s in steps:
-            b = torch.floor((pts + unit * s - org) / bsize).long()
-            ok = ((b >= 0) & (b < nb)).all(1)
-            b = b[ok]
-            keys.append(torch.unique((b[:, 0] * nb[1] + b[:, 1]) * nb[2] + b[:, 2]))
-    if not keys:
-        return torch.zeros((0, 3), dtype=torch.long, device=device)
-    k = torch.unique(torch.cat(keys))
+        h, w = depths[i].shape
+        if (h, w) not in grids:
+            grids[h, w] = _pixel_grid(h, w, device)
+        z = depths[i].reshape(-1).double()
+        ok = weights[i].reshape(-1) > 0
+        Kinv, R, centre = Kinv_all[i], c2w_all[i, :3, :3], c2w_all[i, :3, 3]
+        pts = (R @ ((Kinv @ grids[h, w]) * z)).T + centre                        # (h*w, 3) world
+        unit = (pts - centre) / torch.where(ok, z, 1.0)[:, None]                   # X at z-depth 1
+        per = max(1, STEP_PIXELS // (h * w))                                       # steps at once
+        for s0 in range(0, n_steps, per):
+            b = torch.floor((pts + unit * steps[s0:s0 + per] - org) / bsize).long()   # (s, h*w, 3)
+            inside = ok & ((b >= 0) & (b < nb)).all(-1)
+            key = (b[..., 0] * nb[1] + b[..., 1]) * nb[2] + b[..., 2]
+            if dense:
+                occ[torch.where(inside, key, n_total).reshape(-1)] = True
+            else:
+                keys.append(torch.unique(key[inside]))
+    if dense:
+        k = torch.nonzero(occ[:-1]).reshape(-1)
+    elif keys:
+        k = torch.unique(torch.cat(keys))
+    else:
+        k = torch.zeros(0, dtype=torch.long, device=device)
     return torch.stack([k // (nb[1] * nb[2]), (k // nb[2]) % nb[1], k % nb[2]], 1)
 
 
+def visible_blocks(views: FusionViews, centres, radius: float, w2c_all, device) -> list:
+    """Per view, the rows of the blocks (bounding spheres: `centres` (B, 3), `radius`) that may lie
+    in its frustum: an int64 tensor, increasing, on `device` (None for views without depth).
+
+    All views are culled in batches with one nonzero and one host read of the counts per batch,
+    instead of one host sync per view.
+    """
+    import torch
+
+    B = len(centres)
+    out = [None] * views.n_views
+    use = [i for i in range(views.n_views) if views.valid(i).any()]
+    if not use or B == 0:
+        return [torch.zeros(0, dtype=torch.long, device=device) if i in use else None for i in range(views.n_views)]
+    per = max(1, VIEWS_PER_CULL.get(torch.device(device).type, 1 << 24) // B)
+    for g0 in range(0, len(use), per):
+        g = use[g0:g0 + per]
+        gi = torch.as_tensor(g, device=device)
+        R, t = w2c_all[gi, :3, :3], w2c_all[gi, :3, 3]                               # (G, 3, 3), (G, 3)
+        intr = torch.as_tensor(np.array([[views.K[i, 0, 0], views.K[i, 1, 1], views.K[i, 0, 2], views.K[i, 1, 2],
+                                          views.depth[i].shape[1], views.depth[i].shape[0]] for i in g]),
+                               dtype=torch.float32, device=device)[:, :, None]      # (G, 6, 1)
+        fx, fy, cx, cy, w, h = intr.unbind(1)
+        cc = torch.einsum("gij,bj->gbi", R, centres) + t[:, None]                   # (G, B, 3)
+        zc = cc[..., 2]
+        zs = zc.clamp_min(1e-6)
+        mu, mv = radius * fx / zs, radius * fy / zs
+        uc, vc = cc[..., 0] / zs * fx + cx, cc[..., 1] / zs * fy + cy
+        vis = (zc > -radius) & ((zc <= radius) | ((uc > -mu - 1) & (uc < w + mu) & (vc > -mv - 1) & (vc < h + mv)))
+        counts = vis.sum(1).tolist()
+        rows = torch.nonzero(vis)[:, 1]
+        for i, part in zip(g, torch.split(rows, counts), strict=True):
+            out[i] = part
+    return out
+
+
 def fuse_tsdf(views: FusionViews, origin: np.ndarray, voxel: float, truncation: float,
-              n_blocks: np.ndarray, device) -> SparseTSDF:
+              n_blocks: np.ndarray, device, dense_limit: int = DENSE_GRID_LIMIT) -> SparseTSDF:
     """Allocate the blocks and integrate every view (see the module docstring).
 
     Per view, the blocks inside its frustum are updated in chunks of whole blocks: voxel camera
     coordinates are one (b, 3) block-corner transform plus a shared (512, 3) offset table, and the
-    running means are updated with `torch.where` on block rows (no boolean compaction, no host sync).
+    running means are updated with `torch.where` on block rows (no boolean compaction). Depth maps
+    are uploaded once, the frustum culls of all views are batched (`visible_blocks`), so the view
+    loop queues GPU work without waiting for it.
     """
     import torch
 
-    blocks = allocate_blocks(views, origin, voxel, truncation, n_blocks, device)
+    uploaded = upload_views(views, device)
+    blocks = allocate_blocks(views, origin, voxel, truncation, n_blocks, device, uploaded, dense_limit)
     B = len(blocks)
     nvb = BLOCK ** 3
     tsdf = torch.ones((B, nvb), device=device)
@@ -98,25 +186,16 @@ def fuse_tsdf(views: FusionViews, origin: np.ndarray, voxel: float, truncation: 
     offset = local.float() * voxel                                                  # (512, 3)
     centres = corner + 0.5 * (BLOCK - 1) * voxel
     radius = 0.5 * np.sqrt(3.0) * BLOCK * voxel
+    w2c_all = torch.as_tensor(views.world2cam, dtype=torch.float32, device=device)   # (N, 4, 4)
+    visible = visible_blocks(views, centres, radius, w2c_all, device)
     blocks_per_chunk = max(1, CHUNK_VOXELS.get(torch.device(device).type, 1 << 22) // nvb)
     for i in range(views.n_views):
-        if not views.valid(i).any():
+        sel = visible[i]
+        if sel is None:
             continue
-        w2c = np.linalg.inv(views.cam2world[i])
-        R = torch.as_tensor(w2c[:3, :3], dtype=torch.float32, device=device)
-        t = torch.as_tensor(w2c[:3, 3], dtype=torch.float32, device=device)
+        R, t = w2c_all[i, :3, :3], w2c_all[i, :3, 3]
         fx, fy, cx, cy = (float(x) for x in (views.K[i, 0, 0], views.K[i, 1, 1], views.K[i, 0, 2], views.K[i, 1, 2]))
-        depth = torch.as_tensor(views.depth[i], device=device)
-        pw = torch.as_tensor(views.weight[i], device=device)
-        h, w = depth.shape
-        # Cull whole blocks outside this view's frustum (a block is a sphere of `radius`).
-        cc = centres @ R.T + t
-        zc = cc[:, 2]
-        zs = zc.clamp_min(1e-6)
-        mu, mv = radius * fx / zs, radius * fy / zs
-        uc, vc = cc[:, 0] / zs * fx + cx, cc[:, 1] / zs * fy + cy
-        vis = (zc > -radius) & ((zc <= radius) | ((uc > -mu - 1) & (uc < w + mu) & (vc > -mv - 1) & (vc < h + mv)))
-        sel = torch.nonzero(vis).reshape(-1)
+        depth, pw = uploaded[0][i], uploaded[1][i]
         cam_corner = corner @ R.T + t                                               # (B, 3)
         cam_offset = offset @ R.T                                                   # (512, 3)
         for c0 in range(0, len(sel), blocks_per_chunk):
@@ -127,14 +206,18 @@ def fuse_tsdf(views: FusionViews, origin: np.ndarray, voxel: float, truncation: 
             d, pwt, seen = _sample_depth(depth, pw, cam[..., 0] * inv * fx + cx, cam[..., 1] * inv * fy + cy)
             sdf = d - z
             add = torch.where(seen & (z > 1e-6) & (sdf > -truncation), pwt, 0.0)
-            W0 = weight[bs]
+            W0, T0 = weight[bs], tsdf[bs]
             wn = W0 + add
             tv = (sdf * (1.0 / truncation)).clamp(max=1.0)
-            tsdf[bs] = torch.where(add > 0, (tsdf[bs] * W0 + tv * add) / wn.clamp_min(1e-12), tsdf[bs])
+            tsdf[bs] = torch.where(add > 0, (T0 * W0 + tv * add) / wn.clamp_min(1e-12), T0)
             weight[bs] = wn
     shape = (B, BLOCK, BLOCK, BLOCK)
+    pairs = sum(len(v) for v in visible if v is not None)
+    work = {"blocks": B, "view_block_pairs": pairs, "voxel_updates": pairs * nvb,
+            "views": sum(v is not None for v in visible), "ray_steps": int(np.ceil(2 * truncation / (0.5 * BLOCK * voxel))) + 1,
+            "chunks": sum(-(-len(v) // blocks_per_chunk) for v in visible if v is not None)}
     return SparseTSDF(np.asarray(origin, np.float64), float(voxel), float(truncation),
-                      np.asarray(n_blocks, np.int64), blocks, tsdf.reshape(shape), weight.reshape(shape))
+                      np.asarray(n_blocks, np.int64), blocks, tsdf.reshape(shape), weight.reshape(shape), work)
 
 
 def _sample_depth(depth, pw, uf, vf):

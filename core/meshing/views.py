@@ -7,6 +7,7 @@ back-projects to `depth[v, u] * inv(K) @ (u, v, 1)` in camera coordinates (x rig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -33,13 +34,33 @@ class FusionViews:
     cam2world: np.ndarray
     names: list[str]
     warnings: list[str] = field(default_factory=list)
+    _valid: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_views(self) -> int:
         return len(self.depth)
 
+    @cached_property
+    def world2cam(self) -> np.ndarray:
+        """(N, 4, 4) float64 inverses of `cam2world`, computed once (LAPACK calls on 4 x 4 matrices
+        cost more in call overhead than in arithmetic; every stage needs them)."""
+        return np.linalg.inv(self.cam2world)
+
+    @cached_property
+    def K_inv(self) -> np.ndarray:
+        """(N, 3, 3) float64 inverses of `K`, computed once."""
+        return np.linalg.inv(self.K)
+
     def valid(self, i: int) -> np.ndarray:
-        return self.weight[i] > 0
+        """(H_i, W_i) bool mask of view i's usable pixels (read-only: computed once per weight array;
+        stages that drop pixels assign a new weight array, which invalidates it)."""
+        w = self.weight[i]
+        hit = self._valid.get(i)
+        if hit is None or hit[0] is not w:
+            mask = w > 0
+            mask.flags.writeable = False
+            hit = self._valid[i] = (w, mask)
+        return hit[1]
 
     def points_world(self, i: int, stride: int = 1) -> np.ndarray:
         """(n, 3) float64 world points of the valid pixels of view i (every `stride`-th row/column)."""
@@ -47,7 +68,7 @@ class FusionViews:
         ok = self.weight[i][::stride, ::stride] > 0
         v, u = np.nonzero(ok)
         z = d[v, u].astype(np.float64)
-        Kinv = np.linalg.inv(self.K[i])
+        Kinv = self.K_inv[i]
         pix = np.stack([u * stride, v * stride, np.ones_like(u)], 0).astype(np.float64)
         cam = (Kinv @ pix) * z
         R, t = self.cam2world[i, :3, :3], self.cam2world[i, :3, 3]
@@ -93,8 +114,8 @@ def check_views(depth, conf, K, cam2world, images, min_confidence: float,
         if not ok.any():
             why = "no valid depth" if not has_depth.any() else f"no pixel with confidence >= {min_confidence:g}"
             warnings.append(f"{names[i]} was left out of the mesh: {why}.")
-        depths.append(np.where(ok, d, 0.0).astype(np.float32))
-        weights.append(np.where(ok, c, 0.0).astype(np.float32))
+        depths.append(np.where(ok, d, np.float32(0)).astype(np.float32, copy=False))
+        weights.append(np.where(ok, c, np.float32(0)).astype(np.float32, copy=False))
         colors.append(im)
     if n_conf == 0:
         if n_finite == 0:
