@@ -144,12 +144,23 @@ def _span(frame_numbers) -> str:
     return f"{f[0]} to {f[-1]}" if f else "none"
 
 
+def focal_mm_to_net_px(focal_mm: float, sensor_width_mm: float, image) -> float:
+    """Focal length in network pixels of `image` (a LoadedImage) from a lens in mm.
+
+    The sensor width is taken along the image's long side (how camera sensors are specified), so the
+    focal in original pixels is focal_mm / sensor_mm · max(W0, H0); network pixels divide by the resize scale.
+    """
+    if focal_mm <= 0 or sensor_width_mm <= 0:
+        raise ValueError("focal length and sensor width must be positive (mm)")
+    h0, w0 = image.original_size
+    f_orig = focal_mm / sensor_width_mm * max(w0, h0)
+    return float(f_orig / image.net_to_orig[0, 0])
+
+
 def intrinsics_from_focal_mm(images, focal_mm: float, sensor_width_mm: float) -> np.ndarray:
     """(N, 3, 3) K in original pixels for a known lens: focal `focal_mm` / `sensor_width_mm` of the long side,
     the principal point at the network image's centre (W/2, H/2 in network pixels, the single-pass models'
     convention) carried to original pixels."""
-    from .backends.pairwise import focal_mm_to_net_px
-
     ks = []
     for im in images:
         f = focal_mm_to_net_px(focal_mm, sensor_width_mm, im)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import PointmapError
 from ..options import ReconstructOptions
+from ..priors import focal_mm_to_net_px
 from ..progress import ProgressFn
 from ..reconstruction import Reconstruction
 
@@ -77,19 +78,6 @@ def run_pairwise(model, model_name: str, images, options: ReconstructOptions, pr
             "memory": {**estimate.as_dict(), "plan": plan.mode,
                        **({"fine_samples": plan.fine_samples} if plan.fine_samples else {})}}
     return recon, meta
-
-
-def focal_mm_to_net_px(focal_mm: float, sensor_width_mm: float, image) -> float:
-    """Focal length in network pixels of `image` (a LoadedImage) from a lens in mm.
-
-    The sensor width is taken along the image's long side (how camera sensors are specified), so the
-    focal in original pixels is focal_mm / sensor_mm · max(W0, H0); network pixels divide by the resize scale.
-    """
-    if focal_mm <= 0 or sensor_width_mm <= 0:
-        raise ValueError("focal length and sensor width must be positive (mm)")
-    h0, w0 = image.original_size
-    f_orig = focal_mm / sensor_width_mm * max(w0, h0)
-    return float(f_orig / image.net_to_orig[0, 0])
 
 
 def _jsonable(info: dict) -> dict:

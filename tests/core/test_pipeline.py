@@ -14,8 +14,8 @@ import pytest
 from conftest import FIXTURES
 from PIL import Image
 from pointmap.core import Cancelled, CancelToken, CheckpointError, InputError, reconstruct
-from pointmap.core.backends.pairwise import focal_mm_to_net_px
 from pointmap.core.options import AlignOptions, PairwiseOptions, ReconstructOptions, VGGTOptions
+from pointmap.core.priors import focal_mm_to_net_px
 
 PARITY = FIXTURES / "parity"
 IMAGES = [PARITY / "images" / n for n in ("view_a_150x100.png", "view_b_150x100.png",
