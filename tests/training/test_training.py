@@ -118,6 +118,8 @@ def test_checkpoint_roundtrip_and_export_loads_through_the_official_path(tmp_pat
     assert step16 == 17 and set(sd16) == set(sd) and all(v.dtype == torch.float32 for v in sd16.values())
     loaded, info = load_checkpoint(out)
     assert info.family == "dust3r" and info.input_size == 32
+    # square-trained (no input_crop in its settings): config.json stays official constructor arguments only
+    assert "pointmap_crop" not in json.loads((out / "config.json").read_text()) and info.input_crop == "square"
     ref = model.state_dict()
     for k, v in loaded.state_dict().items():
         torch.testing.assert_close(v, ref[k].half().float())
@@ -193,6 +195,8 @@ def test_demo_model_reconstructs_the_sample_photos_end_to_end(tmp_path):
 
     rec = reconstruct(ROOT / "samples" / "photos", "demo", ReconstructOptions(device="cpu"))
     assert rec.warnings[0] == DEMO_LABEL and rec.model == "demo" and rec.n_views == 7
+    # version 2 declares no whole-frame training: DUSt3R's central 224 square, as it was trained
+    assert rec.meta["input_crop"] == "square" and rec.depth[0].shape == (224, 224)
     rec.save(tmp_path / "r.npz")
     s = score_files(tmp_path / "r.npz", ROOT / "samples" / "photos" / "cameras.json")
     assert s["rotation_deg_mean"] <= 7.0 and s["focal_pct_mean"] <= 7.0, s
