@@ -44,6 +44,9 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
                    help="scene graph: complete, swin-K, swin-K-noncyclic, logwin-K, logwin-K-noncyclic, "
                         "oneref-R, retrieval-K, seq-K (default: complete for photos, seq-4 for a shot)")
     p.add_argument("--image-size", type=int, default=0)
+    p.add_argument("--input-crop", choices=["auto", "square", "whole"], default="auto",
+                   help="DUSt3R/MASt3R at 224: the central square (the official rule) or the whole photo (long side "
+                        "224); auto: what the checkpoint was trained on (the demo model says so in its config.json)")
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
@@ -155,6 +158,7 @@ def core_options(args: argparse.Namespace):
     options = ReconstructOptions(
         intrinsics=intrinsics, known_poses=known_poses,
         backend=args.backend, device=None if args.device == "auto" else args.device, image_size=args.image_size or None,
+        input_crop=args.input_crop,
         on_bad_image="raise" if args.on_bad_image == "stop" else "skip", known_focal_mm=args.focal_mm or None,
         sensor_width_mm=args.sensor_mm, precision=args.precision, align=align,
         sequence=sequence, pairwise=PairwiseOptions(graph=graph, offload={"auto": None, "yes": True, "no": False}[args.offload],

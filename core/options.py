@@ -34,6 +34,7 @@ DA3_METHODS = ("upper_bound_resize", "upper_bound_crop", "lower_bound_resize", "
 DA3_REF_STRATEGIES = ("saddle_balanced", "first", "middle", "saddle_sim_range")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BAD_IMAGE_POLICIES = ("skip", "raise")
+INPUT_CROPS = ("auto", "square", "whole")
 
 
 @dataclass
@@ -159,6 +160,11 @@ class ReconstructOptions:
     device:         "cuda", "cpu", "mps" or None (CUDA when available).
     precision:      "auto", "fp32", "bf16", "fp16".
     image_size:     network input size (None: what the checkpoint was trained for).
+    input_crop:     DUSt3R/MASt3R at size 224: "square" (the official rule: short side to 224, central square),
+                    "whole" (the whole photo: long side to 224, sides cropped to multiples of 16, squares
+                    stay square) or "auto" (what the checkpoint declares: config.json `pointmap_crop`, else
+                    "square"). At other sizes DUSt3R's rule keeps the whole photo anyway: there "whole" only
+                    keeps square photos square (instead of 4:3) and "square" changes nothing. VGGT/DA3 ignore it.
     on_bad_image:   "skip" (report in `warnings`, use the rest) or "raise" (stop at the first bad file).
     cache_dir:      where registry checkpoints are looked up (None: the default weights folder).
     known_focal_mm: the lens, if known; with `sensor_width_mm` = the sensor's long side (36: full frame).
@@ -176,6 +182,7 @@ class ReconstructOptions:
     device: str | None = None
     precision: str = "auto"
     image_size: int | None = None
+    input_crop: str = "auto"
     on_bad_image: str = "skip"
     cache_dir: str | Path | None = None
     known_focal_mm: float | None = None
@@ -192,6 +199,7 @@ class ReconstructOptions:
         """Raise `ValueError` naming the first option with a value no backend understands."""
         for name, value, allowed in (("backend", self.backend, BACKENDS), ("precision", self.precision, PRECISIONS),
                                      ("on_bad_image", self.on_bad_image, BAD_IMAGE_POLICIES),
+                                     ("input_crop", self.input_crop, INPUT_CROPS),
                                      ("vggt.points", self.vggt.points, ("depth", "head")),
                                      ("vggt.mode", self.vggt.mode, ("crop", "pad")),
                                      ("da3.method", self.da3.method, DA3_METHODS),

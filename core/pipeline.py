@@ -85,6 +85,7 @@ def reconstruct(
     shot = shot_path(inputs, opt.sequence.is_shot)
     _check_sequence_options(opt, inputs, shot)
     model, model_name, family, input_size = _resolve_model(checkpoint, opt.device, opt.precision, opt.cache_dir)
+    whole_frame = whole_frame_input(opt, model)
     backend = opt.backend
     if backend == "auto":
         backend = family if family in _SINGLE_PASS else "pairs"
@@ -111,7 +112,7 @@ def reconstruct(
         frames = load_sequence(shot, _RECIPES[backend], opt.image_size or input_size, vggt_mode=opt.vggt.mode,
                                da3_method=opt.da3.method, on_error=seq.on_bad_frame, progress=report,
                                cancel=cancel, start=seq.start, end=seq.end, stride=seq.stride,
-                               first_frame=seq.first_frame)
+                               first_frame=seq.first_frame, whole_frame=whole_frame)
         images = frames.images
     elif backend == "da3":
         from .backends.da3 import load_for_da3
@@ -126,7 +127,7 @@ def reconstruct(
         from .io.images import load_images
 
         images = load_images(inputs, size=opt.image_size or input_size, on_error=opt.on_bad_image,
-                             progress=report, cancel=cancel)
+                             progress=report, cancel=cancel, whole_frame=whole_frame)
     timings["load" if frames is None else "decode"] = time.perf_counter() - t
     if frames is not None:
         warnings = [f"Frame {number} skipped (it gets no camera): {message}." for number, message in frames.failures]
@@ -200,6 +201,8 @@ def reconstruct(
                 align = replace(align, known_poses=priors.known_poses)
             run_opt = replace(run_opt, align=align)
         recon, meta = run_pairwise(model, model_name, images.images, run_opt, report, cancel, timings, warnings)
+        # what the network saw of each photo: its central square (DUSt3R's 224 rule) or the whole frame
+        meta["input_crop"] = "square" if (opt.image_size or input_size) == 224 and not whole_frame else "whole"
     if anchor:
         recon.cam2world, recon.points, recon.depth, info = anchor_to_known_poses(
             recon.cam2world, recon.points, recon.depth, anchor)
@@ -337,6 +340,14 @@ def _overall_reporter(progress: ProgressFn | None, weights: dict[str, float],
         progress(replace(p, overall=overall, message=message))
 
     return report
+
+
+def whole_frame_input(options: ReconstructOptions, model) -> bool:
+    """Whether the DUSt3R-family loader keeps whole photos at 224 (`ReconstructOptions.input_crop`): forced by
+    the option, else what the model declares (`input_crop`, set by the checkpoint loader; absent: square)."""
+    if options.input_crop != "auto":
+        return options.input_crop == "whole"
+    return getattr(model, "input_crop", "square") == "whole"
 
 
 def _resolve_model(checkpoint, device, precision, cache_dir):

@@ -1,7 +1,14 @@
-"""Camera sets that look at a scene's objects with overlap: pairs on arcs, varied focal lengths.
+"""Camera sets that look at a scene's objects with overlap: pairs on arcs, varied focal lengths and frames.
 
 Cameras are OpenCV pinholes (x right, y down, z forward); `cam2world` (..., 4, 4) maps camera to world
 coordinates; `K` (..., 3, 3) maps camera points to pixel coordinates with pixel centres at integers.
+
+Frames: a view is rendered at (H, W). The field of view is drawn for the LONG side (horizontal for landscape
+and square frames, vertical for portrait ones), so one lens range covers every aspect and a portrait view is
+a landscape one turned on its side; the principal point sits near the frame's centre ((W-1)/2, (H-1)/2).
+Training frames other than squares come from `aspect_shape`: the shape the photo loader gives a photo of
+that aspect at the training size (long side = size, sides cropped to multiples of the patch), so the network
+trains on exactly the frames it is shown at inference.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ def sample_views(scene: Scenes, n_views: int, size: tuple[int, int], g: torch.Ge
     """n_views cameras on an arc around a point of interest of a single scene (batch 1).
 
     The arc spans a random angle in `arc_deg`; eye heights and distances wander along it. All cameras share
-    a focal length (one lens), drawn for a horizontal field of view uniform in `fov_deg`, principal point near the
+    a focal length (one lens), drawn for a field of view of the frame's LONG side uniform in `fov_deg`
+    (= the horizontal one for the square and landscape frames of `size` (H, W)), principal point near the
     image centre. Returns cam2world (n_views, 4, 4) and K (n_views, 3, 3).
     """
     h, w = size
@@ -56,9 +64,46 @@ def sample_views(scene: Scenes, n_views: int, size: tuple[int, int], g: torch.Ge
     roll = torch.deg2rad((torch.rand(n_views, generator=g) - 0.5) * 10)
     cam2world = look_at(eye, aim, roll)
     fov = math.radians(fov_deg[0] + (fov_deg[1] - fov_deg[0]) * float(torch.rand(1, generator=g)))
-    f = 0.5 * w / math.tan(fov / 2)
+    f = 0.5 * max(w, h) / math.tan(fov / 2)
     K = torch.zeros(n_views, 3, 3)
     K[:, 0, 0], K[:, 1, 1], K[:, 2, 2] = f, f, 1
     K[:, 0, 2] = (w - 1) / 2 + (torch.rand(1, generator=g) - 0.5) * 0.04 * w
     K[:, 1, 2] = (h - 1) / 2 + (torch.rand(1, generator=g) - 0.5) * 0.04 * h
     return cam2world, K
+
+
+def parse_aspect(text: str) -> tuple[tuple[int, int], float]:
+    """'W:H' or 'W:H=WEIGHT' (e.g. '4:3', '9:16=0.5') -> ((W, H), weight); raises ValueError naming the text."""
+    ratio, _, weight = text.partition("=")
+    try:
+        w, h = (int(v) for v in ratio.split(":"))
+        wt = float(weight) if weight else 1.0
+    except ValueError:
+        raise ValueError(f"aspect {text!r} must look like 4:3 or 4:3=2 (width:height[=weight])") from None
+    if w <= 0 or h <= 0 or not wt > 0:
+        raise ValueError(f"aspect {text!r}: width, height and weight must be positive")
+    return (w, h), wt
+
+
+def aspect_shape(aspect: tuple[int, int], size: int, patch: int = 16) -> tuple[int, int]:
+    """(H, W) of the network frame of a W:H photo at training size `size`: what the loader's whole-frame
+    rule gives (`core.io.images.dust3r_plan(..., whole_frame=True)`, squares kept square): long side `size`,
+    the short side cut down to a multiple of `patch`. 4:3 -> (160, 224) at 224; 16:9 -> (112, 224); 3:4 ->
+    (224, 160)."""
+    from ..core.io.images import dust3r_plan
+
+    w, h = aspect
+    _, _, (left, top, right, bottom) = dust3r_plan(w, h, size, square_ok=True, patch_size=patch, whole_frame=True)
+    if right <= left or bottom <= top:
+        raise ValueError(f"aspect {w}:{h} leaves no frame at size {size} (a side under {patch} pixels)")
+    return bottom - top, right - left
+
+
+def draw_shape(shapes: list[tuple[int, int]], weights: list[float], seed: int, step: int) -> tuple[int, int]:
+    """The (H, W) of training step `step`: one of `shapes` by `weights`, a pure function of (seed, step), so
+    every DDP rank renders the same shape and a resumed run continues the same sequence."""
+    if len(shapes) == 1:
+        return shapes[0]
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step) + 11)
+    k = int(torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1, generator=g))
+    return shapes[k]

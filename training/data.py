@@ -32,7 +32,8 @@ class PairBatch:
 def render_views(seeds: list[int], n_views: int, size: tuple[int, int], style: SceneStyle = TRAIN,
                  device="cpu", supersample: int = 2, arc_deg: tuple[float, float] = (8.0, 70.0),
                  fov_deg: tuple[float, float] = (40.0, 80.0)):
-    """Scenes from `seeds`, n_views cameras each -> (Rendered, cam2world (B, V, 4, 4), K (B, V, 3, 3))."""
+    """Scenes from `seeds`, n_views cameras each, frames of `size` (H, W; any aspect, portrait included)
+    -> (Rendered, cam2world (B, V, 4, 4), K (B, V, 3, 3)). `fov_deg`: the long side's field of view."""
     scenes, c2w, Ks = [], [], []
     for seed in seeds:
         g = torch.Generator().manual_seed(int(seed) * 7919 + 1)
@@ -69,8 +70,8 @@ def to_camera(points: torch.Tensor, cam2world: torch.Tensor) -> torch.Tensor:
 
 def make_pairs_batch(seeds: list[int], size: tuple[int, int] = (224, 224), style: SceneStyle = TRAIN,
                      device="cpu", supersample: int = 2, fov_deg: tuple[float, float] = (40.0, 80.0)) -> PairBatch:
-    """One training batch of len(seeds) pairs; the view order inside a pair is random (seeded).
-    `fov_deg`: the range of the square views' horizontal field of view."""
+    """One training batch of len(seeds) pairs at frame `size` (H, W); the view order inside a pair is random
+    (seeded). `fov_deg`: the range of the views' field of view along the frame's long side."""
     r, c2w, K = render_views(seeds, 2, size, style, device, supersample, fov_deg=fov_deg)
     img = soften(r.image.permute(0, 1, 4, 2, 3), seeds[0]) * 2 - 1     # (B, 2, 3, H, W)
     ref = c2w[:, 0]

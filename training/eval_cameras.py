@@ -6,8 +6,9 @@
 Each scene is drawn by the repository's own generator in the evaluation style (`scenes.EVAL`, seeds from
 `scenes.EVAL_SEED_BASE + --first-seed`, never a training seed; the default offset also keeps these scenes
 apart from the few hundred that `train.evaluate` reports the pointmap error on). It is seen by 4-6 cameras
-on one arc (`cameras.sample_views`, one lens per scene, horizontal field of view 40-80 degrees), rendered on
-the CPU by the torch ray caster at a photo size (default 320x240, so the loader's resize + 224 crop runs),
+on one arc (`cameras.sample_views`, one lens per scene, field of view of the long side 40-80 degrees),
+rendered on the CPU by the torch ray caster at a photo size (default 320x240, so the loader's resize + 224
+crop runs; `--size 240x320` for portrait renders),
 softened like the training images and saved as PNGs with a `cameras.json` in the layout of
 `samples/photos/cameras.json`. Every scene folder is then reconstructed through the normal path,
 `pointmap.core.reconstruct(folder, MODEL, ReconstructOptions(device="cpu"))` with default options, and the
@@ -106,15 +107,16 @@ def scene_folder(root: Path, seed: int, n_views: int, size: tuple[int, int], sup
         return folder, time.perf_counter() - t0
 
 
-def score_scene(folder: Path, model: str) -> dict:
-    """Reconstruct folder with `model` (default options, CPU) and score its cameras against cameras.json."""
+def score_scene(folder: Path, model: str, input_crop: str = "auto") -> dict:
+    """Reconstruct folder with `model` (default options but `input_crop`, CPU) and score its cameras against
+    cameras.json."""
     from ..core import reconstruct
     from ..core.options import ReconstructOptions
     from .score_cameras import score
 
     truth = json.loads((folder / "cameras.json").read_text())["cameras"]
     t0 = time.perf_counter()
-    rec = reconstruct(folder, model, ReconstructOptions(device="cpu"))
+    rec = reconstruct(folder, model, ReconstructOptions(device="cpu", input_crop=input_crop))
     seconds = time.perf_counter() - t0
     names = [Path(p).name if p else n for p, n in zip(rec.paths, rec.names, strict=True)]
     if sorted(names) != sorted(truth):
@@ -127,6 +129,7 @@ def score_scene(folder: Path, model: str) -> dict:
     s["focal_pct_signed_mean"] = float((f_ratio - 1).mean() * 100)
     s["true_hfov_deg"] = float(np.degrees(2 * np.arctan(0.5 * truth[names[0]]["width"] / true_K[0, 0, 0])))
     s["reconstruct_s"] = round(seconds, 2)
+    s["input_crop"] = rec.meta.get("input_crop")
     return s
 
 
@@ -189,6 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="keep the rendered scenes here and reuse them (default: a temporary folder)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--out", type=Path, default=None, help="write the result JSON here")
+    ap.add_argument("--input-crop", choices=["auto", "square", "whole"], default="auto",
+                    help="what the network sees of each render at 224 (auto: what the model declares; "
+                         "ReconstructOptions.input_crop)")
     ap.add_argument("--smoke", action="store_true", help="1 scene, 2 views, 64x48, no supersampling (tests)")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -212,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
         "command": command, "commit": _commit(), "device": "cpu", "torch_threads": torch.get_num_threads(),
         "settings": {"scenes": args.scenes, "views": list(args.views), "size_wh": [args.size[1], args.size[0]],
                      "supersample": args.supersample, "style": "EVAL", "seeds": [first, first + args.scenes - 1],
-                     "reconstruct_options": "defaults, device=cpu"},
+                     "reconstruct_options": "defaults, device=cpu"
+                     + ("" if args.input_crop == "auto" else f", input_crop={args.input_crop}")},
     }
     with tempfile.TemporaryDirectory(prefix="eval_cameras_") as tmp:
         root = args.scene_dir or Path(tmp)
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
             seed = first + i
             n_views = views_for_seed(seed, tuple(args.views))
             folder, render_s = scene_folder(root, seed, n_views, args.size, args.supersample)
-            s = {"seed": seed, **score_scene(folder, str(args.model)), "render_s": round(render_s, 2)}
+            s = {"seed": seed, **score_scene(folder, str(args.model), args.input_crop), "render_s": round(render_s, 2)}
             per_scene.append(s)
             print(json.dumps(s), flush=True)
             result.update(complete=i + 1 == args.scenes, aggregate=aggregate(per_scene), per_scene=per_scene,

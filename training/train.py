@@ -7,6 +7,16 @@ Every batch is rendered on the fly from scene seeds derived from (global step, r
 run continues with new scenes and no dataset lives on disk. Evaluation scenes use seeds from
 `scenes.EVAL_SEED_BASE` and the `scenes.EVAL` style (other objects, textures and lights), never trained on.
 
+Frames: `--aspects 1:1 4:3 16:9 3:4 9:16` (optionally `4:3=2`: a weight) trains on whole frames of those
+aspects, each the shape the photo loader gives such a photo at `--size` (`cameras.aspect_shape`: 4:3 ->
+224x160, 16:9 -> 224x112, portraits turned), one shape per step drawn from (seed, step) alone, so every DDP
+rank renders the same shape and one batch stays one tensor. The field of view (`--fov-deg`) is the long
+side's. Default `1:1`: square frames only, as versions 0-2 were trained. A run with any other aspect is
+recorded as `input_crop: "whole"` in its settings, and `export.py` then writes `"pointmap_crop": "whole"`
+into config.json, so the loader feeds such a model whole photos at 224 instead of their central square.
+The held-out `eval_regr` stays on 224x224 squares at 40-80 degrees (comparable across versions);
+`--eval-aspects 4:3` adds `eval_regr_224x160` etc. on the same held-out seeds in those frames.
+
 Checkpoints (`<out>/ckpt/`): model weights in float32 split into parts of < 16 MiB (what the lent GPU machine
 can hand back), the step, and the run's settings. The AdamW moments are NOT kept (they would triple the size);
 after a resume they are rebuilt during a short re-warm-up of the learning rate. The loss curve is appended to
@@ -26,6 +36,7 @@ import torch
 import torch.distributed as dist
 
 from ..core.models import build_model
+from .cameras import aspect_shape, draw_shape, parse_aspect
 from .config import DEMO_CLASS, DEMO_CONFIG
 from .data import make_pairs_batch
 from .loss import conf_regression_loss
@@ -107,19 +118,39 @@ def forward_pair(model, img1, img2):
 
 
 @torch.no_grad()
-def evaluate(model, device, n_pairs: int, batch: int, size=(224, 224)) -> dict:
-    """Mean normalised pointmap error on held-out evaluation scenes (EVAL style, EVAL seeds)."""
+def evaluate(model, device, n_pairs: int, batch: int, size=(224, 224),
+             frames: list[tuple[int, int]] = ()) -> dict:
+    """Mean normalised pointmap error on held-out evaluation scenes (EVAL style, EVAL seeds, 40-80 degrees):
+    `eval_regr` at `size` (H, W), and `eval_regr_<W>x<H>` for each extra frame (H, W) in `frames`."""
     model.eval()
-    errs = []
-    for start in range(0, n_pairs, batch):
-        seeds = [EVAL_SEED_BASE + start + i for i in range(min(batch, n_pairs - start))]
-        b = make_pairs_batch(seeds, size, EVAL, device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            p1, c1, p2, c2 = forward_pair(model, b.img1, b.img2)
-        _, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
-        errs.append(float(info["regr"]) * len(seeds))
+    out = {}
+    for key, shape in [("eval_regr", tuple(size))] + [(f"eval_regr_{w}x{h}", (h, w)) for h, w in frames]:
+        errs = []
+        for start in range(0, n_pairs, batch):
+            seeds = [EVAL_SEED_BASE + start + i for i in range(min(batch, n_pairs - start))]
+            b = make_pairs_batch(seeds, shape, EVAL, device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                p1, c1, p2, c2 = forward_pair(model, b.img1, b.img2)
+            _, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
+            errs.append(float(info["regr"]) * len(seeds))
+        out[key] = sum(errs) / n_pairs
     model.train()
-    return {"eval_regr": sum(errs) / n_pairs}
+    return out
+
+
+def training_frames(aspects: list[str], size: int, patch: int = 16) -> tuple[list[tuple[int, int]], list[float]]:
+    """`--aspects` values -> the distinct training frames (H, W) and their weights (duplicates add up)."""
+    shapes: list[tuple[int, int]] = []
+    weights: list[float] = []
+    for text in aspects:
+        aspect, weight = parse_aspect(text)
+        shape = aspect_shape(aspect, size, patch)
+        if shape in shapes:
+            weights[shapes.index(shape)] += weight
+        else:
+            shapes.append(shape)
+            weights.append(weight)
+    return shapes, weights
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,12 +171,35 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-pairs", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0, help="base of the training scene seeds")
     ap.add_argument("--fov-deg", type=float, nargs=2, default=[25.0, 80.0], metavar=("LO", "HI"),
-                    help="horizontal field of view of the square training views, uniform in [LO, HI]; versions "
-                         "0-2 of the demo model used 40 80, which left photos narrower than ~51 degrees (their "
-                         "central square crop is narrower still) with focal lengths too short")
+                    help="field of view of the training views' long side (square views: the horizontal one), "
+                         "uniform in [LO, HI]; versions 0-2 of the demo model used 40 80, which left photos "
+                         "narrower than ~51 degrees (their central square crop is narrower still) with focal "
+                         "lengths too short")
+    ap.add_argument("--aspects", nargs="+", default=["1:1"], metavar="W:H[=WEIGHT]",
+                    help="training frame aspects, one drawn per step by weight (default 1:1: squares only, as "
+                         "versions 0-2); e.g. 1:1 4:3 16:9 3:4 9:16 (uniform) or 1:1 4:3=2 3:4; any aspect but 1:1 "
+                         "marks the run as trained on whole frames (export writes pointmap_crop: whole)")
+    ap.add_argument("--eval-aspects", nargs="*", default=[], metavar="W:H",
+                    help="also report the held-out pointmap error in these frames (eval_regr_<W>x<H>); "
+                         "eval_regr itself stays on squares")
+    ap.add_argument("--max-steps", type=int, default=0,
+                    help="stop after this many steps of this stretch (0: only --max-minutes / --total-steps)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a preflight of the same command in seconds (CPU or GPU): 2 steps of batch 2, no "
+                         "supersampling, 2 held-out pairs, every step logged; the rest of the command (resume, "
+                         "aspects, model) unchanged")
     ap.add_argument("--model-config", type=json.loads, default=None,
                     help="JSON object of constructor arguments replacing config.DEMO_CONFIG entries")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.batch, args.supersample, args.eval_pairs, args.log_every, args.eval_every = 2, 1, 2, 1, 2
+        args.max_steps = 2
+    patch = int({**DEMO_CONFIG, **(args.model_config or {})}.get("patch_size", 16))
+    try:
+        shapes, weights = training_frames(args.aspects, args.size, patch)
+        eval_frames = [aspect_shape(parse_aspect(a)[0], args.size, patch) for a in args.eval_aspects]
+    except ValueError as err:
+        ap.error(str(err))
 
     distributed = "RANK" in os.environ
     if distributed:
@@ -172,27 +226,31 @@ def main(argv: list[str] | None = None) -> None:
                             fused=device.type == "cuda")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     settings.update(world_size=world, device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                    torch=torch.__version__, config=config, class_name=DEMO_CLASS)
+                    torch=torch.__version__, config=config, class_name=DEMO_CLASS,
+                    frames_hw=[list(f) for f in shapes], frame_weights=weights,
+                    input_crop="square" if shapes == [(args.size, args.size)] else "whole")
     ckpt_dir = args.ckptdir or args.rundir / "ckpt"
     if rank == 0:
         args.rundir.mkdir(parents=True, exist_ok=True)
         with open(args.rundir / "settings.jsonl", "a") as f:
             f.write(json.dumps({"resumed_at": step, **settings}) + "\n")
-    size = (args.size, args.size)
+    size = (args.size, args.size)     # the held-out evaluation's frame
     t0 = time.time()
     deadline = t0 + 60 * args.max_minutes
     log = open(args.rundir / "log.jsonl", "a") if rank == 0 else None
     acc_loss, acc_regr, acc_n = 0.0, 0.0, 0
+    acc_frames: dict[str, int] = {}
     while True:
         stop = torch.tensor([time.time() > deadline], device=device)
         if distributed:
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-        if bool(stop) or step >= args.total_steps:
+        if bool(stop) or step >= args.total_steps or (args.max_steps and step >= resume_step + args.max_steps):
             break
         # Seeds: disjoint per (step, rank, index) and always below EVAL_SEED_BASE.
         base = args.seed * 100_000_000 + (step * world + rank) * args.batch
         seeds = [base + i for i in range(args.batch)]
-        b = make_pairs_batch(seeds, size, device=device, supersample=args.supersample,
+        frame = draw_shape(shapes, weights, args.seed, step)
+        b = make_pairs_batch(seeds, frame, device=device, supersample=args.supersample,
                              fov_deg=tuple(args.fov_deg))
         lr = lr_at(step, args.total_steps, args.lr, args.warmup, resume_step, args.rewarm)
         for group in opt.param_groups:
@@ -208,18 +266,23 @@ def main(argv: list[str] | None = None) -> None:
         acc_loss += float(loss.detach())
         acc_regr += float(info["regr"])
         acc_n += 1
+        key = f"{frame[1]}x{frame[0]}"
+        acc_frames[key] = acc_frames.get(key, 0) + 1
         if step % args.log_every == 0 and rank == 0:
             rec = {"step": step, "loss": acc_loss / acc_n, "regr": acc_regr / acc_n, "lr": lr,
                    "minutes": (time.time() - t0) / 60, "pairs_seen": step * world * args.batch}
+            if len(shapes) > 1:
+                rec["frames"] = acc_frames     # steps per frame (WxH) since the last record
+            acc_frames = {}
             if step % args.eval_every == 0:
-                rec.update(evaluate(model, device, args.eval_pairs, args.batch, size))
+                rec.update(evaluate(model, device, args.eval_pairs, args.batch, size, eval_frames))
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(json.dumps(rec), flush=True)
             acc_loss, acc_regr, acc_n = 0.0, 0.0, 0
     if rank == 0:
         final = {"step": step, "final": True, "minutes": (time.time() - t0) / 60}
-        final.update(evaluate(model, device, args.eval_pairs, args.batch, size))
+        final.update(evaluate(model, device, args.eval_pairs, args.batch, size, eval_frames))
         log.write(json.dumps(final) + "\n")
         log.close()
         print(json.dumps(final), flush=True)

@@ -4,7 +4,9 @@ Two preprocessing recipes are implemented, each reproducing its reference bit fo
 
 * `load_images` — DUSt3R / MASt3R (`dust3r.utils.image.load_images`): size 224 (short side to 224, centre
   square crop) or any other size (long side to `size`, centre crop to multiples of `patch_size`, a square
-  result becomes 4:3 unless `square_ok`).
+  result becomes 4:3 unless `square_ok`). `whole_frame` (not in the reference) applies the second rule at
+  224 too and keeps squares square: for networks trained on whole frames of several aspects at 224 (the
+  demo model's config.json says so with `"pointmap_crop": "whole"`).
 * `load_images_vggt` — VGGT (`vggt.utils.load_fn.load_and_preprocess_images`): width 518 ("crop") or
   long side 518 padded with white to a square ("pad"), sides multiples of 14.
 
@@ -149,7 +151,8 @@ class ImageSet:
 
 def load_images(sources, size: int = 512, square_ok: bool = False, patch_size: int = 16,
                 on_error: str = "raise", names: Sequence[str] | None = None,
-                progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> ImageSet:
+                progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+                whole_frame: bool = False) -> ImageSet:
     """Load images for DUSt3R / MASt3R exactly as `dust3r.utils.image.load_images` does.
 
     sources: a file path, a folder path (its images in natural name order), a PIL image, a numpy array
@@ -159,6 +162,9 @@ def load_images(sources, size: int = 512, square_ok: bool = False, patch_size: i
     on_error: "raise" → the first bad source raises InputError; "skip" → bad sources are listed in
              `ImageSet.failures` (InputError only if nothing at all could be loaded).
     names:   optional display names, one per expanded source.
+    whole_frame: the whole photo at every size, 224 included (long side to `size`, centre crop to multiples
+             of `patch_size`), and a square stays square; for networks trained on whole frames (not the
+             reference's rule: its size 224 crops the central square).
     Alpha is dropped (like the reference's convert('RGB')).
     """
     if size < 1 or patch_size < 1:
@@ -166,7 +172,8 @@ def load_images(sources, size: int = 512, square_ok: bool = False, patch_size: i
 
     def prepare(img: Image.Image, label: str) -> tuple[Image.Image, np.ndarray, None]:
         w0, h0 = img.size
-        (w1, h1), resample, (l, t, r, b) = dust3r_plan(w0, h0, size, square_ok, patch_size)
+        (w1, h1), resample, (l, t, r, b) = dust3r_plan(w0, h0, size, square_ok or whole_frame, patch_size,
+                                                       whole_frame)
         if r <= l or b <= t:
             raise InputError(f"cannot use {label}: a {w0}x{h0} image is too elongated for size {size} "
                              f"(nothing is left after cropping to multiples of {patch_size} pixels)")
@@ -229,13 +236,17 @@ def to_tensor_vggt(images) -> torch.Tensor:
 # geometry: the reference resize/crop rules as pure functions
 # ----------------------------------------------------------------------------------------------
 
-def dust3r_plan(w0: int, h0: int, size: int, square_ok: bool = False, patch_size: int = 16):
+def dust3r_plan(w0: int, h0: int, size: int, square_ok: bool = False, patch_size: int = 16,
+                whole_frame: bool = False):
     """DUSt3R's resize and crop for a (w0, h0) image.
 
     Returns ((W1, H1) resize target, PIL resample filter, (left, top, right, bottom) integer crop box in
-    resized pixels). Python's round() is half-to-even, as in the reference.
+    resized pixels). Python's round() is half-to-even, as in the reference. `whole_frame`: size 224 follows
+    the rule of the other sizes (long side to 224, sides cropped to multiples of `patch_size`) instead of
+    the central square.
     """
-    if size == 224:
+    square224 = size == 224 and not whole_frame
+    if square224:
         long_target = round(size * max(w0 / h0, h0 / w0))
     else:
         long_target = size
@@ -244,7 +255,7 @@ def dust3r_plan(w0: int, h0: int, size: int, square_ok: bool = False, patch_size
     resample = Image.Resampling.LANCZOS if long_side > long_target else Image.Resampling.BICUBIC
     w1, h1 = (int(round(x * long_target / long_side)) for x in (w0, h0))
     cx, cy = w1 // 2, h1 // 2
-    if size == 224:
+    if square224:
         half = min(cx, cy)
         box = (cx - half, cy - half, cx + half, cy + half)
     else:

@@ -185,12 +185,13 @@ def shot_path(inputs, is_shot: bool = False) -> str | None:
 def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r", size: int | None = None,
                   vggt_mode: str = "crop", da3_method: str = "upper_bound_resize", on_error: str = "skip",
                   progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-                  **select) -> SequenceFrames:
+                  whole_frame: bool = False, **select) -> SequenceFrames:
     """Decode a shot frame by frame into network-size images (module doc).
 
     recipe: "dust3r" (`images.load_images`), "vggt" (`images.load_images_vggt`, `vggt_mode`) or "da3"
     (`da3_images.load_images_da3`, `da3_method`); size: the network size (None: `RECIPE_SIZES[recipe]`).
     on_error: "skip" (an undecodable frame gets no camera; listed in `failures`) or "raise".
+    whole_frame: recipe "dust3r" only: `images.load_images`'s whole-frame rule (networks trained on whole frames).
     select: start / end / stride / first_frame of `open_sequence` when `source` is a path.
     Progress: stage "decode", frames done of the selection, with an ETA. Cancel is checked between frames.
     """
@@ -215,7 +216,7 @@ def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r
         else:
             name = f"{stem}.{number:04d}" if src.kind == "movie" else Path(src.files[k]).stem
             try:
-                one = _prepare(rgb, recipe, size, vggt_mode, da3_method, name)
+                one = _prepare(rgb, recipe, size, vggt_mode, da3_method, name, whole_frame)
             except InputError as bad:    # e.g. a frame too elongated for the network
                 raise InputError(f"Frame {number} of {src.path}: {bad}", src.path) from bad
             frame = _SequenceFrame(name=one.name, path=src.files[k] if src.kind == "images" else None,
@@ -245,10 +246,11 @@ def load_sequence(source: str | os.PathLike | FrameSource, recipe: str = "dust3r
                           src.fps, failures)
 
 
-def _prepare(rgb: np.ndarray, recipe: str, size: int, vggt_mode: str, da3_method: str, name: str) -> LoadedImage:
+def _prepare(rgb: np.ndarray, recipe: str, size: int, vggt_mode: str, da3_method: str, name: str,
+             whole_frame: bool = False) -> LoadedImage:
     """One decoded frame → its network-size LoadedImage (the in-memory original is dropped by the caller)."""
     if recipe == "dust3r":
-        return load_images([rgb], size=size, names=[name])[0]
+        return load_images([rgb], size=size, names=[name], whole_frame=whole_frame)[0]
     if recipe == "vggt":
         return load_images_vggt([rgb], mode=vggt_mode, target=size, names=[name])[0]
     from .da3_images import load_images_da3

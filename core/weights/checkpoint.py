@@ -7,6 +7,10 @@ Accepted layouts (details in tests/fixtures/README.md and tests/fixtures/vggt/RE
   The constructor string is parsed with `ast` (never evaluated) and rewritten as the official loader does.
 * Hugging Face folder (`PyTorchModelHubMixin`): `config.json` (constructor kwargs, `Infinity` tokens) and
   `model.safetensors`, which lacks the 8 DPT alias keys `downstream_head{1,2}.dpt.scratch.layer_rn.{0..3}.weight`.
+  One key that is not a constructor argument is ours: `"pointmap_crop": "whole"` declares a network trained
+  on whole frames (long side = its size, several aspects), so the loader keeps whole photos at 224 instead
+  of DUSt3R's central-square rule (absent: "square", every official and earlier demo folder). It is read and
+  removed before the network is built (official code would refuse it as an unknown argument).
 * VGGT: a flat state_dict (`model.pt`), `model.safetensors`, or a folder holding either; keys start with
   `aggregator.`, `camera_head.`, `depth_head.`, `point_head.` and `track_head.` (dropped: our model has none).
 * DA3 (Depth Anything 3): `config.json` (`model_name`, the preset) + `model.safetensors` with keys
@@ -36,6 +40,8 @@ import torch
 from ..errors import CheckpointError
 
 DUST3R_CLASS = "AsymmetricCroCo3DStereo"
+CROP_KEY = "pointmap_crop"          # config.json: how the network's training frames were cut (see module doc)
+INPUT_CROPS = ("square", "whole")
 MAST3R_CLASS = "AsymmetricMASt3R"
 VGGT_CLASS = "VGGT"
 DA3_CLASS = "DepthAnything3Net"
@@ -61,6 +67,8 @@ class CheckpointInfo:
     num_params:    parameters of the built model (aliased tensors counted once)
     input_size:    the long side, in pixels, the network was trained for (224, 512 or 518)
     notes:         what the loader had to fix up (alias keys restored, dec_blocks2 copied, track head dropped)
+    input_crop:    DUSt3R family at 224: "square" (the official central-square rule) or "whole" (trained on
+                   whole frames: config.json `pointmap_crop`); also set as the model's `input_crop`
     """
 
     path: str
@@ -71,6 +79,7 @@ class CheckpointInfo:
     num_params: int
     input_size: int
     notes: list[str] = field(default_factory=list)
+    input_crop: str = "square"
 
 
 @dataclass
@@ -83,6 +92,7 @@ class RawCheckpoint:
     class_name: str
     kwargs: dict | None
     state_dict: dict[str, torch.Tensor]
+    input_crop: str = "square"      # config.json `pointmap_crop` (CheckpointInfo.input_crop)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,8 +361,13 @@ def _read_hf_folder(folder: Path, weights: Path) -> RawCheckpoint:
         return RawCheckpoint(folder, "vggt_safetensors", "vggt", VGGT_CLASS, None, read_safetensors(weights))
     if "enc_embed_dim" not in config:
         raise CheckpointError(f"{config_path} does not describe a DUSt3R/MASt3R network (no enc_embed_dim).")
+    crop = config.pop(CROP_KEY, "square")
+    if crop not in INPUT_CROPS:
+        raise CheckpointError(f"{config_path}: {CROP_KEY} must be one of {', '.join(map(repr, INPUT_CROPS))}, "
+                              f"not {crop!r}.")
     class_name, kwargs = hf_config_to_constructor(config)
-    return RawCheckpoint(folder, "hf", FAMILY_OF_CLASS[class_name], class_name, kwargs, read_safetensors(weights))
+    return RawCheckpoint(folder, "hf", FAMILY_OF_CLASS[class_name], class_name, kwargs, read_safetensors(weights),
+                         input_crop=crop)
 
 
 def read_checkpoint(path: str | Path) -> RawCheckpoint:
@@ -530,10 +545,11 @@ def load_raw_checkpoint(raw: RawCheckpoint, device: str | torch.device = "cpu", 
     notes = load_state_dict_into(model, raw.state_dict, raw.family, where)
     model.eval()
     model.checkpoint_notes = list(notes)   # read by the backends to tell the user (e.g. track head ignored)
+    model.input_crop = raw.input_crop      # read by core.pipeline to pick the 224 rule (square or whole frame)
     if torch.device(device) != torch.device("cpu"):
         model.to(device)
     info = CheckpointInfo(path=where, family=raw.family, class_name=raw.class_name,
                           kwargs=dict(vggt_config) if raw.family == "vggt" and vggt_config else raw.kwargs,
                           source_format=raw.source_format, num_params=count_parameters(model),
-                          input_size=model_input_size(model), notes=notes)
+                          input_size=model_input_size(model), notes=notes, input_crop=raw.input_crop)
     return model, info

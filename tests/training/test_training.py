@@ -118,6 +118,8 @@ def test_checkpoint_roundtrip_and_export_loads_through_the_official_path(tmp_pat
     assert step16 == 17 and set(sd16) == set(sd) and all(v.dtype == torch.float32 for v in sd16.values())
     loaded, info = load_checkpoint(out)
     assert info.family == "dust3r" and info.input_size == 32
+    # square-trained (no input_crop in its settings): config.json stays official constructor arguments only
+    assert "pointmap_crop" not in json.loads((out / "config.json").read_text()) and info.input_crop == "square"
     ref = model.state_dict()
     for k, v in loaded.state_dict().items():
         torch.testing.assert_close(v, ref[k].half().float())
@@ -193,6 +195,14 @@ def test_demo_model_reconstructs_the_sample_photos_end_to_end(tmp_path):
 
     rec = reconstruct(ROOT / "samples" / "photos", "demo", ReconstructOptions(device="cpu"))
     assert rec.warnings[0] == DEMO_LABEL and rec.model == "demo" and rec.n_views == 7
+    # the frames the shipped version was trained on: version 2 declares nothing (DUSt3R's central 224 square);
+    # a version trained with --aspects declares whole frames (a 512x384 photo -> 224x160)
+    from pointmap.core.weights.bundled import demo_path
+    from pointmap.core.weights.checkpoint import read_checkpoint
+
+    crop = read_checkpoint(demo_path()).input_crop
+    assert rec.meta["input_crop"] == crop
+    assert rec.depth[0].shape == {"square": (224, 224), "whole": (160, 224)}[crop]
     rec.save(tmp_path / "r.npz")
     s = score_files(tmp_path / "r.npz", ROOT / "samples" / "photos" / "cameras.json")
     assert s["rotation_deg_mean"] <= 7.0 and s["focal_pct_mean"] <= 7.0, s

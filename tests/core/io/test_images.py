@@ -135,6 +135,8 @@ def _gradient(w, h):
 @pytest.mark.parametrize("loader, kwargs, wh", [
     (load_images, {"size": 512}, (250, 180)),             # upscale (BICUBIC), crop to multiples of 16
     (load_images, {"size": 224}, (250, 180)),             # short side 224, centre square crop
+    (load_images, {"size": 224, "whole_frame": True}, (250, 180)),    # long side 224, rows cropped to 16s
+    (load_images, {"size": 224, "whole_frame": True}, (180, 250)),    # the same, portrait
     (load_images, {"size": 160}, (250, 200)),             # downscale (LANCZOS)
     (load_images, {"size": 512}, (200, 200)),             # square → 4:3 crop
     (load_images_vggt, {"mode": "crop"}, (200, 250)),     # portrait: rows cropped
