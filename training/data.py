@@ -70,8 +70,8 @@ def to_camera(points: torch.Tensor, cam2world: torch.Tensor) -> torch.Tensor:
 
 def make_pairs_batch(seeds: list[int], size: tuple[int, int] = (224, 224), style: SceneStyle = TRAIN,
                      device="cpu", supersample: int = 2, fov_deg: tuple[float, float] = (40.0, 80.0)) -> PairBatch:
-    """One training batch of len(seeds) pairs at frame `size` (H, W); the view order inside a pair is random
-    (seeded). `fov_deg`: the range of the views' field of view along the frame's long side."""
+    """One training batch of len(seeds) pairs at frame `size` (H, W); which way the second view lies from the
+    first is random (seeded: `sample_views` walks its arc in a random direction). `fov_deg`: the range of the views' field of view along the frame's long side."""
     r, c2w, K = render_views(seeds, 2, size, style, device, supersample, fov_deg=fov_deg)
     img = soften(r.image.permute(0, 1, 4, 2, 3), seeds[0]) * 2 - 1     # (B, 2, 3, H, W)
     ref = c2w[:, 0]
