@@ -106,13 +106,15 @@ def reconstruct(
     t = time.perf_counter()
     frames = None
     if shot is not None:
-        from .io.video import load_sequence
+        from .io.video import load_sequence, open_sequence
 
         seq = opt.sequence
-        frames = load_sequence(shot, _RECIPES[backend], opt.image_size or input_size, vggt_mode=opt.vggt.mode,
+        source = open_sequence(shot, start=seq.start, end=seq.end, stride=seq.stride, first_frame=seq.first_frame)
+        # Known cameras name clip frames: a frame outside the selection is refused before decoding starts.
+        resolve_priors(opt.intrinsics, opt.known_poses, [None] * len(source.frame_numbers), source.frame_numbers)
+        frames = load_sequence(source, _RECIPES[backend], opt.image_size or input_size, vggt_mode=opt.vggt.mode,
                                da3_method=opt.da3.method, on_error=seq.on_bad_frame, progress=report,
-                               cancel=cancel, start=seq.start, end=seq.end, stride=seq.stride,
-                               first_frame=seq.first_frame, whole_frame=whole_frame)
+                               cancel=cancel, whole_frame=whole_frame)
         images = frames.images
     elif backend == "da3":
         from .backends.da3 import load_for_da3
@@ -173,7 +175,8 @@ def reconstruct(
         if priors.intrinsics is not None and frames is None:
             da3_opt = replace(opt, intrinsics=None, da3=replace(opt.da3, intrinsics=priors.intrinsics))
         if (frames is None and anchor and len(anchor) == len(images.images)
-                and da3_opt.da3.intrinsics is not None and getattr(model, "cam_enc", None) is not None):
+                and da3_opt.da3.intrinsics is not None
+                and getattr(getattr(model, "da3", model), "cam_enc", None) is not None):   # nested: its any-view net
             # Every camera known: the model's camera-conditioned mode takes them as input.
             w2c = np.linalg.inv(np.stack([anchor[k] for k in range(len(images.images))]))
             da3_opt = replace(da3_opt, known_poses=None, da3=replace(da3_opt.da3, world2cam=w2c))

@@ -205,32 +205,28 @@ def make_da3(src: Path, out: Path) -> Path:
     return out
 
 
-def make_da3_nested(src: Path, out: Path) -> Path:
+def _renamed_case_set(src: Path, out: Path, renames: dict[str, str], prefix: str, weights: str) -> Path:
+    """A copy of the manifest-described set `src` in `out` keeping only the cases in `renames` (old -> new
+    name), their files renamed `prefix<new>.npz`, the shipped file sizes dropped, and the weight file `weights`."""
     out.mkdir(parents=True)
     manifest = json.loads((src / "manifest.json").read_text())
     cases = {}
-    for case, new in NESTED_CASES.items():
-        spec = dict(manifest["cases"][case], file=f"nested_ref_{new}.npz")
+    for case, new in renames.items():
+        spec = dict(manifest["cases"][case], file=f"{prefix}{new}.npz")
         shutil.copy(src / manifest["cases"][case]["file"], out / spec["file"])
         cases[new] = spec
     manifest["cases"], manifest["files"] = cases, {}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    shutil.copy(src / "tiny_nested.safetensors", out / "tiny_nested.safetensors")
+    shutil.copy(src / weights, out / weights)
     return out
+
+
+def make_da3_nested(src: Path, out: Path) -> Path:
+    return _renamed_case_set(src, out, NESTED_CASES, "nested_ref_", "tiny_nested.safetensors")
 
 
 def make_da3_gs(src: Path, out: Path) -> Path:
-    out.mkdir(parents=True)
-    manifest = json.loads((src / "manifest.json").read_text())
-    cases = {}
-    for case, new in GS_CASES.items():
-        spec = dict(manifest["cases"][case], file=f"head_ref_{new}.npz")
-        shutil.copy(src / manifest["cases"][case]["file"], out / spec["file"])
-        cases[new] = spec
-    manifest["cases"], manifest["files"] = cases, {}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    shutil.copy(src / "tiny_gs_head.safetensors", out / "tiny_gs_head.safetensors")
-    return out
+    return _renamed_case_set(src, out, GS_CASES, "head_ref_", "tiny_gs_head.safetensors")
 
 
 def make_alternative_sets(out: Path, src: Path = FIXTURES) -> dict[str, Path]:

@@ -88,6 +88,22 @@ def pixel_rays(h: int, w: int, f: float) -> torch.Tensor:
     return torch.stack(torch.broadcast_tensors(u[None, :], v[:, None], torch.ones(1, 1, dtype=torch.float64)), -1)
 
 
+def in_chunk_frame(pose: np.ndarray, world: torch.Tensor, s: float, r: np.ndarray, t: np.ndarray, outliers: float,
+                   gen: torch.Generator):
+    """One frame as a chunk predictor sees it, in the chunk's own similarity frame x -> s r x + t: the camera
+    (4, 4) float64, its world points (h, w, 3) float32 with a share `outliers` replaced by random points of
+    low confidence, and confidences (h, w) float32 (good pixels 3-20, outliers 1-1.5)."""
+    cam = np.eye(4)
+    cam[:3, :3] = r @ pose[:3, :3]
+    cam[:3, 3] = s * r @ pose[:3, 3] + t
+    h, w = world.shape[:2]
+    x = s * world @ torch.tensor(r).T + torch.tensor(t)
+    bad = torch.rand(h, w, generator=gen) < outliers
+    x = torch.where(bad[..., None], torch.randn(h, w, 3, generator=gen, dtype=torch.float64) * 3, x)
+    c = torch.where(bad, 1 + 0.5 * torch.rand(h, w, generator=gen), 3 + 17 * torch.rand(h, w, generator=gen))
+    return cam, x.float(), c.float()
+
+
 def _raycast(cam2world: torch.Tensor, f: float, h: int, w: int, spheres: torch.Tensor, K=None) -> torch.Tensor:
     """z-depth (h, w) of the room seen by one camera (f in pixels, pp at the centre; or a full 3x3 K)."""
     dev, dt = cam2world.device, cam2world.dtype

@@ -17,22 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _project_rotation(M: np.ndarray) -> np.ndarray:
-    U, _, Vt = np.linalg.svd(M)
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    return U @ D @ Vt
+from ..core.align.anchor import similarity_to_known
 
 
 def score(pred_c2w: np.ndarray, pred_K: np.ndarray, true_c2w: np.ndarray, true_K: np.ndarray) -> dict:
     """(N, 4, 4), (N, 3, 3) each -> errors after the similarity fit (see module doc)."""
     Rp, Rt = pred_c2w[:, :3, :3], true_c2w[:, :3, :3]
-    R = _project_rotation(np.einsum("nij,nkj->ik", Rt, Rp))
-    cp, ct = pred_c2w[:, :3, 3] @ R.T, true_c2w[:, :3, 3]
-    cp0, ct0 = cp - cp.mean(0), ct - ct.mean(0)
-    s = float((cp0 * ct0).sum() / max((cp0 * cp0).sum(), 1e-12))
-    centre_err = np.linalg.norm(s * cp0 - ct0, axis=1)
-    spread = float(np.linalg.norm(ct0, axis=1).mean())
+    s, R, t, _ = similarity_to_known(Rp, pred_c2w[:, :3, 3], Rt, true_c2w[:, :3, 3])
+    ct = true_c2w[:, :3, 3]
+    centre_err = np.linalg.norm(s * pred_c2w[:, :3, 3] @ R.T + t - ct, axis=1)
+    spread = float(np.linalg.norm(ct - ct.mean(0), axis=1).mean())
     rel = np.einsum("nji,jk,nkl->nil", Rt, R, Rp)
     ang = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1)))
     f_pred = 0.5 * (pred_K[:, 0, 0] + pred_K[:, 1, 1])

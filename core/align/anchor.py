@@ -13,39 +13,30 @@ from __future__ import annotations
 import numpy as np
 
 
-def _project_rotation(M: np.ndarray) -> np.ndarray:
-    U, _, Vt = np.linalg.svd(M)
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    return U @ D @ Vt
-
-
 def _angle_deg(R: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
 
 
-def similarity_to_known(cam2world: np.ndarray, known: dict[int, np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
-    """(s, R, t) with known ≈ S · predicted for the known views (S x = s R x + t).
+def similarity_to_known(R_pred: np.ndarray, c_pred: np.ndarray, R_known: np.ndarray,
+                        c_known: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, bool]:
+    """(s, R, t, scale_fixed) with known ≈ S · predicted (S x = s R x + t) for K cameras.
 
-    cam2world: (N, 4, 4) predicted cameras; known: view index -> (4, 4) known cam2world.
-    R: chordal mean of R_known R_pred^T. With two or more known centres apart, s and t by least squares on
-    the centres; with one, s = 1 (one camera fixes no scale) and t puts that centre in place.
+    R_pred, R_known: (K, 3, 3) camera-to-world rotations; c_pred, c_known: (K, 3) camera centres.
+    R: chordal mean of R_known R_predᵀ. With two or more centres apart, s and t by least squares on the
+    centres (scale_fixed); otherwise s = 1 (one camera fixes no scale) and t matches the centres' means.
+    Shared by the aligner's known poses (`refine`), this module and the camera scores of `training/`.
     """
-    idx = sorted(known)
-    Rp = cam2world[idx, :3, :3]
-    Rk = np.stack([known[i][:3, :3] for i in idx])
-    R = _project_rotation(np.einsum("nij,nkj->ik", Rk, Rp))
-    cp = cam2world[idx, :3, 3] @ R.T
-    ck = np.stack([known[i][:3, 3] for i in idx])
-    s = 1.0
-    if len(idx) >= 2:
-        cp0, ck0 = cp - cp.mean(0), ck - ck.mean(0)
-        denom = float((cp0 * cp0).sum())
-        if denom > 1e-18 * max(float((ck0 * ck0).sum()), 1e-300):
-            s = float((cp0 * ck0).sum() / denom)
-        if not np.isfinite(s) or s <= 0:
-            s = 1.0
-    t = (ck - s * cp).mean(0)
-    return s, R, t
+    U, _, Vt = np.linalg.svd(np.einsum("nij,nkj->ik", np.asarray(R_known, np.float64), np.asarray(R_pred, np.float64)))
+    R = U @ np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))]) @ Vt
+    cp = np.asarray(c_pred, np.float64) @ R.T
+    ck = np.asarray(c_known, np.float64)
+    cp0, ck0 = cp - cp.mean(0), ck - ck.mean(0)
+    spread = float((cp0 * cp0).sum())
+    s = float((cp0 * ck0).sum() / spread) if len(cp) >= 2 and spread > 1e-12 * (1 + float((cp * cp).sum())) else 0.0
+    scale_fixed = s > 0 and np.isfinite(s)
+    if not scale_fixed:
+        s = 1.0
+    return s, R, ck.mean(0) - s * cp.mean(0), scale_fixed
 
 
 def anchor_to_known_poses(cam2world: np.ndarray, points: list[np.ndarray], depth: list[np.ndarray],
@@ -57,9 +48,12 @@ def anchor_to_known_poses(cam2world: np.ndarray, points: list[np.ndarray], depth
     Returns (cam2world, points, depth, info): the known views' cameras equal `known` exactly; info holds the
     similarity (scale, rotation, translation) and, per known view, how far the similarity left its camera from
     the known one before it was set ("rotation_deg", "centre_error" in the known poses' units), and
-    "scale_fixed": False when a single known camera left the scale as solved.
+    "scale_fixed": False when the known cameras (one, or all at one place) left the scale as solved.
     """
-    s, R, t = similarity_to_known(cam2world, known)
+    idx = sorted(known)
+    kn = np.stack([known[i] for i in idx])
+    s, R, t, scale_fixed = similarity_to_known(cam2world[idx, :3, :3], cam2world[idx, :3, 3], kn[:, :3, :3],
+                                               kn[:, :3, 3])
     out = np.array(cam2world, dtype=np.float64, copy=True)
     out[:, :3, :3] = R @ out[:, :3, :3]
     out[:, :3, 3] = s * out[:, :3, 3] @ R.T + t
@@ -72,7 +66,7 @@ def anchor_to_known_poses(cam2world: np.ndarray, points: list[np.ndarray], depth
                             "centre_error": float(np.linalg.norm(T[:3, 3] - out[i, :3, 3]))}
         pts[i] = (np.asarray(pts[i], np.float64) @ delta[:3, :3].T + delta[:3, 3]).astype(np.float32)
         out[i] = T
-    info = {"scale": s, "rotation": R.tolist(), "translation": t.tolist(), "scale_fixed": len(known) >= 2,
+    info = {"scale": s, "rotation": R.tolist(), "translation": t.tolist(), "scale_fixed": scale_fixed,
             "residual": residual}
     return out, pts, dep, info
 
@@ -84,8 +78,8 @@ def anchor_warnings(info: dict, names: list[str], known: dict[int, np.ndarray],
     known centres' spread) are named — their views were set to the given pose anyway."""
     out = []
     if not info["scale_fixed"]:
-        out.append("One known camera pose fixes where the solve sits and how it is turned, not its scale: the scale "
-                   "is the network's. Give two or more known poses to fix it.")
+        out.append("The known camera poses (one, or all at one place) fix where the solve sits and how it is "
+                   "turned, not its scale: the scale is the network's. Give two or more poses apart to fix it.")
     centres = np.stack([T[:3, 3] for T in known.values()])
     spread = float(np.linalg.norm(centres - centres.mean(0), axis=1).mean()) if len(known) > 1 else 0.0
     bad = []

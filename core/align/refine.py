@@ -142,33 +142,28 @@ class _State:
         known poses also fix the scale (two or more distinct centres)."""
         import torch
 
+        from ..priors import check_pose
+        from .anchor import similarity_to_known
+
         dev = self.cam_R.device
         ids, mats = [], []
         for k, m in known.items():
-            m = np.asarray(m, np.float64)
-            if not (0 <= int(k) < n) or m.shape != (4, 4) or not np.isfinite(m).all():
-                raise PointmapError(f"Alignment options: known pose of image {k} is not a finite 4x4 matrix "
-                                    f"of one of the {n} images.")
-            r = m[:3, :3]
-            if abs(np.linalg.det(r) - 1) > 1e-3 or np.abs(r.T @ r - np.eye(3)).max() > 1e-3:
-                raise PointmapError(f"Alignment options: known pose of image {k} has no proper rotation.")
+            if not 0 <= int(k) < n:
+                raise PointmapError(f"Alignment options: known pose of image {k}: there are {n} images.")
+            try:
+                mats.append(check_pose(m, f"of image {k}"))
+            except ValueError as err:
+                raise PointmapError(f"Alignment options: {err}.") from None
             ids.append(int(k))
-            mats.append(m)
-        kn = torch.tensor(np.stack(mats), dtype=torch.float64, device=dev)
+        kn_np = np.stack(mats)
+        # One similarity from the initial estimate to the known poses (once, before the refinement).
+        s, rot, t, fixed_scale = similarity_to_known(self.cam_R[ids].double().cpu().numpy(),
+                                                     self.cam_t[ids].double().cpu().numpy(),
+                                                     kn_np[:, :3, :3], kn_np[:, :3, 3])
+        kn = torch.tensor(kn_np, dtype=torch.float64, device=dev)
         idx = torch.tensor(ids, device=dev)
-        # Rotation: chordal mean of R_known R_initᵀ; then scale/translation from the camera centres.
-        u, _, vh = torch.linalg.svd((kn[:, :3, :3] @ self.cam_R[idx].transpose(1, 2)).sum(0))
-        rot = u @ vh
-        if torch.linalg.det(rot) < 0:
-            rot = u @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64, device=dev)) @ vh
-        ci, ck = self.cam_t[idx] @ rot.T, kn[:, :3, 3]
-        a, b = ci - ci.mean(0), ck - ck.mean(0)
-        spread = (a * a).sum()
-        fixed_scale = bool(spread > 1e-12 * (1 + (ci * ci).sum())) and len(ids) >= 2
-        s = (a * b).sum() / spread if fixed_scale else torch.tensor(1.0, dtype=torch.float64, device=dev)
-        if fixed_scale and s <= 0:
-            s = torch.tensor(1.0, dtype=torch.float64, device=dev)
-        self.apply_similarity(s, rot, ck.mean(0) - s * ci.mean(0))
+        f64 = {"dtype": torch.float64, "device": dev}
+        self.apply_similarity(torch.tensor(s, **f64), torch.tensor(rot, **f64), torch.tensor(t, **f64))
         self.cam_R[idx], self.cam_t[idx] = kn[:, :3, :3], kn[:, :3, 3]
         self.known, self.known_R, self.known_t = idx, kn[:, :3, :3], kn[:, :3, 3]
         return fixed_scale

@@ -212,3 +212,15 @@ def test_pairwise_shot_holds_known_frames(tiny_dust3r, tmp_path):
     for f, T in known.items():
         np.testing.assert_allclose(rec.cam2world[k[f]], T, atol=1e-6)
     np.testing.assert_allclose(rec.K, np.broadcast_to(K_LENS, rec.K.shape), atol=1e-9)
+
+
+def test_shot_known_frame_outside_the_selection_is_refused_before_decoding(tiny_dust3r, tmp_path):
+    pytest.importorskip("av")
+    from helpers_movie import write_movie
+
+    movie = tmp_path / "clip.mp4"
+    write_movie(movie)
+    opts = ReconstructOptions(device="cpu", image_size=64, known_poses={1500: np.eye(4)},
+                              sequence=SequenceOptions(first_frame=1001))
+    with pytest.raises(InputError, match="frame 1500.*1001 to"):
+        reconstruct(str(movie), tiny_dust3r, opts, progress=lambda p: pytest.fail(f"work started: {p}"))

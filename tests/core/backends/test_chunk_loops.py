@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_shot import _umeyama, rel_dir_errors, rel_rot_errors, seam_pairs, sequence_scores
-from helpers_synth import _angle, _raycast, _rot, pixel_rays
+from helpers_synth import _angle, _raycast, _rot, in_chunk_frame, pixel_rays
 from pointmap.core.backends.chunked import ChunkPrediction, find_loop_chunks, plan_chunks, run_chunked
 
 H, W, F = 24, 32, 30.0
@@ -75,16 +75,10 @@ def _runner(poses, depth, desc, seed, bend_deg=0.5, scale_bend=0.02, pose_noise_
             m[:3, :3] = bend_r @ m[:3, :3]
             m[:3, 3] = c0 + bend_s * bend_r @ (m[:3, 3] - c0)
             world = torch.tensor(c0) + bend_s * (world - torch.tensor(c0)) @ torch.tensor(bend_r).T
-            cam = np.eye(4)
-            cam[:3, :3] = r @ m[:3, :3]
-            cam[:3, 3] = s * r @ m[:3, 3] + t
+            cam, x, c = in_chunk_frame(m, world, s, r, t, outliers, gen)
             cams.append(cam)
-            x = s * world @ torch.tensor(r).T + torch.tensor(t)
-            bad = torch.rand(H, W, generator=gen) < outliers
-            x = torch.where(bad[..., None], torch.randn(H, W, 3, generator=gen, dtype=torch.float64) * 3, x)
-            c = torch.where(bad, 1 + 0.5 * torch.rand(H, W, generator=gen), 3 + 17 * torch.rand(H, W, generator=gen))
-            pts.append(x.float())
-            confs.append(c.float())
+            pts.append(x)
+            confs.append(c)
         return ChunkPrediction(np.asarray(frames), np.stack(cams), torch.stack(pts), torch.stack(confs),
                                descriptors=desc[np.asarray(frames)].astype(np.float32))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from helpers_shot import rel_rot_errors, seam_pairs, sequence_scores, shot_poses
-from helpers_synth import _raycast, _rot, pixel_rays
+from helpers_synth import _raycast, _rot, in_chunk_frame, pixel_rays
 from pointmap.core import Cancelled, CancelToken
 from pointmap.core.backends.chunked import ChunkPrediction, chunk_length_for_memory, plan_chunks, run_chunked
 from pointmap.core.errors import PointmapError
@@ -41,18 +41,12 @@ def _chunk_runner(poses, depth, seed, pose_noise_deg=0.15, centre_noise=0.002, n
             m = poses[f].copy()
             m[:3, :3] = _rot(rng.normal(size=3), math.radians(pose_noise_deg) * rng.normal()) @ m[:3, :3]
             m[:3, 3] += rng.normal(0, centre_noise, 3)
-            cam = np.eye(4)
-            cam[:3, :3] = r @ m[:3, :3]
-            cam[:3, 3] = s * r @ m[:3, 3] + t
-            cams.append(cam)
             d = depth[f] * (1 + noise * torch.randn(H, W, generator=gen, dtype=torch.float64))
             world = (d[..., None] * rays) @ torch.tensor(poses[f][:3, :3]).T + torch.tensor(poses[f][:3, 3])
-            x = s * world @ torch.tensor(r).T + torch.tensor(t)
-            bad = torch.rand(H, W, generator=gen) < outliers
-            x = torch.where(bad[..., None], torch.randn(H, W, 3, generator=gen, dtype=torch.float64) * 3, x)
-            c = torch.where(bad, 1 + 0.5 * torch.rand(H, W, generator=gen), 3 + 17 * torch.rand(H, W, generator=gen))
-            pts.append(x.float())
-            confs.append(c.float())
+            cam, x, c = in_chunk_frame(m, world, s, r, t, outliers, gen)
+            cams.append(cam)
+            pts.append(x)
+            confs.append(c)
         return ChunkPrediction(np.asarray(frames), np.stack(cams), torch.stack(pts), torch.stack(confs))
 
     return run, calls
