@@ -136,10 +136,12 @@ def run_reconstruction_chunked(images, run: Callable[..., Reconstruction | Calla
                          background=background, find_loops=find_loops)
     # Depth in each camera of the joined world: z of the world points in that camera.
     depth = []
-    for k in range(n):
-        r, c = joined.cam2world[k, :3, :3], joined.cam2world[k, :3, 3]
-        pts = joined.points[k].double().numpy()
-        depth.append(np.ascontiguousarray(((pts - c) @ r)[..., 2], dtype=np.float32))
+    axis = torch.from_numpy(joined.cam2world[:, :3, 2].copy())        # (n, 3) each camera's viewing axis
+    centre = torch.from_numpy(joined.cam2world[:, :3, 3].copy())
+    for k0 in range(0, n, 64):   # batches of frames: bounded float64 temporaries
+        pts = joined.points[k0:k0 + 64].double()
+        z = ((pts - centre[k0:k0 + 64, None, None].to(pts.device)) * axis[k0:k0 + 64, None, None].to(pts.device)).sum(-1)
+        depth.extend(z.float().cpu().numpy())
     K_net = joined.K_net if joined.K_net is not None else np.tile(np.eye(3), (n, 1, 1))
     return Reconstruction.from_views(
         images, joined.cam2world, K_net, depth, [joined.points[k].float().numpy() for k in range(n)],

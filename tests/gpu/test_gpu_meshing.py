@@ -15,7 +15,8 @@ def test_cuda_fusion_equals_cpu_fusion():
     cpu = fuse_tsdf(views, origin, voxel, trunc, n_blocks, "cpu")
     gpu = fuse_tsdf(views, origin, voxel, trunc, n_blocks, "cuda")
     assert torch.equal(gpu.blocks.cpu(), cpu.blocks) and len(cpu.blocks) > 50
-    assert gpu.work == cpu.work
+    # Chunk sizes follow each device's memory budget; the work itself does not.
+    assert {k: v for k, v in gpu.work.items() if k != "chunks"} == {k: v for k, v in cpu.work.items() if k != "chunks"}
     observed = cpu.weight > 0
     # A voxel at the edge of a pixel or of the band may flip with rounding: allow a few in a million.
     w_off = (gpu.weight.cpu() - cpu.weight).abs() > 1e-4
