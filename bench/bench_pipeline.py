@@ -35,7 +35,14 @@ def _random_model(kind: str, device: torch.device) -> torch.nn.Module:
             return build_model("AsymmetricCroCo3DStereo", cfg).eval()
         from pointmap.core.models.vggt import build_vggt
 
-        return build_vggt().eval()
+        model = build_vggt().eval()
+        # The camera head's field of view passes a ReLU: random weights put it at 0 for some frames, an
+        # infinite focal length the pipeline rightly refuses. A positive bias on those two outputs (added at
+        # each of the head's refinement steps) keeps the random network's focal lengths finite; the timing
+        # and memory are the same.
+        with torch.no_grad():
+            model.camera_head.pose_branch.fc2.bias[7:9] += 0.3
+        return model
 
 
 def _photos(photos: str, views: int | None, tmp: Path) -> str:

@@ -138,12 +138,14 @@ def test_whole_frame_plan_at_224():
     assert dust3r_plan(512, 384, 512, whole_frame=True) == dust3r_plan(512, 384, 512)    # other sizes as before
 
 
-def test_shipped_weights_keep_the_square_rule():
+def test_shipped_weights_declare_whole_frames():
+    """Version 3 was trained on whole frames of several aspects: its config.json says so, and the key is
+    ours (read by the loader, never passed to the official constructor)."""
     from pointmap.core.weights.bundled import demo_path
     from pointmap.core.weights.checkpoint import read_checkpoint
 
     raw = read_checkpoint(demo_path())          # memory-mapped: no network is built
-    assert raw.input_crop == "square" and "pointmap_crop" not in raw.kwargs
+    assert raw.input_crop == "whole" and "pointmap_crop" not in raw.kwargs
 
 
 def test_a_bad_crop_value_names_the_config(tmp_path):
