@@ -36,17 +36,20 @@ def relative_depth_noise(views: FusionViews, points: list[np.ndarray], max_pairs
             continue
         order = np.argsort(np.linalg.norm(centres - centres[i], axis=1))
         for j in [int(j) for j in order if j != i][:k]:
+            # One (N, 3) x (3, 3) product gives K (R x + t) without the camera-frame copy; its third
+            # row is z (K's last row is (0, 0, 1)).
             w2c = views.world2cam[j]
-            cam = points[i] @ w2c[:3, :3].T + w2c[:3, 3]
-            z = cam[:, 2]
-            front = z > 1e-9
-            uv = (cam[front] @ views.K[j].T)
-            u = np.rint(uv[:, 0] / uv[:, 2]).astype(np.int64)
-            v = np.rint(uv[:, 1] / uv[:, 2]).astype(np.int64)
+            kr, kt = views.K[j] @ w2c[:3, :3], views.K[j] @ w2c[:3, 3]
+            uvz = points[i] @ kr.T
+            uvz += kt
+            z = uvz[:, 2]
             h, w = views.depth[j].shape
-            inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-            dj = views.depth[j][v[inside], u[inside]]
-            zi = z[front][inside]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u = np.rint(uvz[:, 0] / z)
+                v = np.rint(uvz[:, 1] / z)
+            ok = (z > 1e-9) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+            zi = z[ok]
+            dj = views.depth[j][v[ok].astype(np.int64), u[ok].astype(np.int64)]
             seen = dj > 0
             r = (dj[seen] - zi[seen]) / zi[seen]
             diffs.append(r[np.abs(r) < 0.25])
