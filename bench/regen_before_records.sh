@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerate the GPU results in bench/results/before_records/ (issue #9 point 6) with the current scripts, each
-# stamped by bench/record.py (commit, GPU, torch, exact command). One call on the lent H200, under 5 minutes:
+# Rerun the GPU records the README quotes for the end-to-end pipeline, its memory, VGGT and alignment (the set
+# that replaced the first session's unrecorded bench/results/before_records/, issue #9 point 6) with the current
+# scripts, each stamped by bench/record.py (commit, GPU, torch, exact command). One call on the lent H200,
+# about 5 minutes:
 #
 #     bash bench/regen_before_records.sh          # from the repository root; results go to $OUT
 #
@@ -39,18 +41,18 @@ run() {   # run NAME SECONDS COMMAND...: stdout to $OUT/NAME.json unless the com
     rm -f "$OUT/$name.stdout"
 }
 
-# pipeline_h200.json: reconstruct() end to end on the sample photos (DUSt3R 512 DPT and VGGT-1B, random weights).
+# pipeline.json: reconstruct() end to end on the sample photos (DUSt3R 512 DPT and VGGT-1B, random weights).
 run pipeline 40 python3 bench/bench_pipeline.py
-# pipeline_memory_h200.json: the pairwise path's memory with float16 prediction storage, on the device and
+# pipeline_memory*.json: the pairwise path's memory with float16 prediction storage, on the device and
 # with predictions offloaded to pinned host memory.
 run pipeline_memory 55 python3 bench/bench_pipeline.py --only dust3r --views 32 64
 run pipeline_memory_offload 35 python3 bench/bench_pipeline.py --only dust3r --views 32 --offload
 
 
-# vggt_h200.json: the 100/200-frame rows and the fused variant the README quotes.
+# vggt.json: the VGGT table of the README (1-200 frames, eager and fused).
 run vggt 140 python3 bench/bench_vggt.py --frames 1,10,50,100,200 --variants eager-bf16-heads,fused-bf16-heads \
     --out "$OUT/vggt.json"
-# align_h200.json: complete graphs of 8/16/32 views, the 200-view sparse scene, and CUDA graphs vs eager.
+# align.json: complete graphs of 8/16/32 views, the 200-view sparse scene, and CUDA graphs vs eager.
 run align 50 python3 bench/bench_align.py --sizes 8 16 32 --sparse 200 --eager
 python3 - <<'EOF'
 import json, os
