@@ -187,3 +187,33 @@ def test_background_worker_errors_reach_the_caller():
 
     with pytest.raises(PointmapError, match="other than the ones asked for"):
         run_chunked(40, wrong, chunk=16, overlap=4)
+
+
+def test_joined_points_move_rigidly_with_their_joined_camera():
+    """A frame's points keep their shape in its own camera: in the joined camera they are the chunk's
+    camera-frame points times that chunk's scale (the similarity into the world, then the frame's rigid
+    correction). Checked against every chunk that holds the frame: one of them must match to float32."""
+    n = 40
+    poses, depth = _shot(n, 3)
+    run, _ = _chunk_runner(poses, depth, seed=4)
+    kept = {}
+
+    def keep(frames):
+        pred = run(frames)
+        kept[tuple(frames.tolist())] = pred
+        return pred
+
+    res = run_chunked(n, keep, chunk=16, overlap=5)
+    preds = [kept[tuple(c.tolist())] for c in res.chunks]
+    for f in range(n):
+        joined_cam = (res.points[f].double().numpy() - res.cam2world[f, :3, 3]) @ res.cam2world[f, :3, :3]
+        errs = []
+        for c, p in enumerate(preds):
+            where = np.nonzero(np.asarray(p.frames) == f)[0]
+            if not len(where):
+                continue
+            local = p.cam2world[where[0]]
+            local_cam = (p.points[where[0]].double().numpy() - local[:3, 3]) @ local[:3, :3]
+            scale = res.chunk_sim[c][0]
+            errs.append(np.abs(joined_cam - scale * local_cam).max() / np.abs(joined_cam).max())
+        assert min(errs) < 1e-5, (f, errs)
