@@ -19,13 +19,16 @@ def median_footprint(views: FusionViews) -> tuple[float, float]:
     return float(np.median(np.concatenate(feet))), float(np.median(np.concatenate(depths)))
 
 
-def relative_depth_noise(views: FusionViews, points: list[np.ndarray], max_pairs: int = 40) -> float:
+def relative_depth_noise(views: FusionViews, points: list[np.ndarray], max_pairs: int = 40,
+                         max_points: int = 5000) -> float:
     """Robust relative depth error of one view, from the disagreement between views.
 
     Points of view i are projected into view j (its nearest cameras); where j measured a depth close
     to the projected one (|relative difference| < 25 %, i.e. the same surface, not an occluder) the
     relative differences are pooled. Their MAD (x 1.4826) over sqrt(2) is one view's error (noise,
     scale and pose error together). Returns 0 when fewer than 100 comparisons exist (e.g. one view).
+    At most ~`max_points` points per view are projected: a MAD over 10^5-10^6 comparisons is as
+    steady as one over millions, at a quarter of the cost.
     """
     n = views.n_views
     centres = views.cam2world[:, :3, 3]
@@ -34,13 +37,14 @@ def relative_depth_noise(views: FusionViews, points: list[np.ndarray], max_pairs
     for i in range(n):
         if not len(points[i]):
             continue
+        pts_i = points[i][:: max(1, len(points[i]) // max_points)]
         order = np.argsort(np.linalg.norm(centres - centres[i], axis=1))
         for j in [int(j) for j in order if j != i][:k]:
             # One (N, 3) x (3, 3) product gives K (R x + t) without the camera-frame copy; its third
             # row is z (K's last row is (0, 0, 1)).
             w2c = views.world2cam[j]
             kr, kt = views.K[j] @ w2c[:3, :3], views.K[j] @ w2c[:3, 3]
-            uvz = points[i] @ kr.T
+            uvz = pts_i @ kr.T
             uvz += kt
             z = uvz[:, 2]
             h, w = views.depth[j].shape
