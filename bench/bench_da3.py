@@ -56,7 +56,6 @@ import functools
 import gc
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,17 +65,7 @@ from pointmap.core.backends.da3 import prepare_model
 from pointmap.core.backends.vggt import fast_attention
 from pointmap.core.models.da3 import PRESETS, build_da3
 from pointmap.core.weights.checkpoint import load_state_dict_into
-from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
-
-
-def commit() -> str:
-    if os.environ.get("POINTMAP_COMMIT"):
-        return os.environ["POINTMAP_COMMIT"]
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (set POINTMAP_COMMIT)"
+from record import commit, stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def build_reference(preset: str, ref_src: str):

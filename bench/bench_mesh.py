@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,18 +33,11 @@ sys.path.insert(0, str(ROOT / "tests"))   # helpers_meshgen: the synthetic scene
 
 from helpers_meshgen import make_case  # noqa: E402
 from pointmap.core.meshing import MeshOptions, fuse_mesh  # noqa: E402
-from record import stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
+from record import commit, stamp  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 CONFIGS = {"gpu": {"views": 100, "W": 512, "H": 384, "resolution": 512, "target_s": 3.0, "target_gib": 8.0},
            "cpu": {"views": 20, "W": 256, "H": 192, "resolution": 256, "target_s": 30.0},
            "smoke": {"views": 4, "W": 64, "H": 48, "resolution": 64, "target_s": None}}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
 
 
 def _ensure_mcubes(wheel_dir: Path) -> str:
@@ -126,7 +118,7 @@ def main(argv=None) -> int:
         cpu_times.append(time.process_time() - c0)
     ops = _count_ops(inputs, opts) if args.count_ops else None
     report = {
-        "command": " ".join([sys.executable, *sys.argv]), "commit": _commit(), "torch": torch.__version__,
+        "command": " ".join([sys.executable, *sys.argv]), "commit": commit(), "torch": torch.__version__,
         "device": torch.cuda.get_device_name() if cuda else (platform.processor() or platform.machine()),
         "threads": torch.get_num_threads(), "config": cfg_name, **cfg,
         "seconds": times, "seconds_best": min(times), "seconds_fusion_last": mesh.info["seconds_fuse"],
