@@ -10,6 +10,7 @@ from .atlas import max_faces, texture_atlas
 from .bounds import robust_bounds, sample_points
 from .clean import compact, decimate, keep_large_components, smooth_taubin, vertex_normals
 from .colour import vertex_colours
+from .depth_fields import correct_depth_fields
 from .edges import drop_depth_edges
 from .errors import MeshingError
 from .extract import extract_surface
@@ -49,6 +50,8 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     footprint, med_depth = median_footprint(views)
     voxel = opt.voxel_size if opt.voxel_size > 0 else choose_voxel_size(footprint, extent, opt.max_resolution)
     noise = relative_depth_noise(views, pts)
+    # After the noise estimate: the truncation must still cover the views' disagreement as measured.
+    field_max = correct_depth_fields(views) if opt.depth_fields else 0.0
     trunc = opt.truncation if opt.truncation > 0 else choose_truncation(
         voxel, noise, med_depth, opt.truncation_voxels, opt.truncation_sigmas)
     max_jump = opt.edge_jump if opt.edge_jump > 0 else max(0.05, opt.edge_jump_sigmas * noise)
@@ -71,7 +74,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     t_extract = time.perf_counter()
     info = {
         "voxel_size": voxel, "truncation": trunc, "depth_noise_rel": noise, "median_depth": med_depth,
-        "median_footprint": footprint, "edge_jump": max_jump, "edge_pixels_dropped": n_edge,
+        "median_footprint": footprint, "depth_field_max": field_max, "edge_jump": max_jump, "edge_pixels_dropped": n_edge,
         "bounds": [lo.tolist(), hi.tolist()], "blocks": int(len(vol.blocks)), "fusion_work": dict(vol.work),
         "device": str(device), "views_used": int(sum(bool(w.any()) for w in views.weight)),
         "warnings": list(views.warnings),

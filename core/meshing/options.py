@@ -40,6 +40,11 @@ class MeshOptions:
                        dropped (floaters).
     min_view_support:  with 3+ views, a view is left out (with a warning) when less than this fraction of
                        its points agrees in depth with some other view (a misplaced camera).
+    depth_fields:      before fusion, fit each view's smooth relative depth error (a low-frequency warp, as
+                       networks make, plus its scale error) to the other views' depths where they overlap
+                       and divide it out (`depth_fields.correct_depth_fields`). On the meshing fixtures
+                       F@0.5 % 0.835 -> 0.869 (shared example), 0.927 -> 0.952 and 0.920 -> 0.959 (generated
+                       clean object / room), noisy room F@1 % 0.855 -> 0.915; noisy object unchanged.
     smooth_iterations: Taubin smoothing passes over the extracted mesh (removes the per-pixel depth
                        jitter fusion leaves; 0 = off).
     face_budget:       decimate (vertex clustering) to at most this many faces; 0 = keep all.
@@ -63,6 +68,7 @@ class MeshOptions:
     min_weight: float = 0.5
     min_component: float = 0.002
     min_view_support: float = 0.05
+    depth_fields: bool = True
     smooth_iterations: int = 0
     face_budget: int = 0
     texture_size: int = 0
