@@ -1,20 +1,23 @@
-"""Per-view smooth depth correction from multi-view agreement, before fusion.
+"""Per-view smooth depth errors and small camera rotation errors, fitted across views before fusion.
 
 A feed-forward network's depth map is off by a smooth, view-specific relative error (a low-frequency
-warp) on top of per-pixel noise, and a global alignment leaves each view a small scale error. Fusion
-averages the per-pixel noise away, but a smooth error is shared by all of a view's pixels on one
+warp) on top of per-pixel noise, and a global alignment leaves each view a small scale and rotation error.
+Fusion averages the per-pixel noise away, but a smooth error is shared by all of a view's pixels on one
 surface patch, so only a few views average it and it caps how close the surface can get (see
-`bench/mesh_noise_ablation.py`). Where views overlap, the warps are observable: view i's point X,
-seen in view j at depth z_j, disagrees with j's own depth d_j by
+`bench/mesh_noise_ablation.py`). Where views overlap, these errors are observable. View i's point X
+(X - C_i = o_i, C_i its centre) lands on view j's surface at Y (Y - C_j = p_j) with normal n; correcting
+view i's depth by a relative field f_i (depth / (1 + f_i)) and turning its camera by a small rotation w_i
+about C_i moves X by ~ w_i x o_i - f_i o_i, and the same for view j, so the point-to-plane residual
+n . (Y - X) becomes, to first order,
 
-    d_j / z_j - 1  ~=  f_j(u_j, v_j) - a * f_i(u_i, v_i),      a = zhat_j . (X - C_i) / z_j,
+    n . (Y - X) + f_i (n . o_i) - w_i . (o_i x n) - f_j (n . p_j) + w_j . (p_j x n),
 
-where f is a view's relative depth error (depth = true depth * (1 + f)), (u, v) the pixel in each
-view, C_i view i's centre and zhat_j view j's optical axis in the world (moving X along i's ray by
-f_i * (X - C_i) changes z_j by a * f_i * z_j). Each f is modelled as a sum of a few low-frequency
-cosines over the image (`basis`) and all views' coefficients are fitted together by robust, damped
-least squares (Gauss-Seidel over views, re-weighted); each depth map is then divided by (1 + f).
-A view no other view overlaps gets no correction (the damping keeps its coefficients at zero).
+which is linear in (f_i, w_i, f_j, w_j). Each f is a sum of a few low-frequency cosines over the image
+(`basis`); all views' coefficients and rotations are fitted together by robust, damped least squares
+(Gauss-Seidel over the views, Huber re-weighting), rows scaled by 1 / |o_i| to be relative. Two passes
+(Gauss-Newton steps) re-find the correspondences on the corrected views. A view no other view overlaps
+gets no correction (the damping keeps its unknowns at zero). Centres are kept: the alignment fixes them
+better than overlapping depth maps can.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 
 from .views import FusionViews
 
-MAX_SAMPLES = 100_000     # pixels sampled over all views (many views need fewer each to fix their fields)
+MAX_SAMPLES = 48_000      # pixels sampled over all views (many views need fewer each to fix their fields)
+MANY_VIEWS = 24           # above this many views each is compared with 4 neighbours, not `neighbours`
 
 
 def basis(u: np.ndarray, v: np.ndarray, w: int, h: int, order: int) -> np.ndarray:
@@ -37,45 +41,116 @@ def basis(u: np.ndarray, v: np.ndarray, w: int, h: int, order: int) -> np.ndarra
     return (cx[:, :, None] * cy[:, None, :]).reshape(len(x), order * order)
 
 
-def _pair_rows(views: FusionViews, i: int, j: int, pix: tuple, order: int, tolerance: float):
-    """Observations of view i's sampled pixels in view j: (Bi, Bj, a, r) or None when they share none."""
-    u, v, d = pix
-    Kinv, c2w = views.K_inv[i], views.cam2world[i]
-    ray = (Kinv @ np.stack([u, v, np.ones_like(u)]).astype(np.float64)) * d
-    offset = (c2w[:3, :3] @ ray).T                       # X - C_i, (n, 3)
-    X = offset + c2w[:3, 3]
-    w2c = views.world2cam[j]
-    cam = X @ w2c[:3, :3].T + w2c[:3, 3]
+def _normals_at(stack: np.ndarray, K_inv: np.ndarray, R: np.ndarray, view: np.ndarray, u: np.ndarray,
+                v: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """(n, 3) unit world normals of the depth maps `stack[view]` at integer pixels (u, v), from central
+    differences of the back-projected neighbours; 0 where a neighbour has no depth or lies outside the image.
+    K_inv, R: (n, 3, 3) per row; sizes: (n, 2) W, H per row."""
+    w, h = sizes[:, 0], sizes[:, 1]
+    inside = (u >= 1) & (u <= w - 2) & (v >= 1) & (v <= h - 2)
+    uc, vc = np.clip(u, 1, np.maximum(w - 2, 1)), np.clip(v, 1, np.maximum(h - 2, 1))
+
+    def point(du, dv):
+        uu, vv = np.clip(uc + du, 0, w - 1), np.clip(vc + dv, 0, h - 1)
+        z = stack[view, vv, uu].astype(np.float64)
+        pix = np.stack([uu, vv, np.ones_like(uu)], 1).astype(np.float64)
+        return np.einsum("nab,nb->na", K_inv, pix) * z[:, None], z > 0
+
+    (pr, okr), (pl, okl), (pd, okd), (pu, oku) = point(1, 0), point(-1, 0), point(0, 1), point(0, -1)
+    n = np.cross(pr - pl, pd - pu)
+    norm = np.linalg.norm(n, axis=1)
+    ok = inside & okr & okl & okd & oku & (norm > 0)
+    out = np.zeros((len(u), 3))
+    out[ok] = np.einsum("nab,nb->na", R[ok], n[ok] / norm[ok, None])
+    return out
+
+
+def _pair_rows(views: FusionViews, pix: list, links: list, order: int, tolerance: float) -> list:
+    """Point-to-plane observations of each view's sampled pixels on the surfaces of its linked views, all
+    pairs in one batch.
+
+    pix: per view (u, v, depth) of its samples; links: per view the views it is compared with.
+    Returns [(i, j, A_i, A_j, t)] with t ~= A_i x_i + A_j x_j, x = (field coefficients, rotation vector),
+    rows scaled by 1 / |X - C_i| so that they are relative errors; pairs sharing fewer than 50 points are left out.
+    """
+    n = views.n_views
+    sizes = np.array([d.shape[::-1] for d in views.depth])                  # (N, 2) W, H
+    stack = np.zeros((n, sizes[:, 1].max(), sizes[:, 0].max()), np.float32)
+    for k, d in enumerate(views.depth):
+        stack[k, :d.shape[0], :d.shape[1]] = d
+    src, dst, idx = [], [], []
+    for i in range(n):
+        for j in links[i]:
+            src.append(np.full(len(pix[i][0]), i))
+            dst.append(np.full(len(pix[i][0]), j))
+            idx.append(np.arange(len(pix[i][0])))
+    if not src:
+        return []
+    src, dst, idx = np.concatenate(src), np.concatenate(dst), np.concatenate(idx)
+    offsets = np.cumsum([0] + [len(p[0]) for p in pix])
+    allu = np.concatenate([p[0] for p in pix])
+    allv = np.concatenate([p[1] for p in pix])
+    alld = np.concatenate([p[2] for p in pix])
+    row = offsets[src] + idx
+    u, v, d = allu[row], allv[row], alld[row]
+    R = views.cam2world[:, :3, :3]
+    o_i = np.einsum("nab,nb->na", R[src] @ views.K_inv[src], np.stack([u, v, np.ones_like(u)], 1)) * d[:, None]
+    X = o_i + views.cam2world[src, :3, 3]
+    w2c = views.world2cam[dst]
+    cam = np.einsum("nab,nb->na", w2c[:, :3, :3], X) + w2c[:, :3, 3]
     z = cam[:, 2]
-    h, w = views.depth[j].shape
+    Kj = views.K[dst]
+    w, h = sizes[dst, 0], sizes[dst, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        uj = cam[:, 0] / z * views.K[j, 0, 0] + views.K[j, 0, 2]
-        vj = cam[:, 1] / z * views.K[j, 1, 1] + views.K[j, 1, 2]
-    ok = (z > 1e-9) & (uj >= 0) & (uj <= w - 1) & (vj >= 0) & (vj <= h - 1)
-    if ok.sum() < 50:
-        return None
-    dj = _bilinear(views.depth[j], uj[ok], vj[ok])
-    keep = dj > 0
-    r = np.zeros(int(ok.sum()))
-    r[keep] = dj[keep] / z[ok][keep] - 1.0
-    keep &= np.abs(r) < tolerance                        # same surface, not an occluder or outlier
-    if keep.sum() < 50:
-        return None
-    sel = np.flatnonzero(ok)[keep]
-    a = (offset[sel] @ w2c[2, :3]) / z[sel]
-    return (basis(u[sel], v[sel], *views.depth[i].shape[::-1], order),
-            basis(uj[sel], vj[sel], w, h, order), a, r[keep])
+        uj = cam[:, 0] / z * Kj[:, 0, 0] + Kj[:, 0, 2]
+        vj = cam[:, 1] / z * Kj[:, 1, 1] + Kj[:, 1, 2]
+    keep = (z > 1e-9) & (uj >= 0) & (uj <= w - 1) & (vj >= 0) & (vj <= h - 1)
+    sel = np.flatnonzero(keep)
+    dj = _bilinear(stack, dst[sel], uj[sel], vj[sel], w[sel], h[sel])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        same = (dj > 0) & (np.abs(dj / z[sel] - 1.0) < tolerance)   # same surface, not an occluder or outlier
+    sel, dj = sel[same], dj[same]
+    dsel = dst[sel]
+    nrm = _normals_at(stack, views.K_inv[dsel], R[dsel], dsel, np.rint(uj[sel]).astype(np.int64),
+                      np.rint(vj[sel]).astype(np.int64), sizes[dsel])
+    good = nrm.any(1)
+    sel, dj, nrm, dsel = sel[good], dj[good], nrm[good], dsel[good]
+    ssel = src[sel]
+    pj_cam = np.einsum("nab,nb->na", views.K_inv[dsel], np.stack([uj[sel], vj[sel], np.ones(len(sel))], 1)) * dj[:, None]
+    p_j = np.einsum("nab,nb->na", R[dsel], pj_cam)
+    o = o_i[sel]
+    scale = 1.0 / np.linalg.norm(o, axis=1)
+    r = np.einsum("nk,nk->n", nrm, views.cam2world[dsel, :3, 3] + p_j - X[sel])
+    Bi = np.empty((len(sel), order * order))
+    Bj = np.empty((len(sel), order * order))
+    for k in range(n):                                     # the basis depends on each view's size
+        mi, mj = ssel == k, dsel == k
+        Bi[mi] = basis(u[sel][mi], v[sel][mi], *sizes[k], order)
+        Bj[mj] = basis(uj[sel][mj], vj[sel][mj], *sizes[k], order)
+    A_i = np.concatenate([np.einsum("nk,nk->n", nrm, o)[:, None] * Bi, -np.cross(o, nrm)], 1) * scale[:, None]
+    A_j = np.concatenate([-np.einsum("nk,nk->n", nrm, p_j)[:, None] * Bj, np.cross(p_j, nrm)], 1) * scale[:, None]
+    t = -r * scale
+    pair = ssel * n + dsel
+    order_rows = np.argsort(pair, kind="stable")
+    pair_sorted = pair[order_rows]
+    cuts = np.flatnonzero(np.diff(pair_sorted)) + 1
+    out = []
+    for seg in np.split(order_rows, cuts):
+        if len(seg) >= 50:
+            i, j = divmod(int(pair[seg[0]]), n)
+            out.append((i, j, A_i[seg], A_j[seg], t[seg]))
+    return out
 
 
-def _bilinear(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """img sampled bilinearly at (u, v) inside the image; 0 where one of the 4 pixels is 0 (no depth), so a
-    sample never mixes a surface with a hole or with another surface's missing pixels."""
-    h, w = img.shape
-    u0 = np.clip(np.floor(u).astype(np.int64), 0, max(w - 2, 0))
-    v0 = np.clip(np.floor(v).astype(np.int64), 0, max(h - 2, 0))
+def _bilinear(stack: np.ndarray, view: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray,
+              h: np.ndarray) -> np.ndarray:
+    """stack[view] sampled bilinearly at (u, v) inside each W x H image; 0 where one of the 4 pixels is 0 (no
+    depth), so a sample never mixes a surface with a hole or with another surface's missing pixels."""
+    u0 = np.clip(np.floor(u).astype(np.int64), 0, np.maximum(w - 2, 0))
+    v0 = np.clip(np.floor(v).astype(np.int64), 0, np.maximum(h - 2, 0))
     u1, v1 = np.minimum(u0 + 1, w - 1), np.minimum(v0 + 1, h - 1)
     fu, fv = u - u0, v - v0
-    q = [img[v0, u0], img[v0, u1], img[v1, u0], img[v1, u1]]
+    q = [stack[view, v0, u0], stack[view, v0, u1], stack[view, v1, u0], stack[view, v1, u1]]
     val = (q[0] * (1 - fu) + q[1] * fu) * (1 - fv) + (q[2] * (1 - fu) + q[3] * fu) * fv
     return np.where((q[0] > 0) & (q[1] > 0) & (q[2] > 0) & (q[3] > 0), val, 0.0)
 
@@ -86,16 +161,18 @@ def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = 3000, ne
 
     samples:    pixels per view (regular stride over its valid pixels) projected into others; fewer when
                 the views together would exceed `MAX_SAMPLES`.
-    neighbours: the views with the nearest centres each view is compared with.
+    neighbours: the views with the nearest centres each view is compared with (at most 4 above `MANY_VIEWS`).
     tolerance:  relative disagreement beyond which a pair of depths is not the same surface.
     damping:    Tikhonov weight, relative to the mean diagonal of a view's normal matrix.
     rounds:     robust re-weightings; each solves the weighted problem by `sweeps` Gauss-Seidel sweeps
                 over the views (per-pair Gram blocks computed once per round).
     """
     n = views.n_views
-    m = order * order
+    m = order * order + 3
     coef = np.zeros((n, m))
-    samples = max(500, min(samples, MAX_SAMPLES // max(n, 1)))
+    samples = max(400, min(samples, MAX_SAMPLES // max(n, 1)))
+    if n > MANY_VIEWS:
+        neighbours = min(neighbours, 4)
     pix = []
     for i in range(n):
         ok = views.valid(i)
@@ -104,26 +181,21 @@ def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = 3000, ne
         vv, uu = vv * stride, uu * stride
         pix.append((uu.astype(np.float64), vv.astype(np.float64), views.depth[i][vv, uu].astype(np.float64)))
     centres = views.cam2world[:, :3, 3]
-    pairs = []
+    links = []
     for i in range(n):
-        if len(pix[i][0]) == 0:
-            continue
-        order_j = np.argsort(np.linalg.norm(centres - centres[i], axis=1))
-        for j in [int(j) for j in order_j if j != i and len(pix[j][0])][:neighbours]:
-            rows = _pair_rows(views, i, j, pix[i], order, tolerance)
-            if rows is not None:
-                pairs.append((i, j, *rows))
+        nearest = np.argsort(np.linalg.norm(centres - centres[i], axis=1))
+        links.append([int(j) for j in nearest if j != i and len(pix[j][0]) and len(pix[i][0])][:neighbours])
+    pairs = _pair_rows(views, pix, links, order, tolerance)
     if not pairs:
         return coef
     touching = [[k for k, p in enumerate(pairs) if view in p[:2]] for view in range(n)]
-    weights = [np.ones(len(p[5])) for p in pairs]
+    weights = [np.ones(len(p[4])) for p in pairs]
     for _ in range(rounds):
-        # Per pair, with M_i = -a B_i and M_j = B_j (r ~= M_j c_j + M_i c_i): the weighted Gram blocks.
+        # Per pair (t ~= A_i x_i + A_j x_j): the weighted Gram blocks.
         grams = []
-        for (_, _, Bi, Bj, a, r), wt in zip(pairs, weights, strict=True):
-            Mi = -a[:, None] * Bi
-            Wi, Wj = Mi * wt[:, None], Bj * wt[:, None]
-            grams.append((Wi.T @ Mi, Wj.T @ Bj, Wj.T @ Mi, Wi.T @ r, Wj.T @ r))
+        for (_, _, Ai, Aj, t), wt in zip(pairs, weights, strict=True):
+            Wi, Wj = Ai * wt[:, None], Aj * wt[:, None]
+            grams.append((Wi.T @ Ai, Wj.T @ Aj, Wj.T @ Ai, Wi.T @ t, Wj.T @ t))
         diag = np.zeros((n, m, m))
         for (i, j, *_), (gii, gjj, *_rest) in zip(pairs, grams, strict=True):
             diag[i] += gii
@@ -141,17 +213,29 @@ def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = 3000, ne
                     b += ri - gji.T @ coef[j] if i == view else rj - gji @ coef[i]
                 coef[view] = np.linalg.solve(diag[view], b)
         # Re-weight (Huber at 1.5 robust sigmas of all residuals) so occlusion mismatches count less.
-        res = [r - (Bj @ coef[j] - a * (Bi @ coef[i])) for (i, j, Bi, Bj, a, r) in pairs]
+        res = [t - Ai @ coef[i] - Aj @ coef[j] for (i, j, Ai, Aj, t) in pairs]
         sigma = 1.4826 * np.median(np.abs(np.concatenate(res))) + 1e-12
         weights = [np.minimum(1.0, 1.5 * sigma / np.maximum(np.abs(x), 1e-12)) for x in res]
     return coef
 
 
-def correct_depth_fields(views: FusionViews, **fit) -> float:
-    """Divide each view's depth by (1 + its fitted smooth error field); returns the largest |field| at a
-    valid pixel (0 when nothing was corrected). Weights and masks are unchanged."""
+def correct_depth_fields(views: FusionViews, rotations: bool = True, passes: int = 2, **fit) -> float:
+    """Divide each view's depth by (1 + its fitted smooth error field) and, with `rotations`, turn its camera
+    about its centre by the fitted small rotation; returns the largest |field| at a valid pixel (0 when
+    nothing was corrected). Weights and masks are unchanged.
+
+    passes: fits, each on the views the one before corrected (Gauss-Newton steps: the model is linearised
+    about the current depths and cameras, and the correspondences are found again).
+    """
+    worst = 0.0
+    for _ in range(passes):
+        worst = max(worst, _correct_once(views, rotations, **fit))
+    return worst
+
+
+def _correct_once(views: FusionViews, rotations: bool, **fit) -> float:
     coef = fit_depth_fields(views, **fit)
-    order = int(round(np.sqrt(coef.shape[1])))
+    order = int(round(np.sqrt(coef.shape[1] - 3)))
     worst = 0.0
     for i in range(views.n_views):
         if not coef[i].any():
@@ -160,8 +244,22 @@ def correct_depth_fields(views: FusionViews, **fit) -> float:
         k = np.arange(order)
         cx = np.cos(np.pi * np.arange(w)[:, None] / max(w - 1, 1) * k[None])      # (W, order)
         cy = np.cos(np.pi * np.arange(h)[:, None] / max(h - 1, 1) * k[None])      # (H, order)
-        field = cy @ coef[i].reshape(order, order).T @ cx.T                        # (H, W)
+        field = cy @ coef[i, :-3].reshape(order, order).T @ cx.T                   # (H, W)
         ok = views.valid(i)
         worst = max(worst, float(np.abs(field[ok]).max()) if ok.any() else 0.0)
         views.depth[i] = np.where(ok, views.depth[i] / (1.0 + field), 0.0).astype(np.float32)
+        if rotations:
+            views.cam2world[i, :3, :3] = _rotation(coef[i, -3:]) @ views.cam2world[i, :3, :3]
+    if rotations:
+        views.__dict__.pop("world2cam", None)              # the cached inverses are stale now
     return worst
+
+
+def _rotation(w: np.ndarray) -> np.ndarray:
+    """Rodrigues: the rotation by |w| radians about w."""
+    angle = float(np.linalg.norm(w))
+    if angle < 1e-15:
+        return np.eye(3)
+    kx, ky, kz = w / angle
+    K = np.array([[0.0, -kz, ky], [kz, 0.0, -kx], [-ky, kx, 0.0]])
+    return np.eye(3) + np.sin(angle) * K + (1.0 - np.cos(angle)) * K @ K

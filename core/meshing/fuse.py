@@ -50,8 +50,11 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     footprint, med_depth = median_footprint(views)
     voxel = opt.voxel_size if opt.voxel_size > 0 else choose_voxel_size(footprint, extent, opt.max_resolution)
     noise = relative_depth_noise(views, pts)
-    # After the noise estimate: the truncation must still cover the views' disagreement as measured.
-    field_max = correct_depth_fields(views) if opt.depth_fields else 0.0
+    field_max = 0.0
+    if opt.depth_fields:
+        field_max = correct_depth_fields(views)
+        # The band (truncation) should cover the disagreement of the depth maps that are fused: measured again.
+        noise = relative_depth_noise(views, sample_points(views))
     trunc = opt.truncation if opt.truncation > 0 else choose_truncation(
         voxel, noise, med_depth, opt.truncation_voxels, opt.truncation_sigmas)
     max_jump = opt.edge_jump if opt.edge_jump > 0 else max(0.05, opt.edge_jump_sigmas * noise)

@@ -41,10 +41,10 @@ class MeshOptions:
     min_view_support:  with 3+ views, a view is left out (with a warning) when less than this fraction of
                        its points agrees in depth with some other view (a misplaced camera).
     depth_fields:      before fusion, fit each view's smooth relative depth error (a low-frequency warp, as
-                       networks make, plus its scale error) to the other views' depths where they overlap
-                       and divide it out (`depth_fields.correct_depth_fields`). On the meshing fixtures
-                       F@0.5 % 0.835 -> 0.869 (shared example), 0.927 -> 0.952 and 0.920 -> 0.959 (generated
-                       clean object / room), noisy room F@1 % 0.855 -> 0.915; noisy object unchanged.
+                       networks make, plus its scale error) and a small rotation of its camera about its
+                       centre to the other views' surfaces where they overlap, and take them out
+                       (`depth_fields.correct_depth_fields`, two passes); the truncation is then chosen
+                       from the corrected views' disagreement. Only fusion sees the refined cameras.
     smooth_iterations: Taubin smoothing passes over the extracted mesh (removes the per-pixel depth
                        jitter fusion leaves; 0 = off).
     face_budget:       decimate (vertex clustering) to at most this many faces; 0 = keep all.

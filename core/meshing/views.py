@@ -86,8 +86,8 @@ def check_views(depth, conf, K, cam2world, images, min_confidence: float,
     if n == 0:
         raise MeshingError("Cannot build a mesh from zero views.")
     names = list(names) if names is not None else [f"view {i}" for i in range(n)]
-    K = np.asarray(K, np.float64)
-    cam2world = np.asarray(cam2world, np.float64)
+    K = np.array(K, np.float64)                 # copies: fusion may refine the cameras (depth_fields), and
+    cam2world = np.array(cam2world, np.float64)  # the caller's arrays (a Reconstruction's) must stay as they are
     if len(conf) != n or len(images) != n or K.shape != (n, 3, 3) or cam2world.shape != (n, 4, 4):
         raise MeshingError(
             f"Mesh inputs disagree: {n} depth maps, {len(conf)} confidence maps, {len(images)} images, "

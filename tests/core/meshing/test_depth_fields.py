@@ -47,3 +47,32 @@ def test_unwarped_views_stay_put_and_a_lone_view_is_untouched():
                   true[:1])
     assert not fit_depth_fields(lone).any()
     assert correct_depth_fields(lone) == 0.0
+
+
+def _angle_deg(Ra, Rb):
+    return np.degrees(np.arccos(np.clip((np.trace(Ra.T @ Rb) - 1) / 2, -1, 1)))
+
+
+def test_small_camera_rotation_errors_are_taken_out():
+    """Cameras turned by ~0.3 deg about their centres (an imperfect alignment) are turned back, and the
+    caller's cameras are not touched."""
+    from pointmap.core.meshing.depth_fields import _rotation
+
+    case, _ = _warped_case(seed=7, views=10)
+    true_c2w = case["cam2world"].copy()
+    rng = np.random.default_rng(1)
+    given = true_c2w.copy()
+    for k in range(len(given)):
+        axis = rng.normal(size=3)
+        given[k, :3, :3] = _rotation(np.radians(0.3) * axis / np.linalg.norm(axis)) @ given[k, :3, :3]
+    sent = given.copy()
+    views = check_views(list(case["depth"]), list(case["conf"]), case["K"], given, list(case["images"]), 0.0)
+    before = [_angle_deg(true_c2w[k, :3, :3], given[k, :3, :3]) for k in range(len(given))]
+    correct_depth_fields(views)
+    # A common turn of all cameras about their own centres is barely observable; compare relative rotations.
+    rel = [_angle_deg(true_c2w[0, :3, :3].T @ true_c2w[k, :3, :3], views.cam2world[0, :3, :3].T @ views.cam2world[k, :3, :3])
+           for k in range(1, len(given))]
+    rel_before = [_angle_deg(true_c2w[0, :3, :3].T @ true_c2w[k, :3, :3], given[0, :3, :3].T @ given[k, :3, :3])
+                  for k in range(1, len(given))]
+    assert np.mean(rel) < 0.4 * np.mean(rel_before), (rel_before, rel, before)
+    np.testing.assert_array_equal(given, sent)
