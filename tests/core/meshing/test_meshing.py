@@ -38,8 +38,13 @@ def _check_targets(path: Path):
 
 
 def test_example_fixture_meets_targets():
-    """Clean-scene bar on the shared example: F@1% >= 0.97, Chamfer <= 0.35 % of the diagonal."""
-    _check_targets(FIXTURES / "example_object_hemi8.npz")
+    """Clean-scene bar on the shared example: F@1% >= 0.97, Chamfer <= 0.35 % of the diagonal; and F@0.5 %,
+    0.903 with the depth fields (0.835 without; target 0.9), guarded at 0.89 against BLAS differences."""
+    path = FIXTURES / "example_object_hemi8.npz"
+    _check_targets(path)
+    case = load_case(path)
+    mesh = _fuse(case)
+    assert score_mesh(mesh.vertices, mesh.faces, case)["f05"] >= 0.89
 
 
 @pytest.mark.skipif(not os.environ.get("POINTMAP_MESH_DIR"), reason="POINTMAP_MESH_DIR not set")
