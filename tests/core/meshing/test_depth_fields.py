@@ -76,3 +76,22 @@ def test_small_camera_rotation_errors_are_taken_out():
                   for k in range(1, len(given))]
     assert np.mean(rel) < 0.4 * np.mean(rel_before), (rel_before, rel, before)
     np.testing.assert_array_equal(given, sent)
+
+
+def test_views_of_different_sizes_and_empty_views():
+    """Views of other sizes (one cropped) and a view without depth go through the batched fit."""
+    case, fields = _warped_case(seed=9, views=6)
+    true = case["depth"].astype(np.float64)
+    depth = [d for d in true * (1 + fields)]
+    depth[2] = depth[2][4:-6, 8:]                              # cropped: another size, K shifted to match
+    K = case["K"].astype(np.float64).copy()
+    K[2, 0, 2] -= 8
+    K[2, 1, 2] -= 4
+    depth[4] = np.zeros_like(depth[4])
+    images = [im[:d.shape[0], :d.shape[1]] for im, d in zip(case["images"], depth, strict=True)]
+    conf = [np.ones_like(d) * 5 for d in depth]
+    views = check_views(depth, conf, K, case["cam2world"], images, 0.0)
+    worst = correct_depth_fields(views)
+    assert 0 < worst < 0.1 and not views.depth[4].any()
+    err = np.abs(views.depth[2][views.valid(2)] / true[2][4:-6, 8:][views.valid(2)] - 1).mean()
+    assert err < np.abs(fields[2][4:-6, 8:]).mean()
