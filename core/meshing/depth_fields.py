@@ -27,6 +27,8 @@ import numpy as np
 from .views import FusionViews
 
 MAX_SAMPLES = 48_000      # pixels sampled over all views (many views need fewer each to fix their fields)
+MAX_FIELD = 0.2           # largest relative depth change of one pass
+MAX_TURN_DEG = 1.0        # largest camera turn of one pass
 MANY_VIEWS = 24           # above this many views each is compared with 4 neighbours, not `neighbours`
 
 
@@ -157,7 +159,9 @@ def _bilinear(stack: np.ndarray, view: np.ndarray, u: np.ndarray, v: np.ndarray,
 
 def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = 3000, neighbours: int = 6,
                      tolerance: float = 0.03, damping: float = 0.05, rounds: int = 2, sweeps: int = 3) -> np.ndarray:
-    """(N, order^2) coefficients of each view's relative depth error field (see the module docstring).
+    """(N, order^2 + 3): per view the coefficients of its relative depth error field (`basis` order), then
+    its small rotation as a rotation vector (radians, world axes, about the camera centre). See the module
+    docstring.
 
     samples:    pixels per view (regular stride over its valid pixels) projected into others; fewer when
                 the views together would exceed `MAX_SAMPLES`.
@@ -221,8 +225,10 @@ def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = 3000, ne
 
 def correct_depth_fields(views: FusionViews, rotations: bool = True, passes: int = 2, **fit) -> float:
     """Divide each view's depth by (1 + its fitted smooth error field) and, with `rotations`, turn its camera
-    about its centre by the fitted small rotation; returns the largest |field| at a valid pixel (0 when
-    nothing was corrected). Weights and masks are unchanged.
+    about its centre by the fitted small rotation; returns the largest |field| of one pass at a valid pixel
+    (0 when nothing was corrected). Weights and masks are unchanged. The first-order model holds for small
+    errors only, so one pass changes a depth by at most `MAX_FIELD` and turns a camera by at most
+    `MAX_TURN_DEG` (a view that far off is for `support.drop_unsupported`, not for this).
 
     passes: fits, each on the views the one before corrected (Gauss-Newton steps: the model is linearised
     about the current depths and cameras, and the correspondences are found again).
@@ -244,12 +250,13 @@ def _correct_once(views: FusionViews, rotations: bool, **fit) -> float:
         k = np.arange(order)
         cx = np.cos(np.pi * np.arange(w)[:, None] / max(w - 1, 1) * k[None])      # (W, order)
         cy = np.cos(np.pi * np.arange(h)[:, None] / max(h - 1, 1) * k[None])      # (H, order)
-        field = cy @ coef[i, :-3].reshape(order, order).T @ cx.T                   # (H, W)
+        field = np.clip(cy @ coef[i, :-3].reshape(order, order).T @ cx.T, -MAX_FIELD, MAX_FIELD)   # (H, W)
         ok = views.valid(i)
         worst = max(worst, float(np.abs(field[ok]).max()) if ok.any() else 0.0)
         views.depth[i] = np.where(ok, views.depth[i] / (1.0 + field), 0.0).astype(np.float32)
         if rotations:
-            views.cam2world[i, :3, :3] = _rotation(coef[i, -3:]) @ views.cam2world[i, :3, :3]
+            turn = coef[i, -3:] * min(1.0, np.radians(MAX_TURN_DEG) / max(float(np.linalg.norm(coef[i, -3:])), 1e-15))
+            views.cam2world[i, :3, :3] = _rotation(turn) @ views.cam2world[i, :3, :3]
     if rotations:
         views.__dict__.pop("world2cam", None)              # the cached inverses are stale now
     return worst
