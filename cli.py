@@ -88,6 +88,9 @@ def build_parser(prog: str = "blender -b -c pointmap") -> argparse.ArgumentParse
     p.add_argument("--mesh-texture", type=int, nargs="?", const=2048, default=0, metavar="SIZE",
                    help="fused mesh (implies --fused-mesh) textured by a SIZE x SIZE atlas projected from the best "
                         "photo per face (default SIZE 2048; 0: vertex colours only)")
+    p.add_argument("--no-refine-views", action="store_true",
+                   help="fused mesh: fuse the depth maps and cameras as solved, without fitting each view's smooth "
+                        "depth error and small camera turn to the other views first")
     p.add_argument("--export-colmap", default="", metavar="DIR",
                    help="also write a COLMAP text model (cameras.txt, images.txt, points3D.txt) into DIR")
     p.add_argument("--export-ply", default="", metavar="FILE", help="also write the point cloud as binary PLY")
@@ -369,7 +372,8 @@ def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
         from .core.meshing import MeshOptions, fuse_reconstruction
 
         try:
-            fused = fuse_reconstruction(rec, MeshOptions(voxel_size=args.voxel_size, texture_size=args.mesh_texture))
+            fused = fuse_reconstruction(rec, MeshOptions(voxel_size=args.voxel_size, texture_size=args.mesh_texture,
+                                                         depth_fields=not args.no_refine_views))
         except PointmapError as err:
             print(f"pointmap: {err}", flush=True)
             return EXIT_FAILED

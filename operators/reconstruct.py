@@ -80,7 +80,7 @@ def mesh_options(op, settings=None):
     device = getattr(settings, "device", "auto") if getattr(op, "device", "PREFS") == "PREFS" else op.device.lower()
     return MeshOptions(voxel_size=op.mesh_voxel_size, min_confidence=op.mesh_min_conf,
                        face_budget=op.mesh_face_budget, texture_size=op.mesh_texture_size,
-                       device=device if device in ("cpu", "cuda") else "auto")
+                       depth_fields=op.mesh_refine_views, device=device if device in ("cpu", "cuda") else "auto")
 
 
 def animated(op) -> bool:

@@ -234,6 +234,7 @@ class POINTMAP_PT_fused_mesh(_Sidebar, bpy.types.Panel):
         col.prop(s, "mesh_min_conf", text="Min Confidence")
         col.prop(s, "mesh_face_budget", text="Face Budget")
         col.prop(s, "mesh_texture_size", text="Texture Size")
+        col.prop(s, "mesh_refine_views")
         layout.operator("pointmap.remesh", text="Re-mesh Active Run", icon="MOD_REMESH")
 
 

@@ -69,6 +69,10 @@ class FusedMeshSettings:
     mesh_texture_size: IntProperty(name="Mesh Texture Size", default=0, min=0, max=16384,
                                    description="Texture the fused mesh with an atlas of this many texels square, "
                                                "projected from the best photo per face (0: vertex colours)")
+    mesh_refine_views: BoolProperty(name="Refine Views", default=True,
+                                    description="Before fusing, fit each view's smooth depth error and a small "
+                                                "camera turn to the other views where they overlap, and take "
+                                                "them out (for the fused mesh only; the cameras stay as solved)")
 
 
 class ReconstructOptions(FusedMeshSettings):

@@ -66,3 +66,37 @@ def test_cli_mesh_texture_gives_a_textured_fused_mesh(tmp_path, capsys):
     assert mesh.uv_layers.active is not None
     tex = [n for n in mesh.materials[0].node_tree.nodes if n.bl_idname == "ShaderNodeTexImage"]
     assert tex and tuple(tex[0].image.size) == (1024, 1024) and tex[0].image.packed_file is not None
+
+
+def test_cli_no_refine_views_fuses_the_views_as_solved(tmp_path, monkeypatch):
+    """`--no-refine-views` reaches MeshOptions.depth_fields (off); by default it is on."""
+    from helpers_synthrecon import make_synthetic_recon
+    from pointmap import cli
+    from pointmap.core import meshing
+
+    seen = []
+    real = meshing.fuse_reconstruction
+
+    def spy(rec, options=None):
+        seen.append(options.depth_fields)
+        return real(rec, options)
+
+    monkeypatch.setattr(meshing, "fuse_reconstruction", spy)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    make_synthetic_recon(n_views=4).save(tmp_path / "rec.npz")
+    args = ["--from-reconstruction", str(tmp_path / "rec.npz"), "--fused-mesh"]
+    assert cli.main([*args, "-o", str(tmp_path / "a.blend")]) == 0
+    assert cli.main([*args, "-o", str(tmp_path / "b.blend"), "--no-refine-views"]) == 0
+    assert seen == [True, False]
+
+
+def test_panel_refine_views_reaches_the_mesh_options():
+    from types import SimpleNamespace
+
+    from pointmap.operators.reconstruct import mesh_options
+
+    op = SimpleNamespace(device="CPU", mesh_voxel_size=0.0, mesh_min_conf=3.0, mesh_face_budget=0,
+                         mesh_texture_size=0, mesh_refine_views=False)
+    assert mesh_options(op).depth_fields is False
+    op.mesh_refine_views = True
+    assert mesh_options(op).depth_fields is True

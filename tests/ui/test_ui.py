@@ -23,6 +23,7 @@ def test_classes_and_settings_registered(registered):
     assert (s.shot_source, s.stride, s.use_frame_range, s.per_frame_focal) == ("CLIP", 1, False, False)
     assert (s.animated_camera, s.plate_background, s.static_cameras) == (True, True, False)
     assert (s.fused_mesh, s.mesh_voxel_size, s.mesh_face_budget, s.mesh_texture_size) == (False, 0.0, 0, 0)
+    assert s.mesh_refine_views
 
 
 def test_operator_exposes_every_panel_option(registered):
@@ -38,7 +39,7 @@ def test_operator_exposes_every_panel_option(registered):
                      "first_frame", "use_frame_range", "frame_start", "frame_end", "stride", "per_frame_focal",
                      "shot_window", "animated_camera", "plate_background", "static_cameras", "fused_mesh",
                      "mesh_voxel_size", "mesh_min_conf", "mesh_face_budget", "mesh_texture_size",
-                     "from_reconstruction"):
+                     "mesh_refine_views", "from_reconstruction"):
         assert required in op_props, required
 
 
