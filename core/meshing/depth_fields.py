@@ -240,6 +240,10 @@ def correct_depth_fields(views: FusionViews, rotations: bool = True, passes: int
 
 
 def _correct_once(views: FusionViews, rotations: bool, **fit) -> float:
+    import torch
+
+    from ..align.geometry import axis_angle_to_matrix
+
     coef = fit_depth_fields(views, **fit)
     order = int(round(np.sqrt(coef.shape[1] - 3)))
     worst = 0.0
@@ -256,17 +260,8 @@ def _correct_once(views: FusionViews, rotations: bool, **fit) -> float:
         views.depth[i] = np.where(ok, views.depth[i] / (1.0 + field), 0.0).astype(np.float32)
         if rotations:
             turn = coef[i, -3:] * min(1.0, np.radians(MAX_TURN_DEG) / max(float(np.linalg.norm(coef[i, -3:])), 1e-15))
-            views.cam2world[i, :3, :3] = _rotation(turn) @ views.cam2world[i, :3, :3]
+            views.cam2world[i, :3, :3] = axis_angle_to_matrix(torch.as_tensor(turn)).numpy() @ views.cam2world[i, :3, :3]
     if rotations:
         views.__dict__.pop("world2cam", None)              # the cached inverses are stale now
     return worst
 
-
-def _rotation(w: np.ndarray) -> np.ndarray:
-    """Rodrigues: the rotation by |w| radians about w."""
-    angle = float(np.linalg.norm(w))
-    if angle < 1e-15:
-        return np.eye(3)
-    kx, ky, kz = w / angle
-    K = np.array([[0.0, -kz, ky], [kz, 0.0, -kx], [-ky, kx, 0.0]])
-    return np.eye(3) + np.sin(angle) * K + (1.0 - np.cos(angle)) * K @ K

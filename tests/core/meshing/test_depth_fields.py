@@ -56,7 +56,8 @@ def _angle_deg(Ra, Rb):
 def test_small_camera_rotation_errors_are_taken_out():
     """Cameras turned by ~0.3 deg about their centres (an imperfect alignment) are turned back, and the
     caller's cameras are not touched."""
-    from pointmap.core.meshing.depth_fields import _rotation
+    import torch
+    from pointmap.core.align.geometry import axis_angle_to_matrix
 
     case, _ = _warped_case(seed=7, views=10)
     true_c2w = case["cam2world"].copy()
@@ -64,7 +65,8 @@ def test_small_camera_rotation_errors_are_taken_out():
     given = true_c2w.copy()
     for k in range(len(given)):
         axis = rng.normal(size=3)
-        given[k, :3, :3] = _rotation(np.radians(0.3) * axis / np.linalg.norm(axis)) @ given[k, :3, :3]
+        turn = torch.as_tensor(np.radians(0.3) * axis / np.linalg.norm(axis))
+        given[k, :3, :3] = axis_angle_to_matrix(turn).numpy() @ given[k, :3, :3]
     sent = given.copy()
     views = check_views(list(case["depth"]), list(case["conf"]), case["K"], given, list(case["images"]), 0.0)
     before = [_angle_deg(true_c2w[k, :3, :3], given[k, :3, :3]) for k in range(len(given))]
