@@ -32,11 +32,11 @@ MAX_TURN_DEG = 1.0        # largest camera turn of one pass
 MANY_VIEWS = 24           # above this many views each is compared with 4 neighbours, not `neighbours`
 
 
-def basis(u: np.ndarray, v: np.ndarray, w: int, h: int, order: int) -> np.ndarray:
+def basis(u: np.ndarray, v: np.ndarray, w, h, order: int) -> np.ndarray:
     """(n, order^2) cosine basis cos(pi kx u / (W - 1)) cos(pi ky v / (H - 1)), kx, ky in 0..order-1, at
-    pixel coordinates (u, v) of a W x H view (u, v may be fractional)."""
-    x = np.asarray(u, np.float64) / max(w - 1, 1)
-    y = np.asarray(v, np.float64) / max(h - 1, 1)
+    pixel coordinates (u, v) of a W x H view (u, v may be fractional; W, H scalars or one per point)."""
+    x = np.asarray(u, np.float64) / np.maximum(np.asarray(w) - 1, 1)
+    y = np.asarray(v, np.float64) / np.maximum(np.asarray(h) - 1, 1)
     k = np.arange(order)
     cx = np.cos(np.pi * x[:, None] * k[None])
     cy = np.cos(np.pi * y[:, None] * k[None])
@@ -123,12 +123,8 @@ def _pair_rows(views: FusionViews, pix: list, links: list, order: int, tolerance
     o = o_i[sel]
     scale = 1.0 / np.linalg.norm(o, axis=1)
     r = np.einsum("nk,nk->n", nrm, views.cam2world[dsel, :3, 3] + p_j - X[sel])
-    Bi = np.empty((len(sel), order * order))
-    Bj = np.empty((len(sel), order * order))
-    for k in range(n):                                     # the basis depends on each view's size
-        mi, mj = ssel == k, dsel == k
-        Bi[mi] = basis(u[sel][mi], v[sel][mi], *sizes[k], order)
-        Bj[mj] = basis(uj[sel][mj], vj[sel][mj], *sizes[k], order)
+    Bi = basis(u[sel], v[sel], sizes[ssel, 0], sizes[ssel, 1], order)
+    Bj = basis(uj[sel], vj[sel], sizes[dsel, 0], sizes[dsel, 1], order)
     A_i = np.concatenate([np.einsum("nk,nk->n", nrm, o)[:, None] * Bi, -np.cross(o, nrm)], 1) * scale[:, None]
     A_j = np.concatenate([-np.einsum("nk,nk->n", nrm, p_j)[:, None] * Bj, np.cross(p_j, nrm)], 1) * scale[:, None]
     t = -r * scale
@@ -246,22 +242,23 @@ def _correct_once(views: FusionViews, rotations: bool, **fit) -> float:
 
     coef = fit_depth_fields(views, **fit)
     order = int(round(np.sqrt(coef.shape[1] - 3)))
+    k = np.arange(order)
     worst = 0.0
-    for i in range(views.n_views):
-        if not coef[i].any():
-            continue
+    for i in np.flatnonzero(coef[:, :-3].any(1)):
         h, w = views.depth[i].shape
-        k = np.arange(order)
         cx = np.cos(np.pi * np.arange(w)[:, None] / max(w - 1, 1) * k[None])      # (W, order)
         cy = np.cos(np.pi * np.arange(h)[:, None] / max(h - 1, 1) * k[None])      # (H, order)
-        field = np.clip(cy @ coef[i, :-3].reshape(order, order).T @ cx.T, -MAX_FIELD, MAX_FIELD)   # (H, W)
+        field = (cy @ coef[i, :-3].reshape(order, order).T @ cx.T).astype(np.float32)   # (H, W)
+        np.clip(field, -MAX_FIELD, MAX_FIELD, out=field)
         ok = views.valid(i)
         worst = max(worst, float(np.abs(field[ok]).max()) if ok.any() else 0.0)
-        views.depth[i] = np.where(ok, views.depth[i] / (1.0 + field), 0.0).astype(np.float32)
-        if rotations:
-            turn = coef[i, -3:] * min(1.0, np.radians(MAX_TURN_DEG) / max(float(np.linalg.norm(coef[i, -3:])), 1e-15))
-            views.cam2world[i, :3, :3] = axis_angle_to_matrix(torch.as_tensor(turn)).numpy() @ views.cam2world[i, :3, :3]
-    if rotations:
+        field += 1.0
+        views.depth[i] = np.where(ok, views.depth[i] / field, np.float32(0))
+    if rotations and coef[:, -3:].any():
+        turn = coef[:, -3:]
+        angle = np.linalg.norm(turn, axis=1, keepdims=True)
+        turn = turn * np.minimum(1.0, np.radians(MAX_TURN_DEG) / np.maximum(angle, 1e-15))
+        views.cam2world[:, :3, :3] = axis_angle_to_matrix(torch.as_tensor(turn)).numpy() @ views.cam2world[:, :3, :3]
         views.__dict__.pop("world2cam", None)              # the cached inverses are stale now
     return worst
 
