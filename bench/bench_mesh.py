@@ -3,6 +3,7 @@
     python bench/bench_mesh.py --device cuda      # 100 views of 512x384 at 512^3-equivalent (target <= 3 s, <= 8 GiB)
     python bench/bench_mesh.py --device cpu       # 20 views of 256x192 at 256^3-equivalent (target <= 30 s, 2 cores)
     python bench/bench_mesh.py --smoke            # 4 views of 64x48 at 64^3 on the CPU: checks the script runs (seconds)
+    ... --no-refine-views                         # without the per-view depth fields (MeshOptions.depth_fields)
 
 Inputs come from tests/helpers_meshgen.py (ray-cast spheres/boxes on a floor, README perturbations).
 "N^3-equivalent" = `MeshOptions.max_resolution` N: voxels no finer than the robust bounds' longest side / N.
@@ -93,6 +94,8 @@ def main(argv=None) -> int:
                     help="where a PyMCubes wheel is looked for when PyMCubes is not installed")
     ap.add_argument("--count-ops", action="store_true",
                     help="also profile one call: torch ops (~ kernel launches on a GPU) and host-sync ops")
+    ap.add_argument("--no-refine-views", action="store_true",
+                    help="MeshOptions(depth_fields=False): fuse the views as given (no per-view depth fields)")
     args = ap.parse_args(argv)
     mcubes_from = _ensure_mcubes(args.wheel_dir)
     if args.smoke:
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
     cfg_name = args.config or ("gpu" if args.device.startswith("cuda") else "cpu")
     cfg = CONFIGS[cfg_name]
     case = make_case(seed=5, views=cfg["views"], W=cfg["W"], H=cfg["H"], gt_factor=0)
-    opts = MeshOptions(device=args.device, max_resolution=cfg["resolution"])
+    opts = MeshOptions(device=args.device, max_resolution=cfg["resolution"], depth_fields=not args.no_refine_views)
     inputs = (list(case["depth"]), list(case["conf"]), case["K"], case["cam2world"], list(case["images"]))
     cuda = args.device.startswith("cuda")
     fuse_mesh(*inputs, opts)   # warm-up (CUDA context, kernels)
@@ -123,6 +126,8 @@ def main(argv=None) -> int:
         "threads": torch.get_num_threads(), "config": cfg_name, **cfg,
         "seconds": times, "seconds_best": min(times), "seconds_fusion_last": mesh.info["seconds_fuse"],
         "seconds_prepare_last": mesh.info.get("seconds_prepare"),
+        "seconds_refine_views_last": mesh.info.get("seconds_refine_views"),   # part of prepare
+        "depth_fields": opts.depth_fields,
         "seconds_integrate_last": mesh.info.get("seconds_integrate"),
         "seconds_extract_last": mesh.info["seconds_extract"],
         "seconds_after_extract_last": mesh.info["seconds_total"] - mesh.info["seconds_fuse"] - mesh.info["seconds_extract"],

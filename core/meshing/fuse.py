@@ -50,11 +50,12 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     footprint, med_depth = median_footprint(views)
     voxel = opt.voxel_size if opt.voxel_size > 0 else choose_voxel_size(footprint, extent, opt.max_resolution)
     noise = relative_depth_noise(views, pts)
-    field_max = 0.0
+    field_max, t_refine = 0.0, time.perf_counter()
     if opt.depth_fields:
         field_max = correct_depth_fields(views)
         # The band (truncation) should cover the disagreement of the depth maps that are fused: measured again.
         noise = relative_depth_noise(views, sample_points(views))
+    t_refine = time.perf_counter() - t_refine
     trunc = opt.truncation if opt.truncation > 0 else choose_truncation(
         voxel, noise, med_depth, opt.truncation_voxels, opt.truncation_sigmas)
     max_jump = opt.edge_jump if opt.edge_jump > 0 else max(0.05, opt.edge_jump_sigmas * noise)
@@ -109,7 +110,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
             uvs, texture = atlas.uvs, atlas.image
             info["texture_faces_unseen"] = int((atlas.view < 0).sum())
     info.update(faces=int(len(fn)), vertices=int(len(vn)), seconds_fuse=t_fuse - t0,
-                seconds_prepare=t_prepare - t0, seconds_integrate=t_fuse - t_prepare,
+                seconds_prepare=t_prepare - t0, seconds_refine_views=t_refine, seconds_integrate=t_fuse - t_prepare,
                 seconds_extract=t_extract - t_fuse, seconds_total=time.perf_counter() - t0)
     return Mesh(np.ascontiguousarray(vn, np.float32), np.ascontiguousarray(fn, np.int32), normals,
                 np.clip(np.rint(cn), 0, 255).astype(np.uint8), info, uvs, texture)
