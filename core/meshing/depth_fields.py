@@ -92,11 +92,14 @@ def _pair_rows(views: FusionViews, pix: list, links: list, order: int, tolerance
     offsets = np.cumsum([0] + [len(p[0]) for p in pix])
     allu = np.concatenate([p[0] for p in pix])
     allv = np.concatenate([p[1] for p in pix])
-    alld = np.concatenate([p[2] for p in pix])
     row = offsets[src] + idx
-    u, v, d = allu[row], allv[row], alld[row]
+    u, v = allu[row], allv[row]
     R = views.cam2world[:, :3, :3]
-    o_i = np.einsum("nab,nb->na", R[src] @ views.K_inv[src], np.stack([u, v, np.ones_like(u)], 1)) * d[:, None]
+    # Each sample's X - C_i once per view, then one row per (sample, linked view).
+    RK = R @ views.K_inv
+    o_all = np.concatenate([(RK[k] @ np.stack([p[0], p[1], np.ones_like(p[0])])).T * p[2][:, None]
+                            for k, p in enumerate(pix)])
+    o_i = o_all[row]
     X = o_i + views.cam2world[src, :3, 3]
     w2c = views.world2cam[dst]
     cam = np.einsum("nab,nb->na", w2c[:, :3, :3], X) + w2c[:, :3, 3]
@@ -123,10 +126,15 @@ def _pair_rows(views: FusionViews, pix: list, links: list, order: int, tolerance
     o = o_i[sel]
     scale = 1.0 / np.linalg.norm(o, axis=1)
     r = np.einsum("nk,nk->n", nrm, views.cam2world[dsel, :3, 3] + p_j - X[sel])
-    Bi = basis(u[sel], v[sel], sizes[ssel, 0], sizes[ssel, 1], order)
-    Bj = basis(uj[sel], vj[sel], sizes[dsel, 0], sizes[dsel, 1], order)
-    A_i = np.concatenate([np.einsum("nk,nk->n", nrm, o)[:, None] * Bi, -np.cross(o, nrm)], 1) * scale[:, None]
-    A_j = np.concatenate([-np.einsum("nk,nk->n", nrm, p_j)[:, None] * Bj, np.cross(p_j, nrm)], 1) * scale[:, None]
+    m = order * order
+    A_i = np.empty((len(sel), m + 3))
+    A_j = np.empty((len(sel), m + 3))
+    np.multiply(basis(u[sel], v[sel], sizes[ssel, 0], sizes[ssel, 1], order),
+                (np.einsum("nk,nk->n", nrm, o) * scale)[:, None], out=A_i[:, :m])
+    A_i[:, m:] = np.cross(nrm, o) * scale[:, None]                      # -(o x n)
+    np.multiply(basis(uj[sel], vj[sel], sizes[dsel, 0], sizes[dsel, 1], order),
+                (-np.einsum("nk,nk->n", nrm, p_j) * scale)[:, None], out=A_j[:, :m])
+    A_j[:, m:] = np.cross(p_j, nrm) * scale[:, None]
     t = -r * scale
     pair = ssel * n + dsel
     order_rows = np.argsort(pair, kind="stable")
