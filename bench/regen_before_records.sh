@@ -12,8 +12,8 @@
 # from this checkout through a `pointmap` link (the repository root is the package), as `make test-gpu` does.
 #
 # Every command has its own time limit; one that fails or runs out leaves its log and whatever it wrote, and the
-# others still run. Measured run times on the H200 (session 1 and 3 figures): VGGT ~113 s (session 6), alignment ~25 s,
-# pipeline ~20 s, pipeline memory ~60 s, each plus ~10 s of start-up.
+# others still run. Measured run times on the H200: VGGT ~113 s (session 6), alignment ~25 s, pipeline ~20 s,
+# pipeline memory ~60 s (sessions 1 and 3), each plus ~10 s of start-up.
 set -u
 : "${OUT:?set OUT to the folder the results go to}"
 mkdir -p "$OUT"

@@ -49,13 +49,13 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
         raise MeshingError("Cannot build a mesh: the confident points of all views fall on one spot.")
     footprint, med_depth = median_footprint(views)
     voxel = opt.voxel_size if opt.voxel_size > 0 else choose_voxel_size(footprint, extent, opt.max_resolution)
-    noise = relative_depth_noise(views, pts)
     field_max, t_refine = 0.0, time.perf_counter()
     if opt.depth_fields:
         field_max = correct_depth_fields(views)
-        # The band (truncation) should cover the disagreement of the depth maps that are fused: measured again.
-        noise = relative_depth_noise(views, sample_points(views))
+        # The band (truncation) must cover the disagreement of the depth maps that are fused: the corrected ones.
+        pts = sample_points(views)
     t_refine = time.perf_counter() - t_refine
+    noise = relative_depth_noise(views, pts)
     trunc = opt.truncation if opt.truncation > 0 else choose_truncation(
         voxel, noise, med_depth, opt.truncation_voxels, opt.truncation_sigmas)
     max_jump = opt.edge_jump if opt.edge_jump > 0 else max(0.05, opt.edge_jump_sigmas * noise)

@@ -139,8 +139,8 @@ def test_whole_frame_plan_at_224():
 
 
 def test_shipped_weights_declare_whole_frames():
-    """Version 3 was trained on whole frames of several aspects: its config.json says so, and the key is
-    ours (read by the loader, never passed to the official constructor)."""
+    """The shipped version (4, like 3) was trained on whole frames of several aspects: its config.json says
+    so, and the key is ours (read by the loader, never passed to the official constructor)."""
     from pointmap.core.weights.bundled import demo_path
     from pointmap.core.weights.checkpoint import read_checkpoint
 
