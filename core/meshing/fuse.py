@@ -51,7 +51,7 @@ def fuse_mesh(depth, conf, K, cam2world, images, options: MeshOptions | None = N
     voxel = opt.voxel_size if opt.voxel_size > 0 else choose_voxel_size(footprint, extent, opt.max_resolution)
     field_max, t_refine = 0.0, time.perf_counter()
     if opt.depth_fields:
-        field_max = correct_depth_fields(views)
+        field_max = correct_depth_fields(views, device=device)
         # The band (truncation) must cover the disagreement of the depth maps that are fused: the corrected ones.
         pts = sample_points(views)
     t_refine = time.perf_counter() - t_refine

@@ -22,3 +22,23 @@ def test_cuda_fusion_equals_cpu_fusion():
     w_off = (gpu.weight.cpu() - cpu.weight).abs() > 1e-4
     t_off = ((gpu.tsdf.cpu() - cpu.tsdf).abs() > 1e-4) & observed
     assert int(w_off.sum()) <= 1e-4 * observed.numel() and int(t_off.sum()) <= 1e-4 * observed.numel()
+
+
+def test_cuda_depth_fields_equal_cpu_depth_fields():
+    """The per-view depth fields (rows, Gram blocks and fields on the fusion device) give the CPU's
+    corrected depths and cameras on CUDA, float rounding apart."""
+    import copy
+
+    from pointmap.core.meshing.depth_fields import correct_depth_fields
+
+    case = make_case(seed=4, views=12, W=128, H=96, gt_factor=0)
+    views = check_views(list(case["depth"]), list(case["conf"]), case["K"], case["cam2world"],
+                        list(case["images"]), 0.0)
+    on_gpu = copy.deepcopy(views)
+    worst_cpu = correct_depth_fields(views, device="cpu")
+    worst_gpu = correct_depth_fields(on_gpu, device="cuda")
+    assert worst_cpu > 0 and abs(worst_cpu - worst_gpu) < 1e-5
+    np.testing.assert_allclose(on_gpu.cam2world, views.cam2world, atol=1e-8)
+    for a, b in zip(views.depth, on_gpu.depth, strict=True):
+        assert isinstance(b, np.ndarray) and b.dtype == np.float32
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
