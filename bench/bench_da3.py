@@ -328,6 +328,7 @@ class Runner:
         x = torch.rand(1, n, 3, self.h, self.w, device=self.device)
         fn = self.call(impl, x)
         t0 = time.perf_counter()
+        priority = sdpa_priority()   # the global order a "default" variant runs under (no leak from another row)
         try:
             times, peak = timed(fn, self.repeats, self.device)
             row = {"frames": n, "seconds": round(min(times), 4), "seconds_all": [round(t, 4) for t in times],
@@ -338,10 +339,22 @@ class Runner:
         except RuntimeError as e:   # e.g. a single-kernel SDPA choice that cannot take the shape
             row = {"frames": n, "error": str(e).splitlines()[0][:160]}
         row["wall_s"] = round(time.perf_counter() - t0, 2)   # warm-up and repeats
+        row["sdpa_priority_before"] = priority
         del x, fn
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         return row
+
+
+def sdpa_priority() -> list[str] | None:
+    """torch's current global SDPA backend priority, by name (None where torch cannot say)."""
+    try:
+        from torch.nn.attention import SDPBackend
+
+        names = {int(v): k for k, v in SDPBackend.__members__.items()}
+        return [names.get(int(b), str(b)) for b in torch._C._get_sdp_priority_order()]
+    except (ImportError, AttributeError):
+        return None
 
 
 def predicted_seconds(rows: list[dict], n: int, repeats: int) -> float | None:
@@ -378,6 +391,11 @@ def summarise(entry: dict) -> None:
     if "ours" in entry:
         entry["speedup"] = entry["speedups"]["ours"]
         entry["memory_ratio"] = entry["memory_ratios"]["ours"]
+    # Against the reference given another kernel choice too (e.g. ref-cudnn: the reference on our kernel).
+    others = [k for k in entry if k.split("-")[0] == "ref" and k != "ref" and isinstance(entry[k], list)]
+    if others:
+        entry["speedups_vs"] = {r: {k: paired(entry, k, r, speed) for k in variants} for r in others}
+        entry["memory_ratios_vs"] = {r: {k: paired(entry, k, r, memory) for k in variants} for r in others}
 
 
 def parse_skips(text: str) -> set[tuple[str, str, int]]:
@@ -437,9 +455,7 @@ def main() -> None:
 
     def save() -> None:
         result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
-        if hasattr(torch._C, "_get_sdp_priority_order"):   # torch fixes its default order at the first SDPA call
-            names = {int(v): k for k, v in torch.nn.attention.SDPBackend.__members__.items()}
-            result["sdpa_default_priority"] = [names.get(int(b), str(b)) for b in torch._C._get_sdp_priority_order()]
+        result["sdpa_default_priority"] = sdpa_priority()   # at the end; each row records it before its run too
         stamp(result)
         if args.out:
             tmp = f"{args.out}.tmp"

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..rope import RoPE2D
 from ..vggt.blocks import Block
-from ..vggt.dino import PatchEmbed, interpolate_pos_embed
+from ..vggt.dino import PatchEmbed, cached_pos_embed
 from ..vggt.rope import rope_tables
 from .config import DA3Config
 from .reference import reference_order, restore_order, take_views
@@ -108,7 +108,7 @@ class DA3Backbone(nn.Module):
         gh, gw = h // cfg.patch_size, w // cfg.patch_size
         dtype = p.patch_embed.proj.weight.dtype
         x = p.patch_embed(images.reshape(b * s, 3, h, w).to(dtype))
-        pos = interpolate_pos_embed(p.pos_embed, gh, gw, cfg.interpolate_offset, antialias=False)
+        pos = cached_pos_embed(self, p.pos_embed, gh, gw, cfg.interpolate_offset, antialias=False)
         x = torch.cat([p.cls_token.to(dtype).expand(b * s, -1, -1), x], dim=1) + pos.to(dtype)
         n, c = x.shape[1:]
         x = x.view(b, s, n, c)
