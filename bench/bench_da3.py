@@ -32,8 +32,10 @@ Timed (after one untimed warm-up per size; the best of --repeats synchronised ca
         chead   ours with the DPT head's per-chunk forward torch.compile'd (one compile per chunk size);
         cudnn | cudnnonly | flash | efficient | default   the SDPA kernels allowed (core.backends.vggt.
                 fast_attention): ours defaults to cudnn (cuDNN first, then the others), ref to default (torch's
-                own priority, what the reference API gets); the single-kernel choices fail loudly (recorded as
-                an error row) where that kernel cannot take the shape.
+                own priority as this process started, what the reference API gets: set explicitly per call,
+                because a priority left behind by an earlier row once put the reference on cuDNN); the
+                single-kernel choices fail loudly (recorded as an error row) where that kernel cannot take
+                the shape.
         Every ours* variant gets a speedup / memory ratio against "ref" (`speedups`, `memory_ratios`).
 --frame-chunk: frames per DPT-head call for ours (run_da3's frame_chunk; the reference chunks by 8 itself).
 --attn-probe: SDPA alone at the exact global (1, heads, S*(1+h*w), 64) and local (S, heads, 1+h*w, 64)
@@ -107,9 +109,26 @@ def parse_impl(name: str) -> dict:
     return spec
 
 
+# torch's own SDPA priority before this process made any attention call: what the reference gets when
+# run as published. "default" rows run under exactly this order, whatever state earlier rows left behind.
+START_PRIORITY = list(torch._C._get_sdp_priority_order()) if hasattr(torch._C, "_get_sdp_priority_order") else None
+
+
+def as_published(device):
+    """SDPA context of a "default" row: torch's start-of-process priority, every backend enabled."""
+    if START_PRIORITY is None or getattr(device, "type", device) != "cuda":
+        return contextlib.nullcontext()
+    from pointmap.core.backends.vggt import keeping_sdpa_priority
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    by_value = {int(v): v for v in SDPBackend.__members__.values()}
+    return keeping_sdpa_priority(sdpa_kernel([by_value[b] for b in START_PRIORITY], set_priority=True))
+
+
 def run_ref(net, x, autocast_dtype, sdpa: str = "default"):
+    kernels = as_published(x.device) if sdpa == "default" else fast_attention(x.device, sdpa)
     with torch.no_grad(), torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None), \
-            fast_attention(x.device, sdpa):
+            kernels:
         return net(x, None, None, [])
 
 
@@ -456,6 +475,11 @@ def main() -> None:
     def save() -> None:
         result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
         result["sdpa_default_priority"] = sdpa_priority()   # at the end; each row records it before its run too
+        if START_PRIORITY is not None:
+            from torch.nn.attention import SDPBackend
+
+            names = {int(v): k for k, v in SDPBackend.__members__.items()}
+            result["sdpa_start_priority"] = [names.get(b, str(b)) for b in START_PRIORITY]   # what "default" rows ran
         stamp(result)
         if args.out:
             tmp = f"{args.out}.tmp"
