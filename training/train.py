@@ -3,7 +3,7 @@
     python -m pointmap.training.train --rundir training/runs/demo224 --max-minutes 8 [--resume CKPT_DIR]
     torchrun --nproc_per_node=4 -m pointmap.training.train ...      (several GPUs, DistributedDataParallel)
 
-Every batch is rendered on the fly from scene seeds derived from (global step, rank, index), so a resumed
+Every batch is rendered on the fly from scene seeds derived from (global step, rank, micro-batch, index), so a resumed
 run continues with new scenes and no dataset lives on disk. Evaluation scenes use seeds from
 `scenes.EVAL_SEED_BASE` and the `scenes.EVAL` style (other objects, textures and lights), never trained on.
 
@@ -26,6 +26,7 @@ after a resume they are rebuilt during a short re-warm-up of the learning rate. 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -160,7 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", type=Path, default=None, help="checkpoint folder to start from")
     ap.add_argument("--max-minutes", type=float, default=8.0, help="stop (and save) after this wall time")
     ap.add_argument("--total-steps", type=int, default=60000, help="length of the cosine schedule")
-    ap.add_argument("--batch", type=int, default=48, help="pairs per GPU per step")
+    ap.add_argument("--batch", type=int, default=48, help="pairs per GPU per micro-batch")
+    ap.add_argument("--accumulate", type=int, default=1,
+                    help="micro-batches per step and GPU (gradients averaged): one GPU with --accumulate 3 takes "
+                         "the steps, and renders the very scenes, of 3 GPUs with 1")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--rewarm", type=int, default=300)
@@ -246,31 +250,35 @@ def main(argv: list[str] | None = None) -> None:
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         if bool(stop) or step >= args.total_steps or (args.max_steps and step >= resume_step + args.max_steps):
             break
-        # Seeds: disjoint per (step, rank, index) and always below EVAL_SEED_BASE.
-        base = args.seed * 100_000_000 + (step * world + rank) * args.batch
-        seeds = [base + i for i in range(args.batch)]
         frame = draw_shape(shapes, weights, args.seed, step)
-        b = make_pairs_batch(seeds, frame, device=device, supersample=args.supersample,
-                             fov_deg=tuple(args.fov_deg))
         lr = lr_at(step, args.total_steps, args.lr, args.warmup, resume_step, args.rewarm)
         for group in opt.param_groups:
             group["lr"] = lr
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            p1, c1, p2, c2 = forward_pair(ddp, b.img1, b.img2)
-        loss, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        n_micro = max(1, args.accumulate)
+        for micro in range(n_micro):
+            # Seeds: disjoint per (step, rank, micro-batch, index) and always below EVAL_SEED_BASE; micro-batch
+            # m of one GPU gets the seeds rank m would get with n_micro GPUs.
+            base = args.seed * 100_000_000 + ((step * world + rank) * n_micro + micro) * args.batch
+            b = make_pairs_batch([base + i for i in range(args.batch)], frame, device=device,
+                                 supersample=args.supersample, fov_deg=tuple(args.fov_deg))
+            sync = contextlib.nullcontext() if not distributed or micro == n_micro - 1 else ddp.no_sync()
+            with sync:
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    p1, c1, p2, c2 = forward_pair(ddp, b.img1, b.img2)
+                loss, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
+                (loss / n_micro).backward()
+            acc_loss += float(loss.detach()) / n_micro
+            acc_regr += float(info["regr"]) / n_micro
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        acc_loss += float(loss.detach())
-        acc_regr += float(info["regr"])
         acc_n += 1
         key = f"{frame[1]}x{frame[0]}"
         acc_frames[key] = acc_frames.get(key, 0) + 1
         if step % args.log_every == 0 and rank == 0:
             rec = {"step": step, "loss": acc_loss / acc_n, "regr": acc_regr / acc_n, "lr": lr,
-                   "minutes": (time.time() - t0) / 60, "pairs_seen": step * world * args.batch}
+                   "minutes": (time.time() - t0) / 60, "pairs_seen": step * world * args.batch * max(1, args.accumulate)}
             if len(shapes) > 1:
                 rec["frames"] = acc_frames     # steps per frame (WxH) since the last record
             acc_frames = {}

@@ -101,6 +101,30 @@ def test_training_runs_saves_and_resumes(tmp_path):
     assert any(not torch.equal(sd[k], sd2[k]) for k in sd)   # the resumed step trained
 
 
+def test_accumulated_micro_batches_render_what_several_gpus_would(tmp_path, monkeypatch):
+    """One GPU with --accumulate 3 renders, per step, the seeds that ranks 0-2 of a 3-GPU run would render."""
+    import pointmap.training.train as train_mod
+
+    seen = []
+    real = train_mod.make_pairs_batch
+
+    def spy(seeds, frame, *a, **kw):
+        if all(s < 1_000_000_000 for s in seeds):       # training batches, not the held-out evaluation
+            seen.append(list(seeds))
+        return real(seeds, frame, *a, **kw)
+
+    monkeypatch.setattr(train_mod, "make_pairs_batch", spy)
+    run = tmp_path / "run"
+    main(["--rundir", str(run), "--size", "32", "--batch", "2", "--accumulate", "3", "--supersample", "1",
+          "--total-steps", "2", "--warmup", "1", "--log-every", "1", "--eval-every", "9", "--eval-pairs", "2",
+          "--seed", "5", "--model-config", json.dumps(TINY)])
+    ddp_layout = [[5 * 100_000_000 + (step * 3 + rank) * 2 + i for i in range(2)]
+                  for step in range(2) for rank in range(3)]
+    assert seen == ddp_layout
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["pairs_seen"] for r in log if not r.get("final")] == [6, 12]
+
+
 def test_checkpoint_roundtrip_and_export_loads_through_the_official_path(tmp_path, monkeypatch):
     import pointmap.training.train as train_mod
     from pointmap.core.weights.checkpoint import load_checkpoint
