@@ -365,13 +365,13 @@ class Runner:
         return row
 
 
-def sdpa_priority() -> list[str] | None:
-    """torch's current global SDPA backend priority, by name (None where torch cannot say)."""
+def sdpa_priority(order=None) -> list[str] | None:
+    """An SDPA backend order (default: torch's current global one) by name; None where torch cannot say."""
     try:
         from torch.nn.attention import SDPBackend
 
         names = {int(v): k for k, v in SDPBackend.__members__.items()}
-        return [names.get(int(b), str(b)) for b in torch._C._get_sdp_priority_order()]
+        return [names.get(int(b), str(b)) for b in (torch._C._get_sdp_priority_order() if order is None else order)]
     except (ImportError, AttributeError):
         return None
 
@@ -476,10 +476,7 @@ def main() -> None:
         result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
         result["sdpa_default_priority"] = sdpa_priority()   # at the end; each row records it before its run too
         if START_PRIORITY is not None:
-            from torch.nn.attention import SDPBackend
-
-            names = {int(v): k for k, v in SDPBackend.__members__.items()}
-            result["sdpa_start_priority"] = [names.get(b, str(b)) for b in START_PRIORITY]   # what "default" rows ran
+            result["sdpa_start_priority"] = sdpa_priority(START_PRIORITY)   # what the "default" rows ran under
         stamp(result)
         if args.out:
             tmp = f"{args.out}.tmp"

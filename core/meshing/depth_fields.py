@@ -32,6 +32,7 @@ import torch
 
 from .views import FusionViews
 
+SAMPLES = 3000            # pixels sampled per view by default
 MAX_SAMPLES = 48_000      # pixels sampled over all views (many views need fewer each to fix their fields)
 MAX_FIELD = 0.2           # largest relative depth change of one pass
 MAX_TURN_DEG = 1.0        # largest camera turn of one pass
@@ -50,6 +51,11 @@ def basis(u: torch.Tensor, v: torch.Tensor, w: torch.Tensor, h: torch.Tensor, or
     cx = torch.cos(math.pi * x[:, None] * k)
     cy = torch.cos(math.pi * y[:, None] * k)
     return (cx[:, :, None] * cy[:, None, :]).reshape(len(x), order * order)
+
+
+def _per_view_samples(samples: int, n_views: int) -> int:
+    """Pixels each view contributes: `samples`, fewer when the views together would exceed `MAX_SAMPLES`."""
+    return max(400, min(samples, MAX_SAMPLES // max(n_views, 1)))
 
 
 def _mv(M: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -244,7 +250,7 @@ def _pair_rows(views: FusionViews, st: _Stack, links: list, order: int, toleranc
     return _Pairs(Bt, mask, np.stack([ids_h // n, ids_h % n], 1))
 
 
-def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = 3000, neighbours: int = 6,
+def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = SAMPLES, neighbours: int = 6,
                      tolerance: float = 0.03, damping: float = 0.05, rounds: int = 2, sweeps: int = 3,
                      device: str | torch.device = "cpu", _stack: _Stack | None = None) -> np.ndarray:
     """(N, order^2 + 3): per view the coefficients of its relative depth error field (`basis` order), then
@@ -263,7 +269,7 @@ def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = 3000, ne
     n = views.n_views
     m = order * order + 3
     coef = np.zeros((n, m))
-    st = _stack or _Stack(views, torch.device(device), max(400, min(samples, MAX_SAMPLES // max(n, 1))))
+    st = _stack or _Stack(views, torch.device(device), _per_view_samples(samples, n))
     if n > MANY_VIEWS:
         neighbours = min(neighbours, 4)
     pairs = _pair_rows(views, st, _links(views, st.counts, neighbours), order, tolerance)
@@ -315,8 +321,7 @@ def correct_depth_fields(views: FusionViews, rotations: bool = True, passes: int
     from ..align.geometry import axis_angle_to_matrix
 
     n = views.n_views
-    per_view = max(400, min(fit.get("samples", 3000), MAX_SAMPLES // max(n, 1)))
-    st = _Stack(views, torch.device(device), per_view)
+    st = _Stack(views, torch.device(device), _per_view_samples(fit.get("samples", SAMPLES), n))
     worst, changed = 0.0, np.zeros(n, bool)
     for _ in range(passes):
         coef = fit_depth_fields(views, device=st.device, _stack=st, **fit)
