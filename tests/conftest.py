@@ -41,6 +41,28 @@ def _cpu_threads():
         pass
 
 
+_SESSION: dict = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _SESSION["exitstatus"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """End the process here, after pytest has reported, when the loaded bpy is a release whose module build
+    crashes or deadlocks in its own static destructors at interpreter exit (blender/blender#131922; seen
+    here with 4.2.0: SIGSEGV, and 4.5.15: a hang in a thread pool's condition variable, after every test had
+    passed). Blender itself exits through its window manager and is not affected; 5.0.1 exits cleanly and
+    keeps its normal teardown."""
+    bpy = sys.modules.get("bpy")
+    if bpy is None or "exitstatus" not in _SESSION or tuple(bpy.app.version) >= (5, 0, 0):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_SESSION["exitstatus"])
+
+
 def tiny_checkpoint() -> str:
     """The tiny random-weight DUSt3R (linear head) of the parity fixtures: a real checkpoint for end-to-end runs.
     Found by what the set's info.json says (helpers_parity.linear_model), not by the shipped folder's name."""

@@ -265,6 +265,8 @@ def fit_depth_fields(views: FusionViews, order: int = 5, samples: int = SAMPLES,
     rounds:     robust re-weightings; each solves the weighted problem by `sweeps` Gauss-Seidel sweeps
                 over the views (per-pair Gram blocks computed once per round, in one batched product on
                 `device`).
+    _stack:     `correct_depth_fields`' device copy of the views, kept across its passes (holding the
+                depths corrected so far, sampled at `samples`); built here when absent.
     """
     n = views.n_views
     m = order * order + 3
