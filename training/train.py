@@ -168,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--rewarm", type=int, default=300)
+    ap.add_argument("--optim-state", type=Path, default=None,
+                    help="file for AdamW's moments, written at the end of the stretch and loaded (with no "
+                         "re-warm-up) when it holds the resumed step's; kept beside the checkpoint on a machine "
+                         "that stays warm, never in the checkpoint folder (too large to hand back)")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--supersample", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=50)
@@ -228,7 +232,14 @@ def main(argv: list[str] | None = None) -> None:
     ddp = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.05,
                             fused=device.type == "cuda")
+    moments_loaded = False
+    if args.optim_state is not None and args.resume is not None and args.optim_state.is_file():
+        state = torch.load(args.optim_state, map_location=device, weights_only=True)
+        if state.get("step") == step:
+            opt.load_state_dict(state["optim"])
+            args.rewarm, moments_loaded = 0, True
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings["optim_state_loaded"] = moments_loaded
     settings.update(world_size=world, device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                     torch=torch.__version__, config=config, class_name=DEMO_CLASS,
                     frames_hw=[list(f) for f in shapes], frame_weights=weights,
@@ -295,6 +306,9 @@ def main(argv: list[str] | None = None) -> None:
         log.close()
         print(json.dumps(final), flush=True)
         save_checkpoint(model, step, settings, ckpt_dir)
+        if args.optim_state is not None:
+            args.optim_state.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"step": step, "optim": opt.state_dict()}, args.optim_state)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()

@@ -101,6 +101,26 @@ def test_training_runs_saves_and_resumes(tmp_path):
     assert any(not torch.equal(sd[k], sd2[k]) for k in sd)   # the resumed step trained
 
 
+def test_optimizer_moments_carry_over_to_the_next_stretch_without_re_warm_up(tmp_path):
+    """--optim-state: a stretch resumed at the step the moments file holds loads them and skips the re-warm-up."""
+    run, moments = tmp_path / "run", tmp_path / "keep" / "adamw.pt"
+    common = ["--rundir", str(run), "--size", "32", "--batch", "2", "--supersample", "1", "--warmup", "1",
+              "--log-every", "1", "--eval-every", "9", "--eval-pairs", "2", "--rewarm", "50",
+              "--optim-state", str(moments), "--model-config", json.dumps(TINY)]
+    main(common + ["--total-steps", "2", "--ckptdir", str(tmp_path / "c1")])
+    assert torch.load(moments, weights_only=True)["step"] == 2
+    main(common + ["--total-steps", "3", "--resume", str(tmp_path / "c1"), "--ckptdir", str(tmp_path / "c2")])
+    settings = [json.loads(line) for line in (run / "settings.jsonl").read_text().splitlines()]
+    assert [s["optim_state_loaded"] for s in settings] == [False, True] and settings[1]["rewarm"] == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    step3 = next(r for r in log if r.get("step") == 3 and not r.get("final"))
+    assert step3["lr"] > 0.1 * 3e-4               # not re-warmed: a 50-step re-warm-up would give lr/50
+    # moments of another step are not loaded: that stretch re-warms
+    main(common + ["--total-steps", "3", "--resume", str(tmp_path / "c1"), "--ckptdir", str(tmp_path / "c3")])
+    last = json.loads((run / "settings.jsonl").read_text().splitlines()[-1])
+    assert last["optim_state_loaded"] is False and last["rewarm"] == 50
+
+
 def test_accumulated_micro_batches_render_what_several_gpus_would(tmp_path, monkeypatch):
     """One GPU with --accumulate 3 renders, per step, the seeds that ranks 0-2 of a 3-GPU run would render."""
     import pointmap.training.train as train_mod
