@@ -12,7 +12,7 @@ import torch
 
 from .cameras import sample_views
 from .render import render
-from .scenes import TRAIN, SceneStyle, sample_scene, scenes_to, stack_scenes
+from .scenes import TRAIN, Scenes, SceneStyle, sample_scene, scenes_to, stack_scenes
 
 
 @dataclass
@@ -29,11 +29,22 @@ class PairBatch:
     K: torch.Tensor
 
 
-def render_views(seeds: list[int], n_views: int, size: tuple[int, int], style: SceneStyle = TRAIN,
-                 device="cpu", supersample: int = 2, arc_deg: tuple[float, float] = (8.0, 70.0),
-                 fov_deg: tuple[float, float] = (40.0, 80.0)):
-    """Scenes from `seeds`, n_views cameras each, frames of `size` (H, W; any aspect, portrait included)
-    -> (Rendered, cam2world (B, V, 4, 4), K (B, V, 3, 3)). `fov_deg`: the long side's field of view."""
+@dataclass
+class Drawn:
+    """What a batch renders, drawn on the CPU from its seeds: B scenes (`Scenes`, CPU tensors), their cameras
+    cam2world (B, V, 4, 4) and K (B, V, 3, 3), and the seed of the batch's photometric jitter. A pure
+    function of the seeds and settings, so another process may draw it ahead of time (`train.py`'s
+    `--draw-workers`)."""
+
+    scenes: Scenes
+    cam2world: torch.Tensor
+    K: torch.Tensor
+    jitter_seed: int
+
+
+def draw_views(seeds: list[int], n_views: int, size: tuple[int, int], style: SceneStyle = TRAIN,
+               arc_deg: tuple[float, float] = (8.0, 70.0), fov_deg: tuple[float, float] = (40.0, 80.0)) -> Drawn:
+    """Scenes from `seeds` and n_views cameras each for frames of `size` (H, W), on the CPU."""
     scenes, c2w, Ks = [], [], []
     for seed in seeds:
         g = torch.Generator().manual_seed(int(seed) * 7919 + 1)
@@ -42,11 +53,22 @@ def render_views(seeds: list[int], n_views: int, size: tuple[int, int], style: S
         scenes.append(s)
         c2w.append(T)
         Ks.append(K)
-    scenes = scenes_to(stack_scenes(scenes), device)
-    c2w = torch.stack(c2w).to(device)
-    K = torch.stack(Ks).to(device)
-    g = torch.Generator().manual_seed(int(seeds[0]) * 104729 + 3)
-    return render(scenes, c2w, K, size, g, supersample=supersample), c2w, K
+    return Drawn(stack_scenes(scenes), torch.stack(c2w), torch.stack(Ks), int(seeds[0]))
+
+
+def render_drawn(drawn: Drawn, size: tuple[int, int], device="cpu", supersample: int = 2):
+    """Render a `Drawn` batch on `device` -> (Rendered, cam2world (B, V, 4, 4), K (B, V, 3, 3))."""
+    c2w, K = drawn.cam2world.to(device), drawn.K.to(device)
+    g = torch.Generator().manual_seed(drawn.jitter_seed * 104729 + 3)
+    return render(scenes_to(drawn.scenes, device), c2w, K, size, g, supersample=supersample), c2w, K
+
+
+def render_views(seeds: list[int], n_views: int, size: tuple[int, int], style: SceneStyle = TRAIN,
+                 device="cpu", supersample: int = 2, arc_deg: tuple[float, float] = (8.0, 70.0),
+                 fov_deg: tuple[float, float] = (40.0, 80.0)):
+    """Scenes from `seeds`, n_views cameras each, frames of `size` (H, W; any aspect, portrait included)
+    -> (Rendered, cam2world (B, V, 4, 4), K (B, V, 3, 3)). `fov_deg`: the long side's field of view."""
+    return render_drawn(draw_views(seeds, n_views, size, style, arc_deg, fov_deg), size, device, supersample)
 
 
 def soften(img: torch.Tensor, seed: int) -> torch.Tensor:
@@ -69,10 +91,15 @@ def to_camera(points: torch.Tensor, cam2world: torch.Tensor) -> torch.Tensor:
 
 
 def make_pairs_batch(seeds: list[int], size: tuple[int, int] = (224, 224), style: SceneStyle = TRAIN,
-                     device="cpu", supersample: int = 2, fov_deg: tuple[float, float] = (40.0, 80.0)) -> PairBatch:
+                     device="cpu", supersample: int = 2, fov_deg: tuple[float, float] = (40.0, 80.0),
+                     drawn: Drawn | None = None) -> PairBatch:
     """One training batch of len(seeds) pairs at frame `size` (H, W); which way the second view lies from the
-    first is random (seeded: `sample_views` walks its arc in a random direction). `fov_deg`: the range of the views' field of view along the frame's long side."""
-    r, c2w, K = render_views(seeds, 2, size, style, device, supersample, fov_deg=fov_deg)
+    first is random (seeded: `sample_views` walks its arc in a random direction). `fov_deg`: the range of the
+    views' field of view along the frame's long side. `drawn`: the batch's `draw_views(seeds, 2, size, style,
+    fov_deg=fov_deg)` when it was drawn ahead (the same batch, without drawing it again)."""
+    if drawn is None:
+        drawn = draw_views(seeds, 2, size, style, fov_deg=fov_deg)
+    r, c2w, K = render_drawn(drawn, size, device, supersample)
     img = soften(r.image.permute(0, 1, 4, 2, 3), seeds[0]) * 2 - 1     # (B, 2, 3, H, W)
     ref = c2w[:, 0]
     return PairBatch(img[:, 0].contiguous(), img[:, 1].contiguous(), to_camera(r.points[:, 0], ref),

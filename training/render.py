@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import textures
 from .scenes import BOX, CYLINDER, ELLIPSOID, Scenes
 from .textures import albedo
 
@@ -102,6 +103,9 @@ def _object_hit(o: torch.Tensor, d: torch.Tensor, kind: torch.Tensor, half: torc
     return t, n
 
 
+_object_hit_eager = _object_hit
+
+
 def _to_local(x: torch.Tensor, scenes: Scenes, m: int, is_point: bool) -> torch.Tensor:
     R = scenes.rot[:, m]                                        # (B, 3, 3) local -> world
     if is_point:
@@ -109,16 +113,51 @@ def _to_local(x: torch.Tensor, scenes: Scenes, m: int, is_point: bool) -> torch.
     return torch.einsum("brj,bji->bri", x, R)                   # R^T x per row
 
 
+def _candidates(scenes: Scenes, m: int, o: torch.Tensor, d: torch.Tensor, t_limit: torch.Tensor) -> torch.Tensor:
+    """Flat indices into (B*R) of the rays that may hit object slot m before t_limit (B, R): those that meet the
+    slot's bounding sphere (radius |half|, which encloses a box, an ellipsoid and a cylinder of those
+    half-extents), leave it ahead of the origin and enter it before t_limit. Empty slots give no candidate."""
+    radius = scenes.half[:, m].norm(dim=-1) * (1 + 1e-4) + 1e-6            # (B,), a margin for rounding
+    oc = o - scenes.centre[:, m, None, :]
+    a = (d * d).sum(-1)
+    b = (oc * d).sum(-1)
+    c = (oc * oc).sum(-1) - (radius * radius)[:, None]
+    root = (b * b - a * c).clamp_min(0).sqrt()
+    meets = (b * b - a * c >= 0) & ((-b + root) > _EPS * a) & ((-b - root) < t_limit * a)
+    meets &= (scenes.kind[:, m] > 0)[:, None]
+    return meets.reshape(-1).nonzero().squeeze(1)
+
+
+def _slot_hit(scenes: Scenes, m: int, o: torch.Tensor, d: torch.Tensor, idx: torch.Tensor):
+    """`_object_hit` of slot m for the flat rays idx of o, d (B, R, 3) only -> t (N,), world normal (N, 3)."""
+    R = o.shape[1]
+    bi = idx // R
+    rot = scenes.rot[bi, m]                                                # (N, 3, 3) local -> world
+    o_l = torch.einsum("nj,nji->ni", o.reshape(-1, 3)[idx] - scenes.centre[bi, m], rot)
+    d_l = torch.einsum("nj,nji->ni", d.reshape(-1, 3)[idx], rot)
+    t, n_local = _object_hit(o_l[:, None], d_l[:, None], scenes.kind[bi, m], scenes.half[bi, m])
+    return t[:, 0], torch.einsum("nij,nj->ni", rot, n_local[:, 0])
+
+
 def cast(scenes: Scenes, o: torch.Tensor, d: torch.Tensor, objects_only: bool = False,
-         t_max: torch.Tensor | None = None) -> Hits | torch.Tensor:
+         t_max: torch.Tensor | None = None, cull: bool = True) -> Hits | torch.Tensor:
     """Nearest hit of rays o, d (B, R, 3). With objects_only, returns only a (B, R) bool 'blocked before
-    t_max' (shadow rays)."""
+    t_max' (shadow rays).
+
+    cull: intersect each object slot only with the rays that meet its bounding sphere before the nearest hit
+    so far (a few per cent of the rays: objects are small), instead of with every ray; the same hits up to
+    rounding, several times faster."""
     B, R, _ = o.shape
     M = scenes.kind.shape[1]
     if objects_only:
         blocked = torch.zeros(B, R, dtype=torch.bool, device=o.device)
         for m in range(M):
             if not bool((scenes.kind[:, m] > 0).any()):
+                continue
+            if cull:
+                idx = _candidates(scenes, m, o, d, t_max)
+                t, _ = _slot_hit(scenes, m, o, d, idx)
+                blocked.view(-1)[idx] |= t < t_max.reshape(-1)[idx]
                 continue
             t, _ = _object_hit(_to_local(o, scenes, m, True), _to_local(d, scenes, m, False),
                                scenes.kind[:, m], scenes.half[:, m])
@@ -134,6 +173,15 @@ def cast(scenes: Scenes, o: torch.Tensor, d: torch.Tensor, objects_only: bool = 
     normal = -torch.sign(torch.gather(d, -1, axis[..., None])) * torch.nn.functional.one_hot(axis, 3).to(d.dtype)
     for m in range(M):
         if not bool((scenes.kind[:, m] > 0).any()):
+            continue
+        if cull:
+            idx = _candidates(scenes, m, o, d, t_best)
+            t, n_world = _slot_hit(scenes, m, o, d, idx)
+            closer = t < t_best.view(-1)[idx]
+            hit = idx[closer]
+            t_best.view(-1)[hit] = t[closer]
+            normal.view(-1, 3)[hit] = n_world[closer]
+            surface.view(-1)[hit] = m
             continue
         t, n_local = _object_hit(_to_local(o, scenes, m, True), _to_local(d, scenes, m, False),
                                  scenes.kind[:, m], scenes.half[:, m])
@@ -166,6 +214,15 @@ def shade(scenes: Scenes, hits: Hits, d: torch.Tensor, shadows: bool = True) -> 
             vis = (~cast(scenes, origin, to_l, objects_only=True, t_max=torch.ones_like(lam))).to(lam.dtype)
         light = light + (power[:, None] * lam * vis / (1.0 + 0.25 * dist2))[..., None]
     return rgb * light
+
+
+def compile_kernels() -> None:
+    """Swap the per-ray work (`_object_hit`, `albedo`: long chains of elementwise operations) for
+    `torch.compile`d versions, fused into a few kernels (GPU training: `train.py --compile-render`). The
+    first batches of each frame shape pay the compilation."""
+    global _object_hit, albedo
+    _object_hit = torch.compile(_object_hit_eager, dynamic=True)
+    albedo = torch.compile(textures.albedo, dynamic=True)
 
 
 @dataclass

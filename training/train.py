@@ -40,7 +40,9 @@ from ..core.models import build_model
 from .cameras import aspect_shape, draw_shape, parse_aspect
 from .config import DEMO_CLASS, DEMO_CONFIG
 from .data import make_pairs_batch
+from .draw_ahead import DrawAhead
 from .loss import conf_regression_loss
+from .render import compile_kernels
 from .scenes import EVAL, EVAL_SEED_BASE
 
 PART_BYTES = 14 * 2**20
@@ -174,6 +176,12 @@ def main(argv: list[str] | None = None) -> None:
                          "that stays warm, never in the checkpoint folder (too large to hand back)")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--supersample", type=int, default=2)
+    ap.add_argument("--draw-workers", type=int, default=0,
+                    help="processes that draw the coming micro-batches' scenes and cameras ahead (0: the training "
+                         "process draws each when it needs it); the same batches either way")
+    ap.add_argument("--compile-render", action="store_true",
+                    help="torch.compile the renderer's per-ray work (render.compile_kernels; GPU: fused kernels, "
+                         "the first batches of each frame shape pay the compilation)")
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-pairs", type=int, default=256)
@@ -211,15 +219,18 @@ def main(argv: list[str] | None = None) -> None:
 
     distributed = "RANK" in os.environ
     if distributed:
-        dist.init_process_group("nccl")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")     # gloo: a CPU rehearsal
         rank, world = dist.get_rank(), dist.get_world_size()
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     else:
         rank, world = 0, 1
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     torch.manual_seed(args.seed * 1000 + rank)
     torch.backends.cuda.matmul.allow_tf32 = True
 
+    if args.compile_render:
+        compile_kernels()
     config = {**DEMO_CONFIG, **(args.model_config or {})}
     model = new_model(device, config)
     step = 0
@@ -255,24 +266,34 @@ def main(argv: list[str] | None = None) -> None:
     log = open(args.rundir / "log.jsonl", "a") if rank == 0 else None
     acc_loss, acc_regr, acc_n = 0.0, 0.0, 0
     acc_frames: dict[str, int] = {}
+    n_micro = max(1, args.accumulate)
+
+    def micro_batch(k: int) -> tuple[list[int], tuple[int, int]]:
+        """Seeds and frame of this stretch's k-th micro-batch. Seeds: disjoint per (step, rank, micro-batch,
+        index) and always below EVAL_SEED_BASE; micro-batch m of one GPU gets the seeds rank m would get with
+        n_micro GPUs."""
+        at, micro = resume_step + k // n_micro, k % n_micro
+        base = args.seed * 100_000_000 + ((at * world + rank) * n_micro + micro) * args.batch
+        return [base + i for i in range(args.batch)], draw_shape(shapes, weights, args.seed, at)
+
+    t_log = time.time()
+    ahead = (DrawAhead(args.draw_workers, micro_batch, fov_deg=tuple(args.fov_deg))
+             if args.draw_workers > 0 else None)
     while True:
         stop = torch.tensor([time.time() > deadline], device=device)
         if distributed:
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         if bool(stop) or step >= args.total_steps or (args.max_steps and step >= resume_step + args.max_steps):
             break
-        frame = draw_shape(shapes, weights, args.seed, step)
         lr = lr_at(step, args.total_steps, args.lr, args.warmup, resume_step, args.rewarm)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
-        n_micro = max(1, args.accumulate)
         for micro in range(n_micro):
-            # Seeds: disjoint per (step, rank, micro-batch, index) and always below EVAL_SEED_BASE; micro-batch
-            # m of one GPU gets the seeds rank m would get with n_micro GPUs.
-            base = args.seed * 100_000_000 + ((step * world + rank) * n_micro + micro) * args.batch
-            b = make_pairs_batch([base + i for i in range(args.batch)], frame, device=device,
-                                 supersample=args.supersample, fov_deg=tuple(args.fov_deg))
+            k = (step - resume_step) * n_micro + micro
+            seeds, frame = micro_batch(k)            # one frame per step: every micro-batch draws the same
+            b = make_pairs_batch(seeds, frame, device=device, supersample=args.supersample,
+                                 fov_deg=tuple(args.fov_deg), drawn=ahead.get(k) if ahead else None)
             sync = contextlib.nullcontext() if not distributed or micro == n_micro - 1 else ddp.no_sync()
             with sync:
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -288,8 +309,10 @@ def main(argv: list[str] | None = None) -> None:
         key = f"{frame[1]}x{frame[0]}"
         acc_frames[key] = acc_frames.get(key, 0) + 1
         if step % args.log_every == 0 and rank == 0:
+            now = time.time()
             rec = {"step": step, "loss": acc_loss / acc_n, "regr": acc_regr / acc_n, "lr": lr,
-                   "minutes": (time.time() - t0) / 60, "pairs_seen": step * world * args.batch * max(1, args.accumulate)}
+                   "minutes": (now - t0) / 60, "pairs_seen": step * world * args.batch * n_micro,
+                   "pairs_per_s": acc_n * world * args.batch * n_micro / max(now - t_log, 1e-9)}
             if len(shapes) > 1:
                 rec["frames"] = acc_frames     # steps per frame (WxH) since the last record
             acc_frames = {}
@@ -299,6 +322,9 @@ def main(argv: list[str] | None = None) -> None:
             log.flush()
             print(json.dumps(rec), flush=True)
             acc_loss, acc_regr, acc_n = 0.0, 0.0, 0
+            t_log = time.time()                  # the rate leaves out evaluation and logging
+    if ahead is not None:
+        ahead.close()
     if rank == 0:
         final = {"step": step, "final": True, "minutes": (time.time() - t0) / 60}
         final.update(evaluate(model, device, args.eval_pairs, args.batch, size, eval_frames))

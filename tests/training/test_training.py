@@ -145,6 +145,43 @@ def test_accumulated_micro_batches_render_what_several_gpus_would(tmp_path, monk
     assert [r["pairs_seen"] for r in log if not r.get("final")] == [6, 12]
 
 
+def test_drawing_ahead_in_worker_processes_trains_on_the_same_batches(tmp_path):
+    """--draw-workers: scenes and cameras drawn in spawned processes give the same run, weight for weight."""
+    common = ["--size", "32", "--batch", "2", "--accumulate", "2", "--supersample", "1", "--total-steps", "3",
+              "--warmup", "1", "--log-every", "1", "--eval-every", "9", "--eval-pairs", "2", "--seed", "6",
+              "--aspects", "1:1", "4:3", "--model-config", json.dumps(TINY)]
+    torch.manual_seed(0)
+    main(["--rundir", str(tmp_path / "a")] + common)
+    torch.manual_seed(0)
+    main(["--rundir", str(tmp_path / "b"), "--draw-workers", "2"] + common)
+    sd_a, _ = load_checkpoint_parts(tmp_path / "a" / "ckpt")
+    sd_b, _ = load_checkpoint_parts(tmp_path / "b" / "ckpt")
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+def test_culled_ray_casting_finds_the_hits_of_the_dense_one():
+    """Intersecting each object only with the rays that meet its bounding sphere changes no hit but the odd
+    grazing ray (where rounding decides whether a tangent ray touches a sphere)."""
+    from pointmap.training.data import draw_views
+    from pointmap.training.render import camera_rays, cast
+
+    for style in (TRAIN, EVAL):
+        drawn = draw_views(list(range(40, 46)), 2, (24, 32), style, fov_deg=(25.0, 80.0))
+        o, d = camera_rays(drawn.cam2world, drawn.K, (24, 32), 2)
+        dense, culled = cast(drawn.scenes, o, d, cull=False), cast(drawn.scenes, o, d, cull=True)
+        same = dense.surface == culled.surface
+        assert same.float().mean() > 0.999
+        assert torch.allclose(dense.t[same], culled.t[same], rtol=1e-4, atol=1e-5)
+        assert torch.allclose(dense.normal[same], culled.normal[same], atol=1e-3)
+        assert (dense.surface < drawn.scenes.kind.shape[1]).float().mean() > 0.05     # objects are hit
+        origin = dense.point - d * 1e-3
+        to_light = drawn.scenes.light_pos[:, 0, None, :] - origin
+        t_max = torch.ones_like(dense.t)
+        blocked = cast(drawn.scenes, origin, to_light, objects_only=True, t_max=t_max, cull=False)
+        assert torch.equal(blocked, cast(drawn.scenes, origin, to_light, objects_only=True, t_max=t_max))
+        assert blocked.any()
+
+
 def test_checkpoint_roundtrip_and_export_loads_through_the_official_path(tmp_path, monkeypatch):
     import pointmap.training.train as train_mod
     from pointmap.core.weights.checkpoint import load_checkpoint
@@ -261,3 +298,17 @@ def test_demo_model_reconstructs_the_sample_photos_end_to_end(tmp_path):
     img = np.asarray(Image.open(picture).convert("RGB")).astype(int)
     lit = np.abs(img - np.array([30, 32, 38])).sum(-1) > 30
     assert 0.05 < lit.mean() < 0.9                 # the still life and its cameras fill part of the frame
+
+
+def test_training_throughput_bench_runs_and_records(tmp_path):
+    """bench/bench_train.py --smoke: every CPU variant trains, and the result is stamped."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "train.json"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "bench_train.py"), "--smoke", "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    report = json.loads(out.read_text())
+    assert set(report["variants"]) == {"dense", "cull", "cull+draw"} and report["record"]["command"]
+    assert all(v["pairs_per_s"] > 0 for v in report["variants"].values())
+    assert set(report["split_of_a_step_s"]) == {"draw_s", "render_s", "model_s"}
