@@ -18,8 +18,9 @@ The held-out `eval_regr` stays on 224x224 squares at 40-80 degrees (comparable a
 `--eval-aspects 4:3` adds `eval_regr_224x160` etc. on the same held-out seeds in those frames.
 
 Checkpoints (`<out>/ckpt/`): model weights in float32 split into parts of < 16 MiB (what the lent GPU machine
-can hand back), the step, and the run's settings. The AdamW moments are NOT kept (they would triple the size);
-after a resume they are rebuilt during a short re-warm-up of the learning rate. The loss curve is appended to
+can hand back), the step, and the run's settings. The AdamW moments are not in it (they would triple the
+size); after a resume they are rebuilt during a short re-warm-up of the learning rate, unless `--optim-state`
+names a file that holds the resumed step's moments (a machine that stayed warm between stretches). The loss curve is appended to
 `<run>/log.jsonl` (one JSON object per logged step).
 """
 
@@ -245,7 +246,11 @@ def main(argv: list[str] | None = None) -> None:
                             fused=device.type == "cuda")
     moments_loaded = False
     if args.optim_state is not None and args.resume is not None and args.optim_state.is_file():
-        state = torch.load(args.optim_state, map_location=device, weights_only=True)
+        try:
+            state = torch.load(args.optim_state, map_location=device, weights_only=True)
+        except (RuntimeError, OSError, EOFError) as err:       # a stretch killed while writing it: re-warm
+            print(f"--optim-state {args.optim_state}: unreadable ({err}); re-warming instead", flush=True)
+            state = {}
         if state.get("step") == step:
             opt.load_state_dict(state["optim"])
             args.rewarm, moments_loaded = 0, True
@@ -334,7 +339,9 @@ def main(argv: list[str] | None = None) -> None:
         save_checkpoint(model, step, settings, ckpt_dir)
         if args.optim_state is not None:
             args.optim_state.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"step": step, "optim": opt.state_dict()}, args.optim_state)
+            partial = args.optim_state.with_name(args.optim_state.name + ".partial")
+            torch.save({"step": step, "optim": opt.state_dict()}, partial)
+            os.replace(partial, args.optim_state)
     if distributed:
         dist.barrier()
         dist.destroy_process_group()

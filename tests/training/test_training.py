@@ -119,6 +119,12 @@ def test_optimizer_moments_carry_over_to_the_next_stretch_without_re_warm_up(tmp
     main(common + ["--total-steps", "3", "--resume", str(tmp_path / "c1"), "--ckptdir", str(tmp_path / "c3")])
     last = json.loads((run / "settings.jsonl").read_text().splitlines()[-1])
     assert last["optim_state_loaded"] is False and last["rewarm"] == 50
+    # a file cut short (a stretch killed while writing it) is not trusted: the stretch re-warms
+    moments.write_bytes(b"PK\x03\x04 cut short")
+    main(common + ["--total-steps", "3", "--resume", str(tmp_path / "c1"), "--ckptdir", str(tmp_path / "c4")])
+    last = json.loads((run / "settings.jsonl").read_text().splitlines()[-1])
+    assert last["optim_state_loaded"] is False and last["rewarm"] == 50
+    assert not moments.with_name("adamw.pt.partial").exists()
 
 
 def test_accumulated_micro_batches_render_what_several_gpus_would(tmp_path, monkeypatch):
