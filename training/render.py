@@ -113,19 +113,28 @@ def _to_local(x: torch.Tensor, scenes: Scenes, m: int, is_point: bool) -> torch.
     return torch.einsum("brj,bji->bri", x, R)                   # R^T x per row
 
 
+def _sphere_mask(o: torch.Tensor, d: torch.Tensor, centre: torch.Tensor, radius2: torch.Tensor,
+                 t_limit: torch.Tensor) -> torch.Tensor:
+    """(B, R) bool: rays o, d (B, R, 3) that meet the sphere (centre (B, 3), squared radius (B,); a negative one
+    meets no ray), leave it ahead of the origin and enter it before t_limit (B, R)."""
+    oc = o - centre[:, None, :]
+    a = (d * d).sum(-1)
+    b = (oc * d).sum(-1)
+    disc = b * b - a * ((oc * oc).sum(-1) - radius2[:, None])
+    root = disc.clamp_min(0).sqrt()
+    return (disc >= 0) & ((-b + root) > _EPS * a) & ((-b - root) < t_limit * a)
+
+
+_sphere_mask_eager = _sphere_mask
+
+
 def _candidates(scenes: Scenes, m: int, o: torch.Tensor, d: torch.Tensor, t_limit: torch.Tensor) -> torch.Tensor:
     """Flat indices into (B*R) of the rays that may hit object slot m before t_limit (B, R): those that meet the
     slot's bounding sphere (radius |half|, which encloses a box, an ellipsoid and a cylinder of those
-    half-extents), leave it ahead of the origin and enter it before t_limit. Empty slots give no candidate."""
+    half-extents). Scenes whose slot m is empty give no candidate."""
     radius = scenes.half[:, m].norm(dim=-1) * (1 + 1e-4) + 1e-6            # (B,), a margin for rounding
-    oc = o - scenes.centre[:, m, None, :]
-    a = (d * d).sum(-1)
-    b = (oc * d).sum(-1)
-    c = (oc * oc).sum(-1) - (radius * radius)[:, None]
-    root = (b * b - a * c).clamp_min(0).sqrt()
-    meets = (b * b - a * c >= 0) & ((-b + root) > _EPS * a) & ((-b - root) < t_limit * a)
-    meets &= (scenes.kind[:, m] > 0)[:, None]
-    return meets.reshape(-1).nonzero().squeeze(1)
+    radius2 = torch.where(scenes.kind[:, m] > 0, radius * radius, torch.full_like(radius, -1.0))
+    return _sphere_mask(o, d, scenes.centre[:, m], radius2, t_limit).reshape(-1).nonzero().squeeze(1)
 
 
 def _slot_hit(scenes: Scenes, m: int, o: torch.Tensor, d: torch.Tensor, idx: torch.Tensor):
@@ -149,10 +158,11 @@ def cast(scenes: Scenes, o: torch.Tensor, d: torch.Tensor, objects_only: bool = 
     rounding, several times faster."""
     B, R, _ = o.shape
     M = scenes.kind.shape[1]
+    occupied = (scenes.kind > 0).any(0).tolist()                # slots some scene uses (one host sync)
     if objects_only:
         blocked = torch.zeros(B, R, dtype=torch.bool, device=o.device)
         for m in range(M):
-            if not bool((scenes.kind[:, m] > 0).any()):
+            if not occupied[m]:
                 continue
             if cull:
                 idx = _candidates(scenes, m, o, d, t_max)
@@ -172,7 +182,7 @@ def cast(scenes: Scenes, o: torch.Tensor, d: torch.Tensor, objects_only: bool = 
     surface = M + 2 * axis + positive.long()
     normal = -torch.sign(torch.gather(d, -1, axis[..., None])) * torch.nn.functional.one_hot(axis, 3).to(d.dtype)
     for m in range(M):
-        if not bool((scenes.kind[:, m] > 0).any()):
+        if not occupied[m]:
             continue
         if cull:
             idx = _candidates(scenes, m, o, d, t_best)
@@ -217,11 +227,12 @@ def shade(scenes: Scenes, hits: Hits, d: torch.Tensor, shadows: bool = True) -> 
 
 
 def compile_kernels() -> None:
-    """Swap the per-ray work (`_object_hit`, `albedo`: long chains of elementwise operations) for
+    """Swap the per-ray work (`_object_hit`, `_sphere_mask`, `albedo`: chains of elementwise operations) for
     `torch.compile`d versions, fused into a few kernels (GPU training: `train.py --compile-render`). The
     first batches of each frame shape pay the compilation."""
-    global _object_hit, albedo
+    global _object_hit, _sphere_mask, albedo
     _object_hit = torch.compile(_object_hit_eager, dynamic=True)
+    _sphere_mask = torch.compile(_sphere_mask_eager, dynamic=True)
     albedo = torch.compile(textures.albedo, dynamic=True)
 
 

@@ -29,8 +29,8 @@ def test_cuda_render_matches_the_cpu_render():
 
 
 def test_compiled_renderer_gives_the_eager_batches(monkeypatch):
-    monkeypatch.setattr(render, "_object_hit", render._object_hit)      # restored after the test
-    monkeypatch.setattr(render, "albedo", render.albedo)
+    for name in ("_object_hit", "_sphere_mask", "albedo"):             # restored after the test
+        monkeypatch.setattr(render, name, getattr(render, name))
     eager = make_pairs_batch(SEEDS, FRAME, device="cuda", supersample=1, fov_deg=(25.0, 80.0))
     render.compile_kernels()
     compiled = make_pairs_batch(SEEDS, FRAME, device="cuda", supersample=1, fov_deg=(25.0, 80.0))
@@ -40,8 +40,8 @@ def test_compiled_renderer_gives_the_eager_batches(monkeypatch):
 
 def test_a_short_cuda_run_with_every_speed_option(tmp_path, monkeypatch):
     """--draw-workers, --compile-render, --accumulate and --optim-state together, then a resumed stretch."""
-    monkeypatch.setattr(render, "_object_hit", render._object_hit)
-    monkeypatch.setattr(render, "albedo", render.albedo)
+    for name in ("_object_hit", "_sphere_mask", "albedo"):
+        monkeypatch.setattr(render, name, getattr(render, name))
     run, moments = tmp_path / "run", tmp_path / "adamw.pt"
     common = ["--rundir", str(run), "--size", "32", "--batch", "4", "--accumulate", "2",
               "--supersample", "1", "--warmup", "1", "--log-every", "2", "--eval-every", "100", "--eval-pairs", "4",
