@@ -37,7 +37,8 @@ def _sync(device: torch.device) -> None:
 
 
 def split_of_a_step(batch: int, frame: tuple[int, int], device: torch.device, config: dict) -> dict:
-    """Seconds for one batch: draw (CPU), render (device), model forward+backward (device), eager renderer."""
+    """Seconds for one batch: draw (CPU), render (device), model forward+backward (device); the renderer as
+    the process has it (culled; compiled only after a compiled variant ran, so this runs first)."""
     from pointmap.training.data import draw_views, make_pairs_batch
     from pointmap.training.loss import conf_regression_loss
     from pointmap.training.train import forward_pair, new_model

@@ -99,6 +99,9 @@ def make_pairs_batch(seeds: list[int], size: tuple[int, int] = (224, 224), style
     fov_deg=fov_deg)` when it was drawn ahead (the same batch, without drawing it again)."""
     if drawn is None:
         drawn = draw_views(seeds, 2, size, style, fov_deg=fov_deg)
+    elif drawn.jitter_seed != int(seeds[0]) or len(drawn.cam2world) != len(seeds):
+        raise ValueError(f"drawn batch (first seed {drawn.jitter_seed}, {len(drawn.cam2world)} scenes) is not the "
+                         f"batch of seeds {seeds[0]}.. ({len(seeds)})")
     r, c2w, K = render_drawn(drawn, size, device, supersample)
     img = soften(r.image.permute(0, 1, 4, 2, 3), seeds[0]) * 2 - 1     # (B, 2, 3, H, W)
     ref = c2w[:, 0]

@@ -128,13 +128,16 @@ def _sphere_mask(o: torch.Tensor, d: torch.Tensor, centre: torch.Tensor, radius2
 _sphere_mask_eager = _sphere_mask
 
 
-def _candidates(scenes: Scenes, m: int, o: torch.Tensor, d: torch.Tensor, t_limit: torch.Tensor) -> torch.Tensor:
-    """Flat indices into (B*R) of the rays that may hit object slot m before t_limit (B, R): those that meet the
-    slot's bounding sphere (radius |half|, which encloses a box, an ellipsoid and a cylinder of those
-    half-extents). Scenes whose slot m is empty give no candidate."""
-    radius = scenes.half[:, m].norm(dim=-1) * (1 + 1e-4) + 1e-6            # (B,), a margin for rounding
-    radius2 = torch.where(scenes.kind[:, m] > 0, radius * radius, torch.full_like(radius, -1.0))
-    return _sphere_mask(o, d, scenes.centre[:, m], radius2, t_limit).reshape(-1).nonzero().squeeze(1)
+def _candidates(scenes: Scenes, o: torch.Tensor, d: torch.Tensor, t_limit: torch.Tensor) -> list[torch.Tensor]:
+    """Per object slot m, the flat indices into (B*R) of the rays that may hit it before t_limit (B, R): those
+    that meet its bounding sphere (radius |half|, which encloses a box, an ellipsoid and a cylinder of those
+    half-extents). Empty slots get none. Two host syncs for all slots (the indices, their counts per slot)."""
+    radius = scenes.half.norm(dim=-1) * (1 + 1e-4) + 1e-6                  # (B, M), a margin for rounding
+    radius2 = torch.where(scenes.kind > 0, radius * radius, torch.full_like(radius, -1.0))
+    M = scenes.kind.shape[1]
+    masks = torch.stack([_sphere_mask(o, d, scenes.centre[:, m], radius2[:, m], t_limit) for m in range(M)])
+    slot, ray = masks.reshape(M, -1).nonzero(as_tuple=True)                   # sorted by slot
+    return list(ray.split(torch.bincount(slot, minlength=M).tolist()))
 
 
 def _slot_hit(scenes: Scenes, m: int, o: torch.Tensor, d: torch.Tensor, idx: torch.Tensor):
@@ -153,21 +156,22 @@ def cast(scenes: Scenes, o: torch.Tensor, d: torch.Tensor, objects_only: bool = 
     """Nearest hit of rays o, d (B, R, 3). With objects_only, returns only a (B, R) bool 'blocked before
     t_max' (shadow rays).
 
-    cull: intersect each object slot only with the rays that meet its bounding sphere before the nearest hit
-    so far (a few per cent of the rays: objects are small), instead of with every ray; the same hits up to
-    rounding, several times faster."""
+    cull: intersect each object slot only with the rays that meet its bounding sphere inside the room (or
+    before t_max) — a few per cent of the rays: objects are small — instead of with every ray; the same hits
+    up to rounding, several times faster. cull=False is the plain reference (tests, bench/bench_train.py)."""
     B, R, _ = o.shape
     M = scenes.kind.shape[1]
-    occupied = (scenes.kind > 0).any(0).tolist()                # slots some scene uses (one host sync)
     if objects_only:
         blocked = torch.zeros(B, R, dtype=torch.bool, device=o.device)
+        if cull:
+            for m, idx in enumerate(_candidates(scenes, o, d, t_max)):
+                if len(idx):
+                    t, _ = _slot_hit(scenes, m, o, d, idx)
+                    blocked.view(-1)[idx] |= t < t_max.reshape(-1)[idx]
+            return blocked
+        occupied = (scenes.kind > 0).any(0).tolist()
         for m in range(M):
             if not occupied[m]:
-                continue
-            if cull:
-                idx = _candidates(scenes, m, o, d, t_max)
-                t, _ = _slot_hit(scenes, m, o, d, idx)
-                blocked.view(-1)[idx] |= t < t_max.reshape(-1)[idx]
                 continue
             t, _ = _object_hit(_to_local(o, scenes, m, True), _to_local(d, scenes, m, False),
                                scenes.kind[:, m], scenes.half[:, m])
@@ -181,17 +185,21 @@ def cast(scenes: Scenes, o: torch.Tensor, d: torch.Tensor, objects_only: bool = 
     positive = torch.gather(d, -1, axis[..., None])[..., 0] > 0
     surface = M + 2 * axis + positive.long()
     normal = -torch.sign(torch.gather(d, -1, axis[..., None])) * torch.nn.functional.one_hot(axis, 3).to(d.dtype)
-    for m in range(M):
-        if not occupied[m]:
-            continue
-        if cull:
-            idx = _candidates(scenes, m, o, d, t_best)
+    if cull:
+        # candidates against the room (not the nearest hit so far): one pass, two host syncs per cast
+        for m, idx in enumerate(_candidates(scenes, o, d, t_best)):
+            if not len(idx):
+                continue
             t, n_world = _slot_hit(scenes, m, o, d, idx)
             closer = t < t_best.view(-1)[idx]
             hit = idx[closer]
             t_best.view(-1)[hit] = t[closer]
             normal.view(-1, 3)[hit] = n_world[closer]
             surface.view(-1)[hit] = m
+        return _hits(o, d, t_best, normal, surface)
+    occupied = (scenes.kind > 0).any(0).tolist()
+    for m in range(M):
+        if not occupied[m]:
             continue
         t, n_local = _object_hit(_to_local(o, scenes, m, True), _to_local(d, scenes, m, False),
                                  scenes.kind[:, m], scenes.half[:, m])
@@ -200,9 +208,11 @@ def cast(scenes: Scenes, o: torch.Tensor, d: torch.Tensor, objects_only: bool = 
         n_world = torch.einsum("bij,brj->bri", scenes.rot[:, m], n_local)
         normal = torch.where(closer[..., None], n_world, normal)
         surface = torch.where(closer, torch.full_like(surface, m), surface)
-    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    point = o + t_best[..., None] * d
-    return Hits(t_best, point, normal, surface)
+    return _hits(o, d, t_best, normal, surface)
+
+
+def _hits(o: torch.Tensor, d: torch.Tensor, t: torch.Tensor, normal: torch.Tensor, surface: torch.Tensor) -> Hits:
+    return Hits(t, o + t[..., None] * d, normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12), surface)
 
 
 def shade(scenes: Scenes, hits: Hits, d: torch.Tensor, shadows: bool = True) -> torch.Tensor:

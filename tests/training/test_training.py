@@ -156,13 +156,16 @@ def test_drawing_ahead_in_worker_processes_trains_on_the_same_batches(tmp_path):
     common = ["--size", "32", "--batch", "2", "--accumulate", "2", "--supersample", "1", "--total-steps", "3",
               "--warmup", "1", "--log-every", "1", "--eval-every", "9", "--eval-pairs", "2", "--seed", "6",
               "--aspects", "1:1", "4:3", "--model-config", json.dumps(TINY)]
-    torch.manual_seed(0)
     main(["--rundir", str(tmp_path / "a")] + common)
-    torch.manual_seed(0)
     main(["--rundir", str(tmp_path / "b"), "--draw-workers", "2"] + common)
     sd_a, _ = load_checkpoint_parts(tmp_path / "a" / "ckpt")
     sd_b, _ = load_checkpoint_parts(tmp_path / "b" / "ckpt")
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    # a batch drawn for other seeds is refused, not rendered under these seeds' names
+    from pointmap.training.data import draw_views
+
+    with pytest.raises(ValueError, match="not the batch of seeds 5"):
+        make_pairs_batch([5, 6], (16, 16), supersample=1, drawn=draw_views([3, 4], 2, (16, 16)))
 
 
 def test_culled_ray_casting_finds_the_hits_of_the_dense_one():
