@@ -280,8 +280,13 @@ def render(scenes: Scenes, cam2world: torch.Tensor, K: torch.Tensor, size: tuple
         noise_sd = torch.empty(B, V, 1, 1, 1).uniform_(0.0, 0.02, generator=gen).to(dev)
         img = 1.0 - torch.exp(-1.6 * rad * expo * wb)
         img = img.clamp(0, 1) ** (1 / 2.2)
-        noise = torch.randn(img.shape, generator=gen).to(dev) if dev.type == "cpu" else \
-            torch.randn(img.shape, device=dev)
+        if dev.type == "cpu":
+            noise = torch.randn(img.shape, generator=gen)
+        else:
+            # drawn on the device (a CPU draw of every pixel is slow), from a generator seeded by gen, so a batch
+            # is a function of its seeds on the GPU too (not of the global CUDA stream)
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            noise = torch.randn(img.shape, generator=torch.Generator(device=dev).manual_seed(seed), device=dev)
         img = (img + noise_sd * noise).clamp(0, 1)
     else:
         img = ((1.0 - torch.exp(-1.6 * rad)).clamp(0, 1)) ** (1 / 2.2)

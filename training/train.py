@@ -228,7 +228,6 @@ def main(argv: list[str] | None = None) -> None:
         rank, world = 0, 1
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     torch.manual_seed(args.seed * 1000 + rank)
-    torch.backends.cuda.matmul.allow_tf32 = True
 
     if args.compile_render:
         compile_kernels()
