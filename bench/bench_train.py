@@ -125,21 +125,30 @@ def main(argv: list[str] | None = None) -> dict:
               "frame_hw": list(frame), "batch": args.batch, "accumulate": args.accumulate, "steps": args.steps,
               "draw_workers": args.draw_workers, "smoke": args.smoke, "cpu_threads": torch.get_num_threads(),
               "split_of_a_step_s": split_of_a_step(args.batch, frame, device, config), "variants": {}}
+    names = args.variants.split(",")
+    for name in names:
+        if name not in VARIANTS:
+            ap.error(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
     with tempfile.TemporaryDirectory() as scratch:
-        for name in args.variants.split(","):
-            if name not in VARIANTS:
-                ap.error(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+        for name in names:
             report["variants"][name] = run_variant(name, args, config, Path(scratch))
             print(name, json.dumps(report["variants"][name]), file=sys.stderr, flush=True)
+            # written after every variant: a run stopped by a time limit keeps what it measured, stamped
+            text = _finish(report, complete=name == names[-1], out=args.out)
+    print(text)
+    return json.loads(text)
+
+
+def _finish(report: dict, complete: bool, out: Path | None) -> str:
     base = report["variants"].get("dense", {}).get("pairs_per_s")
     if base:
         report["speedup_vs_dense"] = {k: v["pairs_per_s"] / base for k, v in report["variants"].items()}
-    report = stamp(report)
-    text = json.dumps(report, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return report
+    text = json.dumps(stamp({**report, "complete": complete}), indent=1)
+    if out:
+        part = out.with_name(out.name + ".part")
+        part.write_text(text + "\n")
+        part.replace(out)
+    return text
 
 
 if __name__ == "__main__":

@@ -319,5 +319,6 @@ def test_training_throughput_bench_runs_and_records(tmp_path):
                    check=True, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     report = json.loads(out.read_text())
     assert set(report["variants"]) == {"dense", "cull", "cull+draw"} and report["record"]["command"]
+    assert report["complete"]
     assert all(v["pairs_per_s"] > 0 for v in report["variants"].values())
     assert set(report["split_of_a_step_s"]) == {"draw_s", "render_s", "model_s"}
