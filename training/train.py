@@ -268,7 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     deadline = t0 + 60 * args.max_minutes
     log = open(args.rundir / "log.jsonl", "a") if rank == 0 else None
-    acc_loss, acc_regr, acc_n = 0.0, 0.0, 0
+    # loss sums stay on the device until a record is written: a float() per micro-batch would make the host
+    # wait for each backward before it prepares the next batch
+    acc_loss, acc_regr, acc_n = torch.zeros((), device=device), torch.zeros((), device=device), 0
     acc_frames: dict[str, int] = {}
     n_micro = max(1, args.accumulate)
 
@@ -284,10 +286,12 @@ def main(argv: list[str] | None = None) -> None:
     ahead = (DrawAhead(args.draw_workers, micro_batch, fov_deg=tuple(args.fov_deg))
              if args.draw_workers > 0 else None)
     while True:
-        stop = torch.tensor([time.time() > deadline], device=device)
-        if distributed:
-            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-        if bool(stop) or step >= args.total_steps or (args.max_steps and step >= resume_step + args.max_steps):
+        stop = time.time() > deadline
+        if distributed:                          # every rank stops at the same step
+            flag = torch.tensor([stop], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag)
+        if stop or step >= args.total_steps or (args.max_steps and step >= resume_step + args.max_steps):
             break
         lr = lr_at(step, args.total_steps, args.lr, args.warmup, resume_step, args.rewarm)
         for group in opt.param_groups:
@@ -304,8 +308,8 @@ def main(argv: list[str] | None = None) -> None:
                     p1, c1, p2, c2 = forward_pair(ddp, b.img1, b.img2)
                 loss, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
                 (loss / n_micro).backward()
-            acc_loss += float(loss.detach()) / n_micro
-            acc_regr += float(info["regr"]) / n_micro
+            acc_loss += loss.detach() / n_micro
+            acc_regr += info["regr"] / n_micro
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
@@ -313,8 +317,9 @@ def main(argv: list[str] | None = None) -> None:
         key = f"{frame[1]}x{frame[0]}"
         acc_frames[key] = acc_frames.get(key, 0) + 1
         if step % args.log_every == 0 and rank == 0:
+            loss_mean, regr_mean = float(acc_loss) / acc_n, float(acc_regr) / acc_n     # waits for the device
             now = time.time()
-            rec = {"step": step, "loss": acc_loss / acc_n, "regr": acc_regr / acc_n, "lr": lr,
+            rec = {"step": step, "loss": loss_mean, "regr": regr_mean, "lr": lr,
                    "minutes": (now - t0) / 60, "pairs_seen": step * world * args.batch * n_micro,
                    "pairs_per_s": acc_n * world * args.batch * n_micro / max(now - t_log, 1e-9)}
             if len(shapes) > 1:
@@ -325,7 +330,9 @@ def main(argv: list[str] | None = None) -> None:
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(json.dumps(rec), flush=True)
-            acc_loss, acc_regr, acc_n = 0.0, 0.0, 0
+            acc_loss.zero_()
+            acc_regr.zero_()
+            acc_n = 0
             t_log = time.time()                  # the rate leaves out evaluation and logging
     if ahead is not None:
         ahead.close()
