@@ -7,6 +7,7 @@ All work is batched over scenes and views; objects are visited one slot at a tim
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -241,9 +242,21 @@ def compile_kernels() -> None:
     `torch.compile`d versions, fused into a few kernels (GPU training: `train.py --compile-render`). The
     first batches of each frame shape pay the compilation."""
     global _object_hit, _sphere_mask, albedo
-    _object_hit = torch.compile(_object_hit_eager, dynamic=True)
-    _sphere_mask = torch.compile(_sphere_mask_eager, dynamic=True)
-    albedo = torch.compile(textures.albedo, dynamic=True)
+    _object_hit = _without_grad(torch.compile(_object_hit_eager, dynamic=True))
+    _sphere_mask = _without_grad(torch.compile(_sphere_mask_eager, dynamic=True))
+    albedo = _without_grad(torch.compile(textures.albedo, dynamic=True))
+
+
+def _without_grad(fn):
+    """fn always entered with autograd off. Compiled code is guarded on the grad mode, and training renders
+    its batches with autograd on but its evaluation batches under no_grad: each kernel compiled twice."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return call
 
 
 @dataclass

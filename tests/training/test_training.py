@@ -191,6 +191,28 @@ def test_culled_ray_casting_finds_the_hits_of_the_dense_one():
         assert blocked.any()
 
 
+def test_compiled_renderer_gives_the_eager_batches_without_recompiling_for_the_grad_mode(monkeypatch):
+    """--compile-render on the CPU (inductor's C++ backend): the batches of the eager renderer, and a batch
+    rendered under no_grad (training's evaluation) reuses the kernels compiled with autograd on."""
+    import torch._dynamo
+    from pointmap.training import render
+
+    for name in ("_object_hit", "_sphere_mask", "albedo"):             # restored after the test
+        monkeypatch.setattr(render, name, getattr(render, name))
+    seeds, frame = list(range(60, 63)), (16, 24)
+    eager = make_pairs_batch(seeds, frame, supersample=1, fov_deg=(25.0, 80.0))
+    torch._dynamo.reset()
+    render.compile_kernels()
+    compiled = make_pairs_batch(seeds, frame, supersample=1, fov_deg=(25.0, 80.0))
+    for name in ("img1", "img2", "pts1", "pts2"):
+        close = (getattr(compiled, name) - getattr(eager, name)).abs() <= 2e-3
+        assert close.float().mean() > 0.999, name
+    with torch._dynamo.config.patch(error_on_recompile=True), torch.no_grad():
+        again = make_pairs_batch(seeds, frame, supersample=1, fov_deg=(25.0, 80.0))
+    assert torch.equal(again.img1, compiled.img1)
+    torch._dynamo.reset()
+
+
 def test_checkpoint_roundtrip_and_export_loads_through_the_official_path(tmp_path, monkeypatch):
     import pointmap.training.train as train_mod
     from pointmap.core.weights.checkpoint import load_checkpoint
