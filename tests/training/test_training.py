@@ -213,6 +213,13 @@ def test_compiled_renderer_gives_the_eager_batches_without_recompiling_for_the_g
     torch._dynamo.reset()
 
 
+def test_a_short_cpu_run_with_every_speed_option(tmp_path, monkeypatch):
+    """The GPU tier's run with every speed option, on the CPU (inductor's C++ backend compiles the renderer)."""
+    from helpers_training import run_with_every_speed_option
+
+    assert run_with_every_speed_option(tmp_path, monkeypatch)[-1]["device"] == "cpu"
+
+
 def test_checkpoint_roundtrip_and_export_loads_through_the_official_path(tmp_path, monkeypatch):
     import pointmap.training.train as train_mod
     from pointmap.core.weights.checkpoint import load_checkpoint
