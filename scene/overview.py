@@ -6,12 +6,14 @@ attribute colours renders headless on a CPU, so the picture is made by the same 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import bpy
 import numpy as np
 from mathutils import Vector
 
+from .geonodes import INPUT_RADIUS, get_modifier_input, set_modifier_input
 from .keys import HEIGHT, WIDTH
 
 
@@ -35,38 +37,101 @@ def frustum_object(cam_obj: bpy.types.Object, scene: bpy.types.Scene, depth: flo
     return obj
 
 
+def _behind_the_cameras(cams: list[bpy.types.Object], points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(target, eye), world (3,) each: the points' median, seen from behind, above and a little to the side
+    of the cameras along their mean viewing direction, so the picture shows what the photos show (a fixed
+    world offset looks at an arbitrary side of a run whose world frame comes from its first camera).
+    None when the cameras look every way (a turntable) and have no common direction."""
+    centres = np.array([list(c.matrix_world.translation) for c in cams], np.float64)
+    rotations = np.array([list(map(list, c.matrix_world.to_3x3())) for c in cams], np.float64)
+    look = -rotations[:, :, 2].mean(axis=0)                  # a Blender camera looks down its -Z, up is +Y
+    up = rotations[:, :, 1].mean(axis=0)
+    if np.linalg.norm(look) < 0.3 or np.linalg.norm(np.cross(look, up)) < 1e-3:
+        return None
+    look /= float(np.linalg.norm(look))
+    side = np.cross(look, up)
+    side /= max(float(np.linalg.norm(side)), 1e-9)
+    up = np.cross(side, look)
+    target = np.median(points, axis=0)
+    centre = centres.mean(axis=0)
+    dist = max(float(np.linalg.norm(target - centre)), 1e-6)
+    return target, centre + (-0.6 * look + 0.5 * up + 0.3 * side) * dist
+
+
+def _frame(rotation, eye: np.ndarray, cloud: np.ndarray, always: np.ndarray, aspect: float
+           ) -> tuple[float, float, float]:
+    """(horizontal field of view in radians, shift_x, shift_y) of a camera at `eye` with `rotation` (Blender:
+    looking down -Z) whose frame of height/width `aspect` holds all of `always` (N, 3: the frustums) and all
+    but the outer 1 % on each side of `cloud` (M, 3), centred by lens shift, with a margin."""
+    def tangents(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = (p - eye) @ np.asarray(rotation, np.float64)                      # camera-frame coordinates
+        q = q[q[:, 2] < -1e-9]
+        return q[:, 0] / -q[:, 2], q[:, 1] / -q[:, 2]
+
+    (cx, cy), (ax, ay) = tangents(cloud), tangents(always)
+    xs = np.concatenate([np.percentile(cx, [1, 99]) if len(cx) else [], ax])
+    ys = np.concatenate([np.percentile(cy, [1, 99]) if len(cy) else [], ay])
+    if not len(xs):
+        return float(np.radians(70.0)), 0.0, 0.0
+    (x0, x1), (y0, y1) = (xs.min(), xs.max()), (ys.min(), ys.max())
+    half = min(1.06 * max((x1 - x0) / 2, (y1 - y0) / 2 / aspect, 1e-3), float(np.tan(np.radians(60.0))))
+    return float(2 * np.arctan(half)), float((x0 + x1) / 2 / (2 * half)), float((y0 + y1) / 2 / (2 * half))
+
+
 def render_overview(collection: bpy.types.Collection, scene: bpy.types.Scene, path: str | Path,
-                    size: tuple[int, int] = (720, 450), frustum_depth: float | None = None) -> Path:
+                    size: tuple[int, int] = (720, 450), frustum_depth: float | None = None,
+                    point_scale: float = 1.0) -> Path:
     """Render `collection` (a run built by `build_scene`) from an overview camera into the PNG `path`.
 
     Adds frustums for the run's cameras and an "overview" camera to `scene` (the scene is meant to be thrown
-    away). The picture has a dark background and a 256-colour palette, which keeps it small (< 300 KB).
+    away). point_scale multiplies the points' display radius (seen from further back than the photos, a
+    sparse cloud shows its gaps). The picture has a dark background and a 256-colour palette, which keeps it
+    small (< 300 KB).
     """
     from PIL import Image
 
     cams = [o for o in collection.objects if o.type == "CAMERA"]
     points = [o for o in collection.objects if o.type in ("MESH", "POINTCLOUD") and "frustum" not in o.name]
-    P = [np.array([list(c.matrix_world.translation) for c in cams], np.float64).reshape(-1, 3)]
+    centres = np.array([list(c.matrix_world.translation) for c in cams], np.float64).reshape(-1, 3)
+    clouds = []
     for obj in points:
+        for mod in obj.modifiers:
+            if mod.type == "NODES" and mod.node_group is not None and point_scale != 1.0:
+                with contextlib.suppress(KeyError):
+                    set_modifier_input(obj, mod, INPUT_RADIUS,
+                                       point_scale * get_modifier_input(mod, INPUT_RADIUS))
         co = np.empty(3 * len(obj.data.attributes["position"].data), np.float32)
         obj.data.attributes["position"].data.foreach_get("vector", co)
-        P.append((np.asarray(obj.matrix_world, np.float64)[:3, :3] @ co.reshape(-1, 3).T).T
-                 + np.asarray(obj.matrix_world.translation))
-    P = np.concatenate(P)
+        clouds.append((np.asarray(obj.matrix_world, np.float64)[:3, :3] @ co.reshape(-1, 3).T).T
+                      + np.asarray(obj.matrix_world.translation))
+    cloud = np.concatenate(clouds) if clouds else centres
+    P = np.concatenate([centres, cloud])
     lo, hi = np.percentile(P, 1, axis=0), np.percentile(P, 99, axis=0)
     extent = float(np.linalg.norm(hi - lo))
+    view = bpy.data.objects.new("overview", bpy.data.cameras.new("overview"))
+    view.data.clip_end = 100 * extent
+    scene.collection.objects.link(view)
+    behind = _behind_the_cameras(cams, cloud) if cams else None
+    if behind is not None:
+        target, eye = behind
+        depth = frustum_depth or 0.15 * float(np.linalg.norm(target - centres.mean(axis=0)))
+    else:
+        target = (lo + hi) / 2
+        eye = target + np.array([0.8, -0.85, 0.75]) * extent * 0.85
+        view.data.lens = 30
+        depth = frustum_depth or 0.12 * extent
+    frustum_corners = []
     for c in cams:
         if WIDTH in c and HEIGHT in c:
             scene.render.resolution_x, scene.render.resolution_y = int(c[WIDTH]), int(c[HEIGHT])
-        frustum_object(c, scene, depth=frustum_depth or 0.12 * extent)
-    cam_centre = np.mean([list(c.matrix_world.translation) for c in cams], axis=0) if cams else (lo + hi) / 2
-    centre = Vector((0.65 * (lo + hi) / 2 + 0.35 * cam_centre).tolist())
-    view = bpy.data.objects.new("overview", bpy.data.cameras.new("overview"))
-    view.data.lens = 30
-    view.data.clip_end = 100 * extent
-    scene.collection.objects.link(view)
-    view.location = centre + Vector((0.8, -0.85, 0.75)) * extent * 0.85
-    view.rotation_euler = (centre - view.location).to_track_quat("-Z", "Y").to_euler()
+        frustum = frustum_object(c, scene, depth=depth)
+        frustum_corners.append(np.array([list(frustum.matrix_world @ v.co) for v in frustum.data.vertices]))
+    view.location = Vector(eye.tolist())
+    view.rotation_euler = (Vector(target.tolist()) - view.location).to_track_quat("-Z", "Y").to_euler()
+    if behind is not None:
+        view.data.sensor_fit = "HORIZONTAL"
+        view.data.angle, view.data.shift_x, view.data.shift_y = _frame(
+            view.rotation_euler.to_matrix(), eye, cloud, np.concatenate(frustum_corners), size[1] / size[0])
     scene.camera = view
     r = scene.render
     r.resolution_x, r.resolution_y = size
@@ -74,8 +139,9 @@ def render_overview(collection: bpy.types.Collection, scene: bpy.types.Scene, pa
     r.pixel_aspect_x = r.pixel_aspect_y = 1.0
     r.engine = "BLENDER_WORKBENCH"
     shading = scene.display.shading
-    shading.light = "STUDIO"
+    shading.light = "FLAT"                   # the points' own colours, unshaded
     shading.color_type = "VERTEX"
+    scene.view_settings.view_transform = "Standard"      # the photos' colours (AgX, the default, washes them out)
     scene.display.render_aa = "8"
     r.film_transparent = True
     r.image_settings.file_format = "PNG"

@@ -6,6 +6,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from helpers_synthrecon import make_synthetic_recon  # noqa: E402
+from mathutils import Vector  # noqa: E402
 from PIL import Image  # noqa: E402
 from pointmap.scene import SceneOptions, build_scene, use_camera_render_settings  # noqa: E402
 
@@ -65,3 +66,34 @@ def test_cycles_render_shows_point_colours(tmp_path):
     rgb = img[img[..., 3] > 200][:, :3].astype(int)
     assert len(rgb) > 0.5 * img.shape[0] * img.shape[1]
     assert ((rgb.max(1) - rgb.min(1)) > 60).mean() > 0.2
+
+
+def test_overview_picture_looks_at_the_scene_from_behind_the_cameras(tmp_path):
+    """The README pictures' camera: behind and above the run's cameras, facing the points, every frustum in
+    frame, the points' colours unshaded."""
+    from pointmap.scene.overview import render_overview
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    coll = build_scene(make_synthetic_recon(n_views=5), scene,
+                       SceneOptions(depth_textures=None, background_images=False, mesh_points=True))
+    cams = [o for o in coll.objects if o.type == "CAMERA"]
+    path = render_overview(coll, scene, tmp_path / "overview.png", size=(360, 225), point_scale=2.0)
+    view = scene.camera
+    assert view.name == "overview"
+    look = view.matrix_world.to_3x3() @ Vector((0.0, 0.0, -1.0))
+    cam_look = sum((c.matrix_world.to_3x3() @ Vector((0.0, 0.0, -1.0)) for c in cams), Vector()).normalized()
+    assert look.dot(cam_look) > 0.5                                   # the way the photos look
+    mean_cam = sum((c.matrix_world.translation for c in cams), Vector()) / len(cams)
+    assert (mean_cam - view.location).dot(cam_look) > 0               # from behind the cameras
+    from bpy_extras.object_utils import world_to_camera_view
+
+    for obj in coll.objects:
+        if "frustum" in obj.name:
+            for v in obj.data.vertices:
+                u, w, z = world_to_camera_view(scene, view, obj.matrix_world @ v.co)
+                assert 0 <= u <= 1 and 0 <= w <= 1 and z > 0, obj.name
+    img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert img.shape == (225, 360, 3)
+    lit = np.abs(img - np.array([30, 32, 38])).sum(-1) > 30
+    assert 0.3 < lit.mean() < 0.97                                    # the room fills most of the frame

@@ -332,10 +332,10 @@ def test_demo_model_reconstructs_the_sample_photos_end_to_end(tmp_path):
     coll = build_scene(rec, scene, SceneOptions(depth_textures=None, background_images=False, mesh_points=True))
     docs = os.environ.get("POINTMAP_WRITE_DOCS") == "1"
     picture = render_overview(coll, scene, ROOT / "docs" / "demo_result.png" if docs else tmp_path / "demo.png",
-                              size=(640, 400))
+                              size=(640, 400), point_scale=2.0)
     img = np.asarray(Image.open(picture).convert("RGB")).astype(int)
     lit = np.abs(img - np.array([30, 32, 38])).sum(-1) > 30
-    assert 0.05 < lit.mean() < 0.9                 # the still life and its cameras fill part of the frame
+    assert 0.3 < lit.mean() < 0.97                 # the still life and its cameras fill most of the frame
 
 
 def test_training_throughput_bench_runs_and_records(tmp_path):
