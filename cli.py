@@ -366,6 +366,7 @@ def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
     from .core.errors import PointmapError
     from .core.progress import count
     from .scene import build_scene
+    from .scene.viewport import frame_viewports
 
     fused = None
     if args.fused_mesh or args.mesh_texture:
@@ -399,6 +400,7 @@ def _build_and_save(args: argparse.Namespace, rec, scene_opts) -> int:
     for warning in rec.warnings[n_warnings:]:   # the scene builder's own warnings
         print(f"pointmap: warning: {warning}", flush=True)
     print(f"pointmap: reconstructed {count(rec.n_views, 'view')} into collection '{coll.name}'", flush=True)
+    frame_viewports(coll)                        # the saved file opens on the reconstruction, in colour
     out = os.path.abspath(args.output)
     bpy.ops.wm.save_as_mainfile(filepath=out)
     print(f"pointmap: wrote {out}", flush=True)

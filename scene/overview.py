@@ -13,6 +13,7 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
+from .framing import behind_the_cameras, look_rotation, run_cameras, run_points
 from .geonodes import INPUT_RADIUS, get_modifier_input, set_modifier_input
 from .keys import HEIGHT, WIDTH
 
@@ -35,27 +36,6 @@ def frustum_object(cam_obj: bpy.types.Object, scene: bpy.types.Scene, depth: flo
     for c in cam_obj.users_collection:
         c.objects.link(obj)
     return obj
-
-
-def _behind_the_cameras(cams: list[bpy.types.Object], points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(target, eye), world (3,) each: the points' median, seen from behind, above and a little to the side
-    of the cameras along their mean viewing direction, so the picture shows what the photos show (a fixed
-    world offset looks at an arbitrary side of a run whose world frame comes from its first camera).
-    None when the cameras look every way (a turntable) and have no common direction."""
-    centres = np.array([list(c.matrix_world.translation) for c in cams], np.float64)
-    rotations = np.array([list(map(list, c.matrix_world.to_3x3())) for c in cams], np.float64)
-    look = -rotations[:, :, 2].mean(axis=0)                  # a Blender camera looks down its -Z, up is +Y
-    up = rotations[:, :, 1].mean(axis=0)
-    if np.linalg.norm(look) < 0.3 or np.linalg.norm(np.cross(look, up)) < 1e-3:
-        return None
-    look /= float(np.linalg.norm(look))
-    side = np.cross(look, up)
-    side /= max(float(np.linalg.norm(side)), 1e-9)
-    up = np.cross(side, look)
-    target = np.median(points, axis=0)
-    centre = centres.mean(axis=0)
-    dist = max(float(np.linalg.norm(target - centre)), 1e-6)
-    return target, centre + (-0.6 * look + 0.5 * up + 0.3 * side) * dist
 
 
 def _frame(rotation, eye: np.ndarray, cloud: np.ndarray, always: np.ndarray, aspect: float
@@ -90,28 +70,25 @@ def render_overview(collection: bpy.types.Collection, scene: bpy.types.Scene, pa
     """
     from PIL import Image
 
-    cams = [o for o in collection.objects if o.type == "CAMERA"]
-    points = [o for o in collection.objects if o.type in ("MESH", "POINTCLOUD") and "frustum" not in o.name]
+    cams = run_cameras(collection)
+    if point_scale != 1.0:
+        for obj in collection.all_objects:
+            for mod in obj.modifiers:
+                if mod.type == "NODES" and mod.node_group is not None:
+                    with contextlib.suppress(KeyError):
+                        set_modifier_input(obj, mod, INPUT_RADIUS,
+                                           point_scale * get_modifier_input(mod, INPUT_RADIUS))
     centres = np.array([list(c.matrix_world.translation) for c in cams], np.float64).reshape(-1, 3)
-    clouds = []
-    for obj in points:
-        for mod in obj.modifiers:
-            if mod.type == "NODES" and mod.node_group is not None and point_scale != 1.0:
-                with contextlib.suppress(KeyError):
-                    set_modifier_input(obj, mod, INPUT_RADIUS,
-                                       point_scale * get_modifier_input(mod, INPUT_RADIUS))
-        co = np.empty(3 * len(obj.data.attributes["position"].data), np.float32)
-        obj.data.attributes["position"].data.foreach_get("vector", co)
-        clouds.append((np.asarray(obj.matrix_world, np.float64)[:3, :3] @ co.reshape(-1, 3).T).T
-                      + np.asarray(obj.matrix_world.translation))
-    cloud = np.concatenate(clouds) if clouds else centres
+    cloud = run_points(collection)
+    if not len(cloud):
+        cloud = centres
     P = np.concatenate([centres, cloud])
     lo, hi = np.percentile(P, 1, axis=0), np.percentile(P, 99, axis=0)
     extent = float(np.linalg.norm(hi - lo))
     view = bpy.data.objects.new("overview", bpy.data.cameras.new("overview"))
     view.data.clip_end = 100 * extent
     scene.collection.objects.link(view)
-    behind = _behind_the_cameras(cams, cloud) if cams else None
+    behind = behind_the_cameras(cams, cloud)
     if behind is not None:
         target, eye = behind
         depth = frustum_depth or 0.15 * float(np.linalg.norm(target - centres.mean(axis=0)))
@@ -127,7 +104,7 @@ def render_overview(collection: bpy.types.Collection, scene: bpy.types.Scene, pa
         frustum = frustum_object(c, scene, depth=depth)
         frustum_corners.append(np.array([list(frustum.matrix_world @ v.co) for v in frustum.data.vertices]))
     view.location = Vector(eye.tolist())
-    view.rotation_euler = (Vector(target.tolist()) - view.location).to_track_quat("-Z", "Y").to_euler()
+    view.rotation_euler = look_rotation(eye, target).to_euler()
     if behind is not None:
         view.data.sensor_fit = "HORIZONTAL"
         view.data.angle, view.data.shift_x, view.data.shift_y = _frame(
