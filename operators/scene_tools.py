@@ -1,4 +1,5 @@
-"""Scene orientation operators (3D View sidebar, "Scene Tools"): floor, wall, origin, axis, scale, flip.
+"""Scene orientation operators (3D View sidebar, "Scene Tools"): floor, wall, origin, axis, scale, flip; and
+View Run, which points the 3D view at a run.
 
 Thin wrappers: the maths is `scene.orient`, the application to a run's collection `scene.tools`.
 Each is one undoable step (REGISTER, UNDO) that transforms the whole run — cameras (keys included),
@@ -145,6 +146,34 @@ class POINTMAP_OT_flip_floor(_SceneTool, bpy.types.Operator):
         return flip_transform()
 
 
-classes = (POINTMAP_OT_set_floor, POINTMAP_OT_set_wall, POINTMAP_OT_set_origin, POINTMAP_OT_set_axis,
+class POINTMAP_OT_view_run(bpy.types.Operator):
+    """Look at the run (of the active object, or the scene's only one) from behind its cameras, in Solid view
+    coloured by the points' own colours"""
+
+    bl_idname = "pointmap.view_run"
+    bl_label = "View Run"
+
+    @classmethod
+    def poll(cls, context):
+        area = getattr(context, "area", None)
+        return area is not None and area.type == "VIEW_3D" and _SceneTool.poll(context)
+
+    def execute(self, context):
+        from ..scene.tools import ToolError, run_collection_of
+        from ..scene.viewport import frame_view
+
+        try:
+            coll = run_collection_of(getattr(context, "active_object", None), context.scene)
+        except ToolError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        if frame_view(context.area.spaces.active, coll):
+            self.report({"INFO"}, f"Viewing {coll.name} from behind its cameras.")
+        else:
+            self.report({"INFO"}, f"{coll.name} has no cameras to look along; colours shown by attribute.")
+        return {"FINISHED"}
+
+
+classes = (POINTMAP_OT_view_run, POINTMAP_OT_set_floor, POINTMAP_OT_set_wall, POINTMAP_OT_set_origin, POINTMAP_OT_set_axis,
            POINTMAP_OT_set_scale, POINTMAP_OT_flip_floor)
 register, unregister = bpy.utils.register_classes_factory(classes)

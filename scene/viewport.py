@@ -2,7 +2,7 @@
 
 The command line builds into a fresh file and saves it; without this, the file would open on Blender's
 default view of the origin with material colours, where a point cloud is a grey haze. The panel leaves the
-artist's own viewports alone.
+artist's viewports alone after a run; its "View Run" tool (`pointmap.view_run`) does this for one view.
 """
 
 from __future__ import annotations
@@ -14,23 +14,24 @@ from .framing import behind_the_cameras, look_rotation, run_cameras, run_points
 
 
 def frame_viewports(collection: bpy.types.Collection) -> int:
-    """Every 3D viewport of every screen in the file: look at the run from behind and above its cameras (see
-    `framing.behind_the_cameras`), far enough back to hold its points, clip range to the run's size, and Solid
-    shading coloured by attribute (the points' and meshes' `Color`). Returns how many viewports it set; a run
-    without cameras or points leaves the views where they are and only sets the colour."""
-    cams, points = run_cameras(collection), run_points(collection)
-    behind = behind_the_cameras(cams, points)
-    n = 0
-    for screen in bpy.data.screens:
-        for area in screen.areas:
-            if area.type != "VIEW_3D":
-                continue
-            space = area.spaces.active
-            space.shading.color_type = "VERTEX"                 # "Attribute" in the UI
-            if behind is not None:
-                _look(space, *behind, points)
-            n += 1
-    return n
+    """Every 3D viewport of every screen in the file: see `frame_view`. Returns how many it set."""
+    spaces = [a.spaces.active for screen in bpy.data.screens for a in screen.areas if a.type == "VIEW_3D"]
+    for space in spaces:
+        frame_view(space, collection)
+    return len(spaces)
+
+
+def frame_view(space: bpy.types.SpaceView3D, collection: bpy.types.Collection) -> bool:
+    """One 3D viewport: look at the run from behind and above its cameras (`framing.behind_the_cameras`), far
+    enough back to hold its points, clip range to the run's size, and Solid shading coloured by attribute (the
+    points' and meshes' `Color`). False when the run has no cameras to look along (the view stays where it
+    is; only the colour is set)."""
+    space.shading.color_type = "VERTEX"                 # "Attribute" in the UI
+    points = run_points(collection)
+    behind = behind_the_cameras(run_cameras(collection), points)
+    if behind is not None:
+        _look(space, *behind, points)
+    return behind is not None
 
 
 def _look(space: bpy.types.SpaceView3D, target: np.ndarray, eye: np.ndarray, points: np.ndarray) -> None:

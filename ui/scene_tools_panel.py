@@ -19,6 +19,7 @@ class POINTMAP_PT_scene_tools(_Sidebar, bpy.types.Panel):
         hint = "Select vertices of the points (Edit Mode) or empties"
         if obj is not None and obj.mode == "EDIT" and obj.type == "MESH":
             hint = f"{obj.data.total_vert_sel} vertices selected"
+        layout.operator("pointmap.view_run", icon="HIDE_OFF")
         layout.label(text=hint, icon="INFO")
         col = layout.column(align=True)
         row = col.row(align=True)

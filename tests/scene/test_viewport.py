@@ -52,3 +52,33 @@ def test_a_run_without_cameras_keeps_the_views_and_sets_the_colour():
     assert frame_viewports(coll) == len(before) > 0
     assert [tuple(s.region_3d.view_location) for s in _viewports()] == before
     assert all(s.shading.color_type == "VERTEX" for s in _viewports())
+
+
+def test_view_run_tool_points_the_3d_view_at_the_run():
+    """The sidebar's View Run (operators/scene_tools.py) in a 3D View; without one it is not offered."""
+    from pointmap import register, unregister
+    from pointmap.scene import SceneOptions, build_scene
+    from pointmap.scene.framing import run_points
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    register()
+    try:
+        coll = build_scene(make_synthetic_recon(n_views=4), bpy.context.scene,
+                           SceneOptions(depth_textures=None, background_images=False))
+        assert not bpy.ops.pointmap.view_run.poll()                   # no 3D View in this context
+        area = next(a for a in bpy.context.screen.areas if a.type == "VIEW_3D")
+        space = area.spaces.active
+        space.shading.color_type = "MATERIAL"
+        with bpy.context.temp_override(area=area, space_data=space, region=area.regions[-1]):
+            assert bpy.ops.pointmap.view_run() == {"FINISHED"}
+        assert space.shading.color_type == "VERTEX"
+        np.testing.assert_allclose(np.array(space.region_3d.view_location), np.median(run_points(coll), axis=0),
+                                   atol=1e-4)
+        build_scene(make_synthetic_recon(n_views=3), bpy.context.scene,
+                    SceneOptions(depth_textures=None, background_images=False))
+        bpy.context.view_layer.objects.active = None
+        with bpy.context.temp_override(area=area, space_data=space, region=area.regions[-1]):
+            with pytest.raises(RuntimeError, match="Several pointmap reconstructions"):
+                bpy.ops.pointmap.view_run()
+    finally:
+        unregister()
