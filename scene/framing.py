@@ -15,9 +15,10 @@ def run_cameras(collection: bpy.types.Collection) -> list[bpy.types.Object]:
     return [o for o in collection.all_objects if o.type == "CAMERA"]
 
 
-def run_points(collection: bpy.types.Collection) -> np.ndarray:
+def run_points(collection: bpy.types.Collection, limit: int = 500_000) -> np.ndarray:
     """(N, 3) world positions of the run's point clouds and meshes (their stored vertices, before the display
-    modifier; frustum wireframes left out). Empty (0, 3) when the run has none."""
+    modifier; frustum wireframes left out), for framing statistics: a regular subsample of at most about
+    `limit` points. Empty (0, 3) when the run has none."""
     clouds = []
     for obj in collection.all_objects:
         if obj.type != "MESH" or "frustum" in obj.name or "position" not in obj.data.attributes:
@@ -26,7 +27,10 @@ def run_points(collection: bpy.types.Collection) -> np.ndarray:
         obj.data.attributes["position"].data.foreach_get("vector", co)
         m = np.asarray(obj.matrix_world, np.float64)
         clouds.append(co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3])
-    return np.concatenate(clouds) if clouds else np.zeros((0, 3))
+    if not clouds:
+        return np.zeros((0, 3))
+    points = np.concatenate(clouds)
+    return points[::-(-len(points) // limit)]
 
 
 def behind_the_cameras(cams: list[bpy.types.Object], points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

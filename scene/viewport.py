@@ -16,8 +16,10 @@ from .framing import behind_the_cameras, look_rotation, run_cameras, run_points
 def frame_viewports(collection: bpy.types.Collection) -> int:
     """Every 3D viewport of every screen in the file: see `frame_view`. Returns how many it set."""
     spaces = [a.spaces.active for screen in bpy.data.screens for a in screen.areas if a.type == "VIEW_3D"]
+    points = run_points(collection)                     # read once: a run may hold millions of points
+    behind = behind_the_cameras(run_cameras(collection), points)
     for space in spaces:
-        frame_view(space, collection)
+        _show(space, behind, points)
     return len(spaces)
 
 
@@ -26,12 +28,16 @@ def frame_view(space: bpy.types.SpaceView3D, collection: bpy.types.Collection) -
     enough back to hold its points, clip range to the run's size, and Solid shading coloured by attribute (the
     points' and meshes' `Color`). False when the run has no cameras to look along (the view stays where it
     is; only the colour is set)."""
-    space.shading.color_type = "VERTEX"                 # "Attribute" in the UI
     points = run_points(collection)
     behind = behind_the_cameras(run_cameras(collection), points)
+    _show(space, behind, points)
+    return behind is not None
+
+
+def _show(space: bpy.types.SpaceView3D, behind: tuple[np.ndarray, np.ndarray] | None, points: np.ndarray) -> None:
+    space.shading.color_type = "VERTEX"                 # "Attribute" in the UI
     if behind is not None:
         _look(space, *behind, points)
-    return behind is not None
 
 
 def _look(space: bpy.types.SpaceView3D, target: np.ndarray, eye: np.ndarray, points: np.ndarray) -> None:
