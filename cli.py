@@ -314,7 +314,7 @@ def run(args: argparse.Namespace, online: bool | None = None) -> int:
         return EXIT_USAGE
 
     if args.from_reconstruction:
-        from .scene.shot import load_reconstruction
+        from .core.reconstruction import load_reconstruction
 
         try:
             rec = load_reconstruction(args.from_reconstruction)

@@ -18,6 +18,7 @@ Conventions (every backend produces exactly these):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,3 +148,18 @@ class Reconstruction:
                 fps=extra.get("fps"), metric_scale=bool(extra.get("metric_scale", False)),
                 warnings=list(extra["warnings"]), meta=dict(extra["meta"]),
             )
+
+
+def load_reconstruction(path: str | os.PathLike) -> Reconstruction:
+    """`Reconstruction.load` with a user-facing error naming the file."""
+    from .errors import InputError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"The saved reconstruction {path} does not exist.", path)
+    try:
+        rec = Reconstruction.load(path)
+        rec.validate()
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"{path} is not a saved pointmap reconstruction ({err}).", path) from err
+    return rec

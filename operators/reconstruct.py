@@ -198,7 +198,7 @@ class POINTMAP_OT_reconstruct(ReconstructOptions, JobOperator, bpy.types.Operato
         stride = self.stride
 
         def load(progress, cancel):
-            from ..scene.shot import load_reconstruction
+            from ..core.reconstruction import load_reconstruction
 
             recon = load_reconstruction(path)
             if shot_frames:

@@ -212,7 +212,7 @@ def find_run(context):
 def remesh_work(path: str, mesh_options, progress: ProgressFn | None = None, cancel=None):
     """Worker thread: the saved reconstruction at `path` → its fused mesh (MeshingError says why not)."""
     from ..core.meshing import fuse_reconstruction
-    from .shot import load_reconstruction
+    from ..core.reconstruction import load_reconstruction
 
     report(progress, "load", 0, 1, os.path.basename(path))
     recon = load_reconstruction(path)

@@ -10,24 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from ..core.errors import InputError, PointmapError
+from ..core.errors import PointmapError
 from ..core.frames import parse_frame_range, select_frames
+from ..core.reconstruction import load_reconstruction
 from .options import SceneOptions
-
-
-def load_reconstruction(path: str | os.PathLike):
-    """`Reconstruction.load` with a user-facing error naming the file."""
-    from ..core.reconstruction import Reconstruction
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"The saved reconstruction {path} does not exist.", path)
-    try:
-        rec = Reconstruction.load(path)
-        rec.validate()
-    except (OSError, KeyError, ValueError) as err:
-        raise InputError(f"{path} is not a saved pointmap reconstruction ({err}).", path) from err
-    return rec
 
 
 def _check_output(path: str | None, what: str) -> None:

@@ -38,25 +38,43 @@ def score(pred_c2w: np.ndarray, pred_K: np.ndarray, true_c2w: np.ndarray, true_K
 
 
 def score_files(recon_path: str | Path, cameras_json: str | Path) -> dict:
-    from ..core.reconstruction import Reconstruction
+    """`score` of a saved reconstruction against a cameras file (module doc). Unusable input raises
+    InputError naming the file."""
+    from ..core.errors import InputError
+    from ..core.reconstruction import load_reconstruction
 
-    rec = Reconstruction.load(recon_path)
-    truth = json.loads(Path(cameras_json).read_text())["cameras"]
+    rec = load_reconstruction(recon_path)
+    try:
+        truth = json.loads(Path(cameras_json).read_text())["cameras"]
+    except FileNotFoundError as err:
+        raise InputError(f"The cameras file {cameras_json} does not exist.", str(cameras_json)) from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{cameras_json} is not a cameras file (JSON with a \"cameras\" object, as "
+                         f"samples/photos/cameras.json): {err!r}", str(cameras_json)) from err
     names = [Path(p).name if p else n for p, n in zip(rec.paths, rec.names, strict=True)]
     missing = [n for n in names if n not in truth]
     if missing:
-        raise SystemExit(f"{cameras_json} has no camera for {', '.join(missing)}")
-    true_c2w = np.array([truth[n]["cam2world"] for n in names], float)
-    true_K = np.array([truth[n]["K"] for n in names], float)
+        raise InputError(f"{cameras_json} has no camera for {', '.join(missing)}", str(cameras_json))
+    try:
+        true_c2w = np.array([truth[n]["cam2world"] for n in names], float).reshape(len(names), 4, 4)
+        true_K = np.array([truth[n]["K"] for n in names], float).reshape(len(names), 3, 3)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{cameras_json}: a camera lacks a 4x4 \"cam2world\" or a 3x3 \"K\" ({err!r})",
+                         str(cameras_json)) from err
     return score(rec.cam2world, rec.K, true_c2w, true_K)
 
 
 def main(argv=None) -> None:
+    from ..core.errors import PointmapError
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("reconstruction", type=Path)
     ap.add_argument("cameras", type=Path)
     args = ap.parse_args(argv)
-    print(json.dumps(score_files(args.reconstruction, args.cameras), indent=1))
+    try:
+        print(json.dumps(score_files(args.reconstruction, args.cameras), indent=1))
+    except PointmapError as err:
+        raise SystemExit(f"score_cameras: {err}") from None
 
 
 if __name__ == "__main__":

@@ -46,3 +46,25 @@ def test_views_per_scene_follow_the_seed_and_stay_in_range():
     counts = [views_for_seed(EVAL_SEED_BASE + i, (4, 6)) for i in range(40)]
     assert set(counts) == {4, 5, 6}
     assert counts == [views_for_seed(EVAL_SEED_BASE + i, (4, 6)) for i in range(40)]
+
+
+def test_scoring_unusable_files_is_a_sentence_naming_the_file(tmp_path):
+    """score_cameras on a missing or foreign file: one line naming it, no traceback (issue 14, item 6)."""
+    import subprocess
+    import sys
+
+    from helpers_synthrecon import make_synthetic_recon
+
+    make_synthetic_recon(n_views=2).save(tmp_path / "r.npz")
+    (tmp_path / "not.json").write_text("[1, 2")
+    (tmp_path / "other.json").write_text('{"cameras": {"someone_else.png": {}}}')
+    (tmp_path / "fake.npz").write_bytes(b"not a zip")
+    cases = [(tmp_path / "missing.npz", tmp_path / "not.json", "missing.npz does not exist"),
+             (tmp_path / "fake.npz", tmp_path / "not.json", "fake.npz is not a saved pointmap reconstruction"),
+             (tmp_path / "r.npz", tmp_path / "none.json", "none.json does not exist"),
+             (tmp_path / "r.npz", tmp_path / "not.json", "not.json is not a cameras file"),
+             (tmp_path / "r.npz", tmp_path / "other.json", "other.json has no camera for")]
+    for recon, cameras, message in cases:
+        run = subprocess.run([sys.executable, "-m", "pointmap.training.score_cameras", str(recon), str(cameras)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
