@@ -56,6 +56,8 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", choices=INPUT_CROPS, default=None,
                     help="frames the model expects at 224 (default: from the checkpoint's training settings)")
     args = ap.parse_args(argv)
+    if not (args.ckpt / "step.json").is_file():
+        ap.error(f"{args.ckpt} is not a training checkpoint folder (it has no step.json)")
     print(export(args.ckpt, args.out, args.crop))
 
 

@@ -123,6 +123,11 @@ def test_training_with_aspects_logs_frames_and_exports_a_whole_frame_model(tmp_p
     # (a square-only run's export: test_training.py's export test)
     with pytest.raises(SystemExit):
         main(["--rundir", str(tmp_path / "bad"), "--aspects", "4x3", *common])
+    from pointmap.training.export import main as export_main
+
+    with pytest.raises(SystemExit):                                   # argparse's one-line error, no traceback
+        export_main([str(tmp_path / "no-such-checkpoint"), str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------------------
