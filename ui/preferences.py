@@ -13,6 +13,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from .. import deps
+from ..core.weights.bundled import DEMO_NAME
 
 ADDON_ID = __package__.rpartition(".")[0]       # "pointmap" or "bl_ext.<repo>.pointmap"
 LOCAL = "LOCAL"
@@ -62,6 +63,9 @@ def _checkpoint_items(_self, _context):
         # Checkpoints a studio may use commercially (Apache-2.0 DA3 models) say so in the list itself.
         _registry_items.extend((name, name + (" (Apache-2.0, commercial use OK)" if registry.get(name).commercial_ok
                                               else ""), registry.get(name).description) for name in registry.names())
+        _registry_items.append((DEMO_NAME, "pointmap demo model (bundled, offline)",
+                                "A small DUSt3R trained here on synthetic scenes, shipped with the extension: "
+                                "nothing to download; for trying pointmap, not for real photos"))
         _registry_items.append((LOCAL, "Local file or folder", "A checkpoint already on disk"))
     return _registry_items
 
@@ -85,6 +89,8 @@ class POINTMAP_AP_preferences(bpy.types.AddonPreferences):
         col.prop(self, "checkpoint")
         if self.checkpoint == LOCAL:
             col.prop(self, "local_checkpoint")
+        elif self.checkpoint == DEMO_NAME:
+            col.label(text="Bundled with the extension: nothing to download.", icon="CHECKMARK")
         else:
             row = col.row()
             row.prop(self, "cache_dir")

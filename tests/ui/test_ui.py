@@ -169,12 +169,15 @@ def test_cli_device_cuda_without_gpu_is_a_usage_error(registered, tmp_path, caps
     assert out.count("no usable CUDA GPU") == 1 and not (tmp_path / "x.blend").exists()
 
 
-def test_checkpoint_choices_are_the_registry_and_a_local_file(registered):
+def test_checkpoint_choices_are_the_registry_the_demo_and_a_local_file(registered):
     from pointmap.core.weights import registry
+    from pointmap.core.weights.bundled import DEMO_NAME, is_demo
+    from pointmap.core.weights.resolve import resolve_checkpoint
     from pointmap.ui.preferences import LOCAL, _checkpoint_items
 
     items = _checkpoint_items(None, None)
-    assert [item[0] for item in items] == [*registry.names(), LOCAL]
+    assert [item[0] for item in items] == [*registry.names(), DEMO_NAME, LOCAL]
+    assert is_demo(resolve_checkpoint("", DEMO_NAME))          # chosen in the preferences: no download, no cache
     assert items[0][0] == registry.DEFAULT and "commercial use OK" in items[0][1]   # the initial choice
     assert all(item[2] for item in items)                    # every choice has a tooltip
     assert _checkpoint_items(None, None) == items            # asking again adds nothing
