@@ -105,9 +105,9 @@ class POINTMAP_PT_model(_Sidebar, bpy.types.Panel):
         layout = self.layout
         layout.prop(s, "checkpoint")
         if not s.checkpoint:
-            from .preferences import get_settings
+            from .preferences import get_settings, preferred_checkpoint_label
 
-            layout.label(text=f"Preferences: {get_settings(context).checkpoint or 'none chosen'}")
+            layout.label(text=preferred_checkpoint_label(get_settings(context)))
         layout.prop(s, "backend")
         layout.prop(s, "device")
         layout.prop(s, "image_size")

@@ -158,6 +158,22 @@ class Settings:
     precision: str = "auto"
 
 
+def preferred_checkpoint_label(settings: Settings) -> str:
+    """The panel's line for a run that names no checkpoint: the preferences' choice, and when that official
+    checkpoint is not downloaded, that the bundled demo model runs instead (`resolve_checkpoint`'s offline
+    default). A few file checks; nothing is read."""
+    from ..core.errors import PointmapError
+    from ..core.weights.bundled import is_demo
+    from ..core.weights.resolve import default_name, resolve_checkpoint
+
+    name = settings.checkpoint or default_name()
+    try:
+        runs_demo = name != DEMO_NAME and is_demo(resolve_checkpoint("", settings.checkpoint, settings.cache_dir))
+    except PointmapError:          # nothing usable: the run says why and how to get it
+        runs_demo = False
+    return f"Preferences: {name}" + (" (not downloaded: the demo model runs)" if runs_demo else "")
+
+
 def get_prefs(context=None):
     context = context or bpy.context
     addon = context.preferences.addons.get(ADDON_ID)

@@ -183,6 +183,28 @@ def test_checkpoint_choices_are_the_registry_the_demo_and_a_local_file(registere
     assert _checkpoint_items(None, None) == items            # asking again adds nothing
 
 
+def test_panel_says_when_the_demo_model_runs_instead(registered, tmp_path):
+    """Nothing chosen in the panel and the preferred official checkpoint not downloaded: the Model section says
+    the demo model runs (resolve_checkpoint's offline default), not only the preferred name."""
+    from pointmap.core.weights import registry
+    from pointmap.core.weights.download import cached_checkpoint
+    from pointmap.ui.preferences import Settings, preferred_checkpoint_label
+
+    empty = str(tmp_path / "weights")
+    assert preferred_checkpoint_label(Settings(checkpoint=registry.DEFAULT, cache_dir=empty)) == \
+        f"Preferences: {registry.DEFAULT} (not downloaded: the demo model runs)"
+    assert preferred_checkpoint_label(Settings(checkpoint="demo", cache_dir=empty)) == "Preferences: demo"
+    # downloaded (the files the registry names, present in the cache): no note
+    spec = registry.get(registry.DEFAULT)
+    folder = tmp_path / "weights" / spec.name
+    folder.mkdir(parents=True)
+    for f in spec.files():
+        (folder / f.filename).write_bytes(b"")
+    assert cached_checkpoint(registry.DEFAULT, empty) is not None
+    assert preferred_checkpoint_label(Settings(checkpoint=registry.DEFAULT, cache_dir=empty)) == \
+        f"Preferences: {registry.DEFAULT}"
+
+
 def test_offline_refusals(registered):
     assert not bpy.app.online_access
     with pytest.raises(RuntimeError, match="offline"):
