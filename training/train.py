@@ -285,57 +285,59 @@ def main(argv: list[str] | None = None) -> None:
     t_log = time.time()
     ahead = (DrawAhead(args.draw_workers, micro_batch, fov_deg=tuple(args.fov_deg))
              if args.draw_workers > 0 else None)
-    while True:
-        stop = time.time() > deadline
-        if distributed:                          # every rank stops at the same step
-            flag = torch.tensor([stop], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag)
-        if stop or step >= args.total_steps or (args.max_steps and step >= resume_step + args.max_steps):
-            break
-        lr = lr_at(step, args.total_steps, args.lr, args.warmup, resume_step, args.rewarm)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        for micro in range(n_micro):
-            k = (step - resume_step) * n_micro + micro
-            seeds, frame = micro_batch(k)            # one frame per step: every micro-batch draws the same
-            b = make_pairs_batch(seeds, frame, device=device, supersample=args.supersample,
-                                 fov_deg=tuple(args.fov_deg), drawn=ahead.get(k) if ahead else None)
-            sync = contextlib.nullcontext() if not distributed or micro == n_micro - 1 else ddp.no_sync()
-            with sync:
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    p1, c1, p2, c2 = forward_pair(ddp, b.img1, b.img2)
-                loss, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
-                (loss / n_micro).backward()
-            acc_loss += loss.detach() / n_micro
-            acc_regr += info["regr"] / n_micro
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        acc_n += 1
-        key = f"{frame[1]}x{frame[0]}"
-        acc_frames[key] = acc_frames.get(key, 0) + 1
-        if step % args.log_every == 0 and rank == 0:
-            loss_mean, regr_mean = float(acc_loss) / acc_n, float(acc_regr) / acc_n     # waits for the device
-            now = time.time()
-            rec = {"step": step, "loss": loss_mean, "regr": regr_mean, "lr": lr,
-                   "minutes": (now - t0) / 60, "pairs_seen": step * world * args.batch * n_micro,
-                   "pairs_per_s": acc_n * world * args.batch * n_micro / max(now - t_log, 1e-9)}
-            if len(shapes) > 1:
-                rec["frames"] = acc_frames     # steps per frame (WxH) since the last record
-            acc_frames = {}
-            if step % args.eval_every == 0:
-                rec.update(evaluate(model, device, args.eval_pairs, args.batch, size, eval_frames))
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(json.dumps(rec), flush=True)
-            acc_loss.zero_()
-            acc_regr.zero_()
-            acc_n = 0
-            t_log = time.time()                  # the rate leaves out evaluation and logging
-    if ahead is not None:
-        ahead.close()
+    try:
+        while True:
+            stop = time.time() > deadline
+            if distributed:                          # every rank stops at the same step
+                flag = torch.tensor([stop], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                stop = bool(flag)
+            if stop or step >= args.total_steps or (args.max_steps and step >= resume_step + args.max_steps):
+                break
+            lr = lr_at(step, args.total_steps, args.lr, args.warmup, resume_step, args.rewarm)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            for micro in range(n_micro):
+                k = (step - resume_step) * n_micro + micro
+                seeds, frame = micro_batch(k)            # one frame per step: every micro-batch draws the same
+                b = make_pairs_batch(seeds, frame, device=device, supersample=args.supersample,
+                                     fov_deg=tuple(args.fov_deg), drawn=ahead.get(k) if ahead else None)
+                sync = contextlib.nullcontext() if not distributed or micro == n_micro - 1 else ddp.no_sync()
+                with sync:
+                    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                        p1, c1, p2, c2 = forward_pair(ddp, b.img1, b.img2)
+                    loss, info = conf_regression_loss(p1, c1, p2, c2, b.pts1, b.pts2)
+                    (loss / n_micro).backward()
+                acc_loss += loss.detach() / n_micro
+                acc_regr += info["regr"] / n_micro
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            acc_n += 1
+            key = f"{frame[1]}x{frame[0]}"
+            acc_frames[key] = acc_frames.get(key, 0) + 1
+            if step % args.log_every == 0 and rank == 0:
+                loss_mean, regr_mean = float(acc_loss) / acc_n, float(acc_regr) / acc_n     # waits for the device
+                now = time.time()
+                rec = {"step": step, "loss": loss_mean, "regr": regr_mean, "lr": lr,
+                       "minutes": (now - t0) / 60, "pairs_seen": step * world * args.batch * n_micro,
+                       "pairs_per_s": acc_n * world * args.batch * n_micro / max(now - t_log, 1e-9)}
+                if len(shapes) > 1:
+                    rec["frames"] = acc_frames     # steps per frame (WxH) since the last record
+                acc_frames = {}
+                if step % args.eval_every == 0:
+                    rec.update(evaluate(model, device, args.eval_pairs, args.batch, size, eval_frames))
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                print(json.dumps(rec), flush=True)
+                acc_loss.zero_()
+                acc_regr.zero_()
+                acc_n = 0
+                t_log = time.time()                  # the rate leaves out evaluation and logging
+    finally:                                     # the workers go even when a step fails
+        if ahead is not None:
+            ahead.close()
     if rank == 0:
         final = {"step": step, "final": True, "minutes": (time.time() - t0) / 60}
         final.update(evaluate(model, device, args.eval_pairs, args.batch, size, eval_frames))

@@ -168,6 +168,25 @@ def test_drawing_ahead_in_worker_processes_trains_on_the_same_batches(tmp_path):
         make_pairs_batch([5, 6], (16, 16), supersample=1, drawn=draw_views([3, 4], 2, (16, 16)))
 
 
+def test_a_failing_step_shuts_the_draw_workers_down(tmp_path, monkeypatch):
+    """A step that raises (out of memory, a bad batch) ends the run with that error and the worker processes."""
+    import pointmap.training.train as train_mod
+    from pointmap.training.draw_ahead import DrawAhead
+
+    closed = []
+    close = DrawAhead.close
+    monkeypatch.setattr(DrawAhead, "close", lambda self: (closed.append(self), close(self)))
+
+    def failing_batch(*_args, **_kwargs):
+        raise RuntimeError("a step that fails")
+
+    monkeypatch.setattr(train_mod, "make_pairs_batch", failing_batch)
+    with pytest.raises(RuntimeError, match="a step that fails"):
+        main(["--rundir", str(tmp_path / "run"), "--size", "32", "--batch", "2", "--supersample", "1",
+              "--total-steps", "2", "--draw-workers", "1", "--model-config", json.dumps(TINY)])
+    assert len(closed) == 1
+
+
 def test_culled_ray_casting_finds_the_hits_of_the_dense_one():
     """Intersecting each object only with the rays that meet its bounding sphere changes no hit but the odd
     grazing ray (where rounding decides whether a tangent ray touches a sphere)."""
